@@ -1,0 +1,106 @@
+"""The per-vif record: a generic subset of libvirt's ``<interface>`` element.
+
+The JSON field names below are the wire contract; ``codec`` maps them to and
+from libvirt's XML spelling. Everything here is pure data: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .ids import Mac
+
+#: Interface types with a backend; other types are kept verbatim.
+KNOWN_INTERFACE_TYPES = ("bridge", "network", "direct", "hostdev", "vhostuser", "ethernet")
+
+#: Parameters each virtualport type may carry (libvirt's names).
+VIRTUALPORT_PARAMETERS: dict[str | None, frozenset[str]] = {
+    "openvswitch": frozenset({"interfaceid", "profileid"}),
+    "802.1Qbg": frozenset({"managerid", "typeid", "typeidversion", "instanceid"}),
+    "802.1Qbh": frozenset({"profileid"}),
+    "midonet": frozenset({"interfaceid"}),
+}
+
+PORTDATA_DEFAULT_MAX = 64 * 1024
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(BaseModel):
+    """``<source>``: its attributes as they are (bridge, network, dev, mode, ...).
+
+    hostdev interfaces carry a child ``<address>``; it is kept as a mapping.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, str] = Field(init=False)  # type: ignore[assignment]
+
+    address: dict[str, str] | None = None
+
+    def attributes(self) -> dict[str, str]:
+        return dict(self.__pydantic_extra__ or {})
+
+
+class VirtualPort(_Strict):
+    type: str | None = None
+    parameters: dict[str, str] = Field(default_factory=dict)
+    portdata: str | None = None
+
+
+class VlanTag(_Strict):
+    id: int = Field(ge=0, le=4095)
+    native_mode: Literal["tagged", "untagged"] | None = None
+
+
+class Vlan(_Strict):
+    trunk: bool | None = None
+    tags: list[VlanTag] = Field(min_length=1, max_length=4096)
+
+
+class Rate(_Strict):
+    average: int | None = Field(default=None, ge=0)
+    peak: int | None = Field(default=None, ge=0)
+    burst: int | None = Field(default=None, ge=0)
+    floor: int | None = Field(default=None, ge=0)
+
+
+class Bandwidth(_Strict):
+    inbound: Rate | None = None
+    outbound: Rate | None = None
+
+
+class Interface(_Strict):
+    """One virtual NIC, keyed by ``mac`` within a domain."""
+
+    mac: Mac
+    type: str = "bridge"
+    source: Source | None = None
+    target_dev: str | None = None
+    model: str | None = None
+    virtualport: VirtualPort | None = None
+    vlan: Vlan | None = None
+    mtu: int | None = Field(default=None, ge=68, le=65535)
+    link_state: Literal["up", "down"] | None = None
+    bandwidth: Bandwidth | None = None
+
+    @property
+    def portdata(self) -> str | None:
+        return self.virtualport.portdata if self.virtualport else None
+
+    @property
+    def virtualport_type(self) -> str | None:
+        return self.virtualport.type if self.virtualport else None
+
+    def with_portdata(self, portdata: str | None) -> Interface:
+        """A copy whose ``<virtualport>`` carries ``portdata``."""
+        vp = self.virtualport or VirtualPort(type=None)
+        return self.model_copy(update={"virtualport": vp.model_copy(update={"portdata": portdata})})
+
+    def without_portdata(self) -> Interface:
+        if self.virtualport is None or self.virtualport.portdata is None:
+            return self
+        return self.with_portdata(None)

@@ -1,0 +1,156 @@
+"""Migrations, per-vif records and their results, hosts, inbox items."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .ids import DomainUUID, Mac
+from .interface import Interface
+
+HostName = str  # validated by HOST_PATTERN where it enters
+HOST_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
+
+
+class MigrationState(enum.StrEnum):
+    PENDING = "pending"
+    UPLOADED = "uploaded"
+    APPLIED = "applied"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {MigrationState.COMPLETED, MigrationState.CANCELLED, MigrationState.EXPIRED}
+)
+ACTIVE_STATES = frozenset(MigrationState) - TERMINAL_STATES
+
+
+class VifStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPLIED = "applied"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+OnMismatch = Literal["skip", "fail"]
+
+
+def portdata_digest(portdata: str | None) -> str:
+    """sha256 hex of the UTF-8 port data (the empty string when absent)."""
+    return hashlib.sha256((portdata or "").encode("utf-8")).hexdigest()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MigrationCreate(_Model):
+    domain_uuid: DomainUUID
+    source_host: str = Field(pattern=HOST_PATTERN)
+    destination_host: str = Field(pattern=HOST_PATTERN)
+    domain_name: str | None = Field(default=None, max_length=1024)
+    ttl_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    on_backend_mismatch: OnMismatch = "skip"
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class VifResult(_Model):
+    """The destination's outcome for one vif."""
+
+    status: VifStatus = VifStatus.PENDING
+    applied_generation: int = 0
+    detail: str | None = None
+    digest: str | None = None
+
+
+class VifSummary(_Model):
+    """A vif as shown inside a migration."""
+
+    mac: Mac
+    generation: int
+    status: VifStatus
+    applied_generation: int
+    detail: str | None = None
+
+
+class Migration(_Model):
+    id: str
+    domain_uuid: DomainUUID
+    domain_name: str | None = None
+    source_host: str
+    destination_host: str
+    state: MigrationState
+    on_backend_mismatch: OnMismatch
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    revision: int
+    interfaces: list[VifSummary] = Field(default_factory=list)
+
+
+class VifRecord(_Model):
+    """One stored record: the interface (port data purged when terminal) and its result."""
+
+    domain_uuid: DomainUUID
+    mac: Mac
+    generation: int
+    interface: Interface | None
+    result: VifResult
+    revision: int = 0
+
+
+class ResultIn(_Model):
+    mac: Mac
+    generation: int = Field(ge=1)
+    status: Literal["applied", "skipped", "failed"]
+    detail: str | None = Field(default=None, max_length=4096)
+    digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class ResultsIn(_Model):
+    results: list[ResultIn] = Field(min_length=1, max_length=4096)
+
+
+class BackendInfo(_Model):
+    """What a host's backend can do (sent in heartbeats, used for preflight)."""
+
+    name: str
+    available: bool = True
+    interface_types: list[str] = Field(default_factory=list)
+    virtualport_types: list[str] = Field(default_factory=list)
+    detail: str | None = None
+
+
+class HostIn(_Model):
+    agent_version: str | None = Field(default=None, max_length=128)
+    backends: list[BackendInfo] = Field(default_factory=list, max_length=64)
+
+
+class Host(_Model):
+    name: str
+    last_seen: datetime
+    agent_version: str | None = None
+    backends: list[BackendInfo] = Field(default_factory=list)
+
+
+class InboxItem(_Model):
+    revision: int
+    direction: Literal["incoming", "outgoing"]
+    migration: Migration
+    interfaces: list[VifRecord] = Field(default_factory=list)
+
+
+class Inbox(_Model):
+    revision: int
+    items: list[InboxItem] = Field(default_factory=list)

@@ -1,0 +1,34 @@
+"""Storage: the Store protocol, its implementations, and the change hub."""
+
+from .base import Store
+from .errors import (
+    Conflict,
+    InvalidTransition,
+    NoActiveMigration,
+    NotFound,
+    PreconditionFailed,
+    StoreError,
+    StoreUnavailable,
+)
+from .hub import ChangeHub
+
+__all__ = [
+    "ChangeHub",
+    "Conflict",
+    "InvalidTransition",
+    "NoActiveMigration",
+    "NotFound",
+    "PreconditionFailed",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+]
+
+
+def open_store(url: str) -> Store:
+    """Build the store for ``url`` (``sqlite:///PATH``; ``postgresql://…`` comes later)."""
+    if url.startswith("sqlite:"):
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url.removeprefix("sqlite://"))
+    raise ValueError(f"unsupported store URL: {url!r}")

@@ -1,0 +1,117 @@
+"""The Store protocol: everything the broker keeps, with no notion of HTTP.
+
+Every implementation runs the same contract suite (tests/store/). Each write is
+durable before it returns, and only then published on ``hub`` so a long-poll
+never hands out anything not yet on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from vifbroker.model import (
+    Host,
+    HostIn,
+    Inbox,
+    Interface,
+    Migration,
+    MigrationCreate,
+    MigrationState,
+    ResultIn,
+    VifRecord,
+)
+
+from .hub import ChangeHub
+
+
+class Store(Protocol):
+    hub: ChangeHub
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema, start background writers."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database answers."""
+
+    async def current_revision(self) -> int: ...
+
+    # migrations
+    async def create_migration(self, req: MigrationCreate, now: datetime) -> tuple[Migration, bool]:
+        """Create (True) or, for the same ``id`` and body, return the existing one (False).
+
+        Conflict when another active migration exists for the domain or the id is
+        taken with a different body.
+        """
+
+    async def get_migration(self, migration_id: str) -> Migration:
+        """NotFound when unknown."""
+
+    async def list_migrations(
+        self,
+        *,
+        state: MigrationState | None = None,
+        domain_uuid: str | None = None,
+        host: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[Migration], str | None]:
+        """Oldest first; the second element is the cursor of the next page, if any."""
+
+    async def transition(
+        self, migration_id: str, to: MigrationState, now: datetime
+    ) -> Migration:
+        """Move to a terminal state (completed, cancelled) and purge port data.
+
+        Repeating the same terminal transition is a no-op; any other move out of a
+        terminal state is InvalidTransition.
+        """
+
+    async def expire(self, now: datetime) -> list[str]:
+        """Expire active migrations past ``expires_at``; return their ids."""
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete terminal migrations last updated before ``older_than``."""
+
+    # records
+    async def active_migration(self, domain_uuid: str) -> Migration:
+        """The domain's active migration, or NoActiveMigration."""
+
+    async def put_interfaces(
+        self,
+        domain_uuid: str,
+        interfaces: Sequence[Interface],
+        now: datetime,
+        *,
+        if_match: dict[str, int] | None = None,
+    ) -> tuple[Migration, list[VifRecord]]:
+        """Store new generations of these vifs in the active migration, atomically.
+
+        ``if_match`` maps MAC to the generation the writer last saw
+        (PreconditionFailed when it is not the current one; 0 = must not exist).
+        """
+
+    async def get_interfaces(self, domain_uuid: str, mac: str | None = None) -> list[VifRecord]:
+        """Records of the domain's active migration (else its latest one)."""
+
+    async def post_results(
+        self, migration_id: str, results: Sequence[ResultIn], now: datetime
+    ) -> Migration:
+        """Record destination results; a result for an old generation changes nothing."""
+
+    # inbox
+    async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
+        """Items of migrations where ``host`` is source or destination, changed after ``after``."""
+
+    async def events(self, after: int, limit: int = 500) -> list[Migration]:
+        """Migrations changed after ``after``, by revision."""
+
+    # hosts
+    async def heartbeat(self, name: str, info: HostIn, now: datetime) -> Host: ...
+
+    async def get_host(self, name: str) -> Host: ...
+
+    async def list_hosts(self) -> list[Host]: ...

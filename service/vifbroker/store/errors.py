@@ -1,0 +1,43 @@
+"""Store errors: what went wrong in domain terms. The server maps them to HTTP.
+
+    StoreError
+    ├── NotFound              no such migration / record / host
+    ├── Conflict              another active migration for the domain; id reused with another body
+    ├── NoActiveMigration     an upload for a domain with no active migration
+    ├── PreconditionFailed    If-Match generation is stale
+    ├── InvalidTransition     e.g. complete on a cancelled migration
+    └── StoreUnavailable      the database cannot be reached (translated driver error)
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Root of every store error."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    pass
+
+
+class NoActiveMigration(StoreError):
+    pass
+
+
+class PreconditionFailed(StoreError):
+    def __init__(self, message: str, *, mac: str, current_generation: int) -> None:
+        super().__init__(message)
+        self.mac = mac
+        self.current_generation = current_generation
+
+
+class InvalidTransition(StoreError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass

@@ -1,0 +1,61 @@
+"""Wake-ups for long-polls, pushed from the commit.
+
+A store publishes ``(revision, keys)`` after each durable commit; waiters park on
+the keys they care about (``host:<name>``, ``migration:<id>``, ``*``). With
+thousands of idle long-polls, a commit wakes only the waiters of its keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+
+
+class ChangeHub:
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Future[int]]] = defaultdict(set)
+        self.revision = 0
+
+    def publish(self, revision: int, keys: Iterable[str]) -> None:
+        """Record ``revision`` as durable and wake every waiter on ``keys`` (and ``*``)."""
+        if revision > self.revision:
+            self.revision = revision
+        for key in (*keys, "*"):
+            waiters = self._waiters.pop(key, None)
+            if not waiters:
+                continue
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(revision)
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    async def wait(self, keys: Iterable[str], timeout: float) -> bool:
+        """Wait until a commit touches one of ``keys``; False on timeout."""
+        if timeout <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        keys = tuple(keys)
+        for key in keys:
+            self._waiters[key].add(fut)
+        handle = loop.call_later(timeout, _expire, fut)
+        try:
+            await fut
+            return fut.result() >= 0
+        finally:
+            handle.cancel()
+            for key in keys:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(fut)
+                    if not waiters:
+                        del self._waiters[key]
+
+
+def _expire(fut: asyncio.Future[int]) -> None:
+    if not fut.done():
+        fut.set_result(-1)
