@@ -3,6 +3,10 @@
 Every implementation runs the same contract suite (tests/store/). Each write is
 durable before it returns, and only then published on ``hub`` so a long-poll
 never hands out anything not yet on disk.
+
+Hub keys published for a change to migration M: ``migration:<M.id>``,
+``host:<M.source_host>``, ``host:<M.destination_host>``, ``domain:<M.domain_uuid>``;
+for a heartbeat: ``hosts``. Every publish also wakes ``*``.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ class Store(Protocol):
         """Raise StoreUnavailable unless the database answers."""
 
     async def current_revision(self) -> int: ...
+
+    async def count_by_state(self) -> dict[MigrationState, int]:
+        """Number of migrations in each state (for metrics)."""
 
     # migrations
     async def create_migration(self, req: MigrationCreate, now: datetime) -> tuple[Migration, bool]:
