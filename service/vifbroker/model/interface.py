@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .ids import Mac
+from .xmlsafe import PortDataText, XmlName, XmlText
 
 #: Interface types with a backend; other types are kept verbatim.
 KNOWN_INTERFACE_TYPES = ("bridge", "network", "direct", "hostdev", "vhostuser", "ethernet")
@@ -34,21 +35,23 @@ class Source(BaseModel):
     """``<source>``: its attributes as they are (bridge, network, dev, mode, ...).
 
     hostdev interfaces carry a child ``<address>``; it is kept as a mapping.
+    udp/mcast/server/client interfaces carry an ``address`` *attribute*; it is
+    kept as a string. libvirt never uses both on one ``<source>``.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    __pydantic_extra__: dict[str, str] = Field(init=False)  # type: ignore[assignment]
+    __pydantic_extra__: dict[XmlName, XmlText] = Field(init=False)  # type: ignore[assignment]
 
-    address: dict[str, str] | None = None
+    address: dict[XmlName, XmlText] | XmlText | None = None
 
     def attributes(self) -> dict[str, str]:
         return dict(self.__pydantic_extra__ or {})
 
 
 class VirtualPort(_Strict):
-    type: str | None = None
-    parameters: dict[str, str] = Field(default_factory=dict)
-    portdata: str | None = None
+    type: XmlText | None = None
+    parameters: dict[XmlName, XmlText] = Field(default_factory=dict)
+    portdata: PortDataText | None = None
 
 
 class VlanTag(_Strict):
@@ -77,10 +80,10 @@ class Interface(_Strict):
     """One virtual NIC, keyed by ``mac`` within a domain."""
 
     mac: Mac
-    type: str = "bridge"
+    type: XmlText = "bridge"
     source: Source | None = None
-    target_dev: str | None = None
-    model: str | None = None
+    target_dev: XmlText | None = None
+    model: XmlText | None = None
     virtualport: VirtualPort | None = None
     vlan: Vlan | None = None
     mtu: int | None = Field(default=None, ge=68, le=65535)

@@ -3,6 +3,7 @@
 from .base import Store
 from .errors import (
     Conflict,
+    InvalidInput,
     InvalidTransition,
     NoActiveMigration,
     NotFound,
@@ -15,6 +16,7 @@ from .hub import ChangeHub
 __all__ = [
     "ChangeHub",
     "Conflict",
+    "InvalidInput",
     "InvalidTransition",
     "NoActiveMigration",
     "NotFound",

@@ -5,7 +5,8 @@
     ├── Conflict              another active migration for the domain; id reused with another body
     ├── NoActiveMigration     an upload for a domain with no active migration
     ├── PreconditionFailed    If-Match generation is stale
-    ├── InvalidTransition     e.g. complete on a cancelled migration
+    ├── InvalidTransition     e.g. complete on a cancelled migration, results for a terminal one
+    ├── InvalidInput          unknown MAC in results, duplicate MACs, a generation that never existed
     └── StoreUnavailable      the database cannot be reached (translated driver error)
 """
 
@@ -36,6 +37,10 @@ class PreconditionFailed(StoreError):
 
 
 class InvalidTransition(StoreError):
+    pass
+
+
+class InvalidInput(StoreError):
     pass
 
 
