@@ -40,7 +40,7 @@ class Source(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    __pydantic_extra__: dict[XmlName, XmlText] = Field(init=False)  # type: ignore[assignment]
+    __pydantic_extra__: dict[XmlName, XmlText] = Field(init=False)
 
     address: dict[XmlName, XmlText] | XmlText | None = None
 

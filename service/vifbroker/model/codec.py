@@ -1,0 +1,418 @@
+"""XML encoding of :class:`~vifbroker.model.interface.Interface` (libvirt's spelling).
+
+XML and JSON are two encodings of one model: ``parse(to_xml(i)) == i`` for
+every valid ``Interface``. Ingest reads a single ``<interface>``, an
+``<interfaces>`` list or a whole libvirt ``<domain>``; anything outside the
+subset is ignored, anything inside it that is wrong raises
+:class:`XMLCodecError` (a ``ValueError``) naming the place — never anything
+else, whatever the bytes.
+
+Two encodings decisions outside libvirt's own format (``<portdata>`` is ours):
+
+* port data that XML 1.0 cannot carry (control characters, U+FFFE/U+FFFF) is
+  written as ``<portdata encoding='base64'>`` of its UTF-8 bytes, so JSON's
+  whole string range survives a trip through XML;
+* in lists and domains, a ``<teaming type='transient'>`` member is dropped:
+  libvirt unplugs that VF before migration, and it shares its MAC with the
+  persistent virtio member that does carry the port.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lxml import etree
+from pydantic import ValidationError
+
+from .ids import normalize_mac, normalize_uuid
+from .interface import Interface, Rate
+from .xmlsafe import is_xml_text
+
+DocumentKind = Literal["interface", "interfaces", "domain"]
+
+_UINT = re.compile(r"^[0-9]{1,19}$")
+_YES_NO = {"yes": True, "no": False}
+_RATE_FIELDS = ("average", "peak", "burst", "floor")
+# Children of <interface> we read; each may appear at most once.
+_SINGLETONS = (
+    "mac",
+    "source",
+    "target",
+    "model",
+    "virtualport",
+    "vlan",
+    "mtu",
+    "link",
+    "bandwidth",
+)
+
+
+class XMLCodecError(ValueError):
+    """The document is not well-formed XML, or not a valid ``<interface>`` subset."""
+
+
+@dataclass(frozen=True)
+class InterfaceDocument:
+    """What an ingested document held."""
+
+    kind: DocumentKind
+    interfaces: tuple[Interface, ...]
+    #: ``<domain><uuid>``, or ``<interfaces domain='…'>``; normalised.
+    domain_uuid: str | None = None
+    domain_name: str | None = None
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_document(data: bytes | str) -> InterfaceDocument:
+    """Read ``<interface>``, ``<interfaces>`` or ``<domain>`` into interfaces."""
+    root = _parse_xml(data)
+    if root.tag == "interface":
+        return InterfaceDocument("interface", (interface_from_element(root),))
+    if root.tag == "interfaces":
+        items = [c for c in _elements(root) if c.tag == "interface"]
+        unknown = sorted({c.tag for c in _elements(root) if c.tag != "interface"})
+        if unknown:
+            raise XMLCodecError(f"<interfaces> may only hold <interface>, not <{unknown[0]}>")
+        return InterfaceDocument(
+            "interfaces",
+            _interfaces_of(items),
+            domain_uuid=_uuid_or_none(root.get("domain"), "<interfaces domain>"),
+        )
+    if root.tag == "domain":
+        devices = _one(root, "devices", "domain")
+        items = [] if devices is None else [c for c in _elements(devices) if c.tag == "interface"]
+        return InterfaceDocument(
+            "domain",
+            _interfaces_of(items),
+            domain_uuid=_uuid_or_none(_child_text(root, "uuid"), "<domain><uuid>"),
+            domain_name=_child_text(root, "name"),
+        )
+    raise XMLCodecError(
+        f"expected <interface>, <interfaces> or <domain> as the root, not <{_tag_name(root)}>"
+    )
+
+
+def parse_interfaces(data: bytes | str) -> list[Interface]:
+    """The interfaces of any accepted document (see :func:`parse_document`)."""
+    return list(parse_document(data).interfaces)
+
+
+def parse_interface(data: bytes | str) -> Interface:
+    """Exactly one ``<interface>`` element as the root."""
+    root = _parse_xml(data)
+    if root.tag != "interface":
+        raise XMLCodecError(f"expected <interface> as the root, not <{_tag_name(root)}>")
+    return interface_from_element(root)
+
+
+def interface_from_element(el: etree._Element) -> Interface:
+    """Read one ``<interface>`` element (from a tree the caller already holds)."""
+    children = _singletons(el, _SINGLETONS, "interface")
+    mac_el = children.get("mac")
+    if mac_el is None:
+        raise XMLCodecError("<interface> has no <mac address='…'/>")
+    mac = _required_attr(mac_el, "address", "mac")
+    try:
+        mac = normalize_mac(mac)
+    except ValueError as exc:
+        raise XMLCodecError(f"<mac address>: {exc}") from exc
+    where = f"interface {mac}"
+    fields: dict[str, Any] = {"mac": mac}
+    if (itype := el.get("type")) is not None:
+        fields["type"] = itype
+    if (source := children.get("source")) is not None:
+        fields["source"] = _source(source, where)
+    if (target := children.get("target")) is not None and target.get("dev") is not None:
+        fields["target_dev"] = target.get("dev")
+    if (model := children.get("model")) is not None and model.get("type") is not None:
+        fields["model"] = model.get("type")
+    if (vport := children.get("virtualport")) is not None:
+        fields["virtualport"] = _virtualport(vport, where)
+    if (vlan := children.get("vlan")) is not None:
+        fields["vlan"] = _vlan(vlan, where)
+    if (mtu := children.get("mtu")) is not None:
+        fields["mtu"] = _uint(_required_attr(mtu, "size", f"{where}: mtu"), f"{where}: <mtu size>")
+    if (link := children.get("link")) is not None:
+        fields["link_state"] = _required_attr(link, "state", f"{where}: link")
+    if (bandwidth := children.get("bandwidth")) is not None:
+        fields["bandwidth"] = _bandwidth(bandwidth, where)
+    try:
+        return Interface.model_validate(fields)
+    except ValidationError as exc:
+        raise XMLCodecError(f"{where}: {_summarise(exc)}") from exc
+
+
+def _parse_xml(data: bytes | str) -> etree._Element:
+    # No DTD loading, no entity expansion, no network: a DOCTYPE is refused
+    # below, so "billion laughs" and external entities never get a chance.
+    # libxml2's default (non-huge) limits bound depth and text node size.
+    options: dict[str, Any] = {
+        "resolve_entities": False,
+        "no_network": True,
+        "load_dtd": False,
+        "huge_tree": False,
+        "remove_comments": True,
+        "remove_pis": True,
+        "collect_ids": False,
+    }
+    if isinstance(data, str):
+        # lxml refuses str input that carries an encoding declaration; the
+        # text is already decoded, so the declaration has nothing to say.
+        data, options["encoding"] = data.encode("utf-8", "surrogatepass"), "utf-8"
+    if not data.strip():
+        raise XMLCodecError("empty document")
+    try:
+        root = etree.fromstring(data, etree.XMLParser(**options))
+    except etree.XMLSyntaxError as exc:
+        raise XMLCodecError(f"not well-formed XML: {exc}") from exc
+    except (etree.LxmlError, ValueError) as exc:  # e.g. an unknown encoding declaration
+        raise XMLCodecError(f"unreadable XML: {exc}") from exc
+    if root.getroottree().docinfo.internalDTD is not None:
+        raise XMLCodecError("a DOCTYPE is not accepted")
+    return root
+
+
+def _interfaces_of(items: Iterable[etree._Element]) -> tuple[Interface, ...]:
+    result: list[Interface] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        try:
+            teaming = _one(item, "teaming", "interface")
+            if teaming is not None and teaming.get("type") == "transient":
+                continue
+            iface = interface_from_element(item)
+        except XMLCodecError as exc:
+            raise XMLCodecError(f"<interface> #{index + 1}: {exc}") from exc
+        if iface.mac in seen:
+            raise XMLCodecError(
+                f"<interface> #{index + 1}: MAC {iface.mac} repeats <interface> #{seen[iface.mac]}"
+            )
+        seen[iface.mac] = index + 1
+        result.append(iface)
+    return tuple(result)
+
+
+def _source(el: etree._Element, where: str) -> dict[str, Any]:
+    fields: dict[str, Any] = _attributes(el)
+    address = _one(el, "address", f"{where}: source")
+    if address is not None:
+        if "address" in fields:
+            raise XMLCodecError(f"{where}: <source> has both an address attribute and <address>")
+        fields["address"] = _attributes(address)
+    return fields
+
+
+def _virtualport(el: etree._Element, where: str) -> dict[str, Any]:
+    children = _singletons(el, ("parameters", "portdata"), f"{where}: virtualport")
+    fields: dict[str, Any] = {"type": el.get("type")}
+    if (params := children.get("parameters")) is not None:
+        fields["parameters"] = _attributes(params)
+    if (portdata := children.get("portdata")) is not None:
+        fields["portdata"] = _portdata(portdata, where)
+    return fields
+
+
+def _portdata(el: etree._Element, where: str) -> str:
+    if next(_elements(el), None) is not None:
+        raise XMLCodecError(f"{where}: <portdata> holds text only, not elements")
+    text = el.text or ""
+    encoding = el.get("encoding")
+    if encoding is None:
+        return text
+    if encoding != "base64":
+        raise XMLCodecError(f"{where}: <portdata encoding={encoding!r}> is not 'base64'")
+    try:
+        return base64.b64decode("".join(text.split()), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise XMLCodecError(f"{where}: <portdata> is not base64 of UTF-8: {exc}") from exc
+
+
+def _vlan(el: etree._Element, where: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {"tags": []}
+    if (trunk := el.get("trunk")) is not None:
+        fields["trunk"] = _yes_no(trunk, f"{where}: <vlan trunk>")
+    for tag in _elements(el):
+        if tag.tag != "tag":
+            continue
+        item: dict[str, Any] = {
+            "id": _uint(_required_attr(tag, "id", f"{where}: vlan tag"), f"{where}: <tag id>")
+        }
+        if (native := tag.get("nativeMode")) is not None:
+            item["native_mode"] = native
+        fields["tags"].append(item)
+    return fields
+
+
+def _bandwidth(el: etree._Element, where: str) -> dict[str, Any]:
+    children = _singletons(el, ("inbound", "outbound"), f"{where}: bandwidth")
+    fields: dict[str, Any] = {}
+    for direction, rate_el in children.items():
+        fields[direction] = {
+            name: _uint(value, f"{where}: <{direction} {name}>")
+            for name in _RATE_FIELDS
+            if (value := rate_el.get(name)) is not None
+        }
+    return fields
+
+
+def _elements(el: etree._Element) -> Iterator[etree._Element]:
+    # Comments and PIs are removed while parsing; entity references cannot
+    # occur without a DOCTYPE. Only elements remain — and the str check keeps
+    # it that way for trees a caller built.
+    return (child for child in el if isinstance(child.tag, str))
+
+
+def _one(el: etree._Element, tag: str, where: str) -> etree._Element | None:
+    found = [child for child in _elements(el) if child.tag == tag]
+    if len(found) > 1:
+        raise XMLCodecError(f"{where}: more than one <{tag}>")
+    return found[0] if found else None
+
+
+def _singletons(el: etree._Element, tags: tuple[str, ...], where: str) -> dict[str, etree._Element]:
+    found: dict[str, etree._Element] = {}
+    for child in _elements(el):
+        if child.tag in tags:
+            if child.tag in found:
+                raise XMLCodecError(f"{where}: more than one <{child.tag}>")
+            found[str(child.tag)] = child
+    return found
+
+
+def _attributes(el: etree._Element) -> dict[str, str]:
+    # Namespaced attributes ("{uri}name") belong to someone else's extension.
+    return {str(k): str(v) for k, v in el.attrib.items() if not str(k).startswith("{")}
+
+
+def _required_attr(el: etree._Element, name: str, where: str) -> str:
+    value = el.get(name)
+    if value is None:
+        raise XMLCodecError(f"{where}: <{el.tag}> needs a {name} attribute")
+    return value
+
+
+def _uint(value: str, where: str) -> int:
+    text = value.strip()
+    if not _UINT.match(text):
+        raise XMLCodecError(f"{where}: {value!r} is not an unsigned integer")
+    return int(text)
+
+
+def _yes_no(value: str, where: str) -> bool:
+    if value not in _YES_NO:
+        raise XMLCodecError(f"{where}: {value!r} is neither 'yes' nor 'no'")
+    return _YES_NO[value]
+
+
+def _uuid_or_none(value: str | None, where: str) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        return normalize_uuid(value)
+    except ValueError as exc:
+        raise XMLCodecError(f"{where}: {exc}") from exc
+
+
+def _child_text(el: etree._Element, tag: str) -> str | None:
+    child = _one(el, tag, str(el.tag))
+    text = (child.text or "").strip() if child is not None else ""
+    return text or None
+
+
+def _tag_name(el: etree._Element) -> str:
+    # Keeps "{uri}" so that a namespaced <interface> explains itself.
+    return str(el.tag)
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in error["loc"])
+        parts.append(f"{loc}: {error['msg']}" if loc else error["msg"])
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def interface_to_element(iface: Interface) -> etree._Element:
+    """``iface`` as an ``<interface>`` element (for callers that add attributes)."""
+    root = etree.Element("interface", type=iface.type)
+    etree.SubElement(root, "mac", address=iface.mac)
+    if iface.source is not None:
+        source = etree.SubElement(root, "source", iface.source.attributes())
+        if isinstance(iface.source.address, dict):
+            etree.SubElement(source, "address", iface.source.address)
+        elif iface.source.address is not None:
+            source.set("address", iface.source.address)
+    if iface.target_dev is not None:
+        etree.SubElement(root, "target", dev=iface.target_dev)
+    if iface.model is not None:
+        etree.SubElement(root, "model", type=iface.model)
+    if (vp := iface.virtualport) is not None:
+        vport = etree.SubElement(root, "virtualport")
+        if vp.type is not None:
+            vport.set("type", vp.type)
+        if vp.parameters:
+            etree.SubElement(vport, "parameters", vp.parameters)
+        if vp.portdata is not None:
+            _write_portdata(etree.SubElement(vport, "portdata"), vp.portdata)
+    if (vlan := iface.vlan) is not None:
+        vlan_el = etree.SubElement(root, "vlan")
+        if vlan.trunk is not None:
+            vlan_el.set("trunk", "yes" if vlan.trunk else "no")
+        for tag in vlan.tags:
+            tag_el = etree.SubElement(vlan_el, "tag", id=str(tag.id))
+            if tag.native_mode is not None:
+                tag_el.set("nativeMode", tag.native_mode)
+    if iface.mtu is not None:
+        etree.SubElement(root, "mtu", size=str(iface.mtu))
+    if iface.link_state is not None:
+        etree.SubElement(root, "link", state=iface.link_state)
+    if (bw := iface.bandwidth) is not None:
+        bw_el = etree.SubElement(root, "bandwidth")
+        for direction, rate in (("inbound", bw.inbound), ("outbound", bw.outbound)):
+            if rate is not None:
+                etree.SubElement(bw_el, direction, _rate_attributes(rate))
+    return root
+
+
+def interface_to_xml(iface: Interface, *, pretty: bool = True) -> str:
+    """One ``<interface>`` document (no XML declaration; encode as UTF-8)."""
+    return _serialise(interface_to_element(iface), pretty)
+
+
+def interfaces_to_xml(
+    ifaces: Iterable[Interface], *, domain_uuid: str | None = None, pretty: bool = True
+) -> str:
+    """An ``<interfaces>`` list, optionally naming its domain."""
+    root = etree.Element("interfaces")
+    if domain_uuid is not None:
+        root.set("domain", normalize_uuid(domain_uuid))
+    root.extend(interface_to_element(iface) for iface in ifaces)
+    return _serialise(root, pretty)
+
+
+def _write_portdata(el: etree._Element, portdata: str) -> None:
+    if is_xml_text(portdata):
+        el.text = portdata
+    else:
+        el.set("encoding", "base64")
+        el.text = base64.b64encode(portdata.encode("utf-8")).decode("ascii")
+
+
+def _rate_attributes(rate: Rate) -> dict[str, str]:
+    return {name: str(value) for name in _RATE_FIELDS if (value := getattr(rate, name)) is not None}
+
+
+def _serialise(root: etree._Element, pretty: bool) -> str:
+    # pretty_print only indents between elements: libxml2 leaves elements
+    # with text (our <portdata>) byte-for-byte alone.
+    return etree.tostring(root, encoding="unicode", pretty_print=pretty)
