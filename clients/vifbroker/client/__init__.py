@@ -1,0 +1,38 @@
+"""Async Python client for the vifbroker API (see ``errors`` for what it raises)."""
+
+from .api import SETTLED_STATES, BrokerClient, MigrationPage, UploadResult
+from .errors import (
+    BadResponse,
+    ClientError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NoActiveMigration,
+    NotFound,
+    PreconditionFailed,
+    ProblemError,
+    TransportError,
+    Unauthorized,
+    Unavailable,
+)
+from .transport import RetryPolicy
+
+__all__ = [
+    "SETTLED_STATES",
+    "BadResponse",
+    "BrokerClient",
+    "ClientError",
+    "Conflict",
+    "Forbidden",
+    "InvalidRequest",
+    "MigrationPage",
+    "NoActiveMigration",
+    "NotFound",
+    "PreconditionFailed",
+    "ProblemError",
+    "RetryPolicy",
+    "TransportError",
+    "Unauthorized",
+    "Unavailable",
+    "UploadResult",
+]

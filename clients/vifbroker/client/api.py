@@ -1,0 +1,328 @@
+"""``BrokerClient``: the one class a controller or an agent talks to the broker with."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+
+from vifbroker.model import (
+    BackendInfo,
+    Host,
+    HostIn,
+    Inbox,
+    Interface,
+    Migration,
+    MigrationState,
+    OnMismatch,
+    ResultIn,
+    VifRecord,
+)
+
+from .errors import BadResponse
+from .transport import Response, RetryPolicy, Transport, decode_json, raise_for_problem
+
+M = TypeVar("M", bound=BaseModel)
+
+#: states in which the applied barrier has nothing more to wait for
+SETTLED_STATES = frozenset(
+    {
+        MigrationState.APPLIED,
+        MigrationState.FAILED,
+        MigrationState.COMPLETED,
+        MigrationState.CANCELLED,
+        MigrationState.EXPIRED,
+    }
+)
+
+#: the longest single barrier/long-poll asked of the server; longer waits loop
+_MAX_SERVER_WAIT = 30.0
+#: how much longer than the server's wait the HTTP request may take
+_WAIT_MARGIN = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    domain_uuid: str
+    revision: int
+    #: MAC → the generation the upload created
+    generations: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationPage:
+    migrations: list[Migration]
+    next_cursor: str | None
+
+
+def _parse(model: type[M], doc: Any, what: str) -> M:
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise BadResponse(f"{what}: not a {model.__name__}: {exc}") from exc
+
+
+def _interface_json(interface: Interface) -> dict[str, Any]:
+    return interface.model_dump(mode="json", exclude_none=True)
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+class BrokerClient:
+    """Async client for the broker's v1 API.
+
+    ``urls``: one or more broker base URLs (replicas); a comma-separated string
+    is split. Use as ``async with BrokerClient(...) as client:`` or call
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        token: str,
+        *,
+        retry: RetryPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if isinstance(urls, str):
+            urls = [u.strip() for u in urls.split(",") if u.strip()]
+        self._t = Transport(urls, token, retry=retry, session=session)
+
+    @property
+    def urls(self) -> list[str]:
+        return list(self._t.urls)
+
+    async def __aenter__(self) -> BrokerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._t.close()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        deadline_s: float | None = None,
+    ) -> Response:
+        resp = await self._t.request(
+            method, path, params=params, json_body=json_body, data=data, headers=headers,
+            deadline_s=deadline_s,
+        )
+        raise_for_problem(resp)
+        return resp
+
+    # migrations
+
+    async def create_migration(
+        self,
+        domain_uuid: str,
+        source_host: str,
+        destination_host: str,
+        *,
+        domain_name: str | None = None,
+        ttl_seconds: int | None = None,
+        on_backend_mismatch: OnMismatch | None = None,
+        id: str | None = None,
+    ) -> Migration:
+        body: dict[str, Any] = {
+            "domain_uuid": domain_uuid,
+            "source_host": source_host,
+            "destination_host": destination_host,
+        }
+        optional = {
+            "domain_name": domain_name,
+            "ttl_seconds": ttl_seconds,
+            "on_backend_mismatch": on_backend_mismatch,
+            "id": id,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        resp = await self._call("POST", "/v1/migrations", json_body=body)
+        return _parse(Migration, decode_json(resp), "create_migration")
+
+    async def get_migration(self, migration_id: str) -> Migration:
+        resp = await self._call("GET", f"/v1/migrations/{quote(migration_id, safe='')}")
+        return _parse(Migration, decode_json(resp), "get_migration")
+
+    async def list_migrations(
+        self,
+        *,
+        state: MigrationState | str | None = None,
+        domain_uuid: str | None = None,
+        host: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> MigrationPage:
+        """One page; pass ``next_cursor`` back for the next (or use :meth:`iter_migrations`)."""
+        candidates = {
+            "state": str(state) if state is not None else None,
+            "domain_uuid": domain_uuid,
+            "host": host,
+            "limit": str(limit) if limit is not None else None,
+            "cursor": cursor,
+        }
+        params = {k: v for k, v in candidates.items() if v is not None}
+        doc = decode_json(await self._call("GET", "/v1/migrations", params=params))
+        try:
+            items = [_parse(Migration, m, "list_migrations") for m in doc["migrations"]]
+            next_cursor = doc.get("next_cursor")
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise BadResponse(f"list_migrations: unexpected answer: {exc!r}") from exc
+        return MigrationPage(items, next_cursor if isinstance(next_cursor, str) else None)
+
+    async def iter_migrations(
+        self,
+        *,
+        state: MigrationState | str | None = None,
+        domain_uuid: str | None = None,
+        host: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Migration]:
+        cursor: str | None = None
+        while True:
+            page = await self.list_migrations(
+                state=state, domain_uuid=domain_uuid, host=host, limit=page_size, cursor=cursor
+            )
+            for m in page.migrations:
+                yield m
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
+    async def wait_applied(self, migration_id: str, seconds: float) -> Migration:
+        """The applied barrier: return once the migration is applied, failed or
+        terminal, or when ``seconds`` have passed (check ``state``)."""
+        deadline = time.monotonic() + seconds
+        path = f"/v1/migrations/{quote(migration_id, safe='')}"
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            wait = min(remaining, _MAX_SERVER_WAIT)
+            resp = await self._call(
+                "GET", path, params={"wait_for": "applied", "timeout": _num(wait)},
+                deadline_s=wait + _WAIT_MARGIN,
+            )
+            migration = _parse(Migration, decode_json(resp), "wait_applied")
+            if migration.state in SETTLED_STATES or time.monotonic() >= deadline:
+                return migration
+
+    async def complete(self, migration_id: str) -> Migration:
+        resp = await self._call("POST", f"/v1/migrations/{quote(migration_id, safe='')}/complete")
+        return _parse(Migration, decode_json(resp), "complete")
+
+    async def cancel(self, migration_id: str) -> Migration:
+        resp = await self._call("POST", f"/v1/migrations/{quote(migration_id, safe='')}/cancel")
+        return _parse(Migration, decode_json(resp), "cancel")
+
+    # records
+
+    async def upload(
+        self, domain_uuid: str, interfaces: Sequence[Interface] | str | bytes
+    ) -> UploadResult:
+        """All-or-nothing upload of many vifs (models, or libvirt XML text)."""
+        path = f"/v1/domains/{quote(domain_uuid, safe='')}/interfaces"
+        if isinstance(interfaces, str | bytes):
+            data = interfaces.encode("utf-8") if isinstance(interfaces, str) else interfaces
+            resp = await self._call(
+                "PUT", path, data=data, headers={"Content-Type": "application/xml"}
+            )
+        else:
+            body = {"interfaces": [_interface_json(i) for i in interfaces]}
+            resp = await self._call("PUT", path, json_body=body)
+        doc = decode_json(resp)
+        try:
+            gens = {str(r["mac"]): int(r["generation"]) for r in doc["interfaces"]}
+            return UploadResult(str(doc["domain_uuid"]), int(doc["revision"]), gens)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadResponse(f"upload: unexpected answer: {exc!r}") from exc
+
+    async def upload_one(
+        self, domain_uuid: str, interface: Interface, *, if_match: int | None = None
+    ) -> int:
+        """Upload one vif; with ``if_match`` only when its generation is still that
+        (PreconditionFailed otherwise; 0: only when no record exists). Returns the
+        new generation."""
+        path = (
+            f"/v1/domains/{quote(domain_uuid, safe='')}/interfaces/"
+            f"{quote(interface.mac, safe='')}"
+        )
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
+        resp = await self._call("PUT", path, json_body=_interface_json(interface), headers=headers)
+        doc = decode_json(resp)
+        try:
+            return int(doc["generation"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadResponse(f"upload_one: unexpected answer: {exc!r}") from exc
+
+    async def get_interfaces(self, domain_uuid: str) -> list[VifRecord]:
+        path = f"/v1/domains/{quote(domain_uuid, safe='')}/interfaces"
+        doc = decode_json(await self._call("GET", path))
+        try:
+            return [_parse(VifRecord, r, "get_interfaces") for r in doc["interfaces"]]
+        except (KeyError, TypeError) as exc:
+            raise BadResponse(f"get_interfaces: unexpected answer: {exc!r}") from exc
+
+    async def get_interface(self, domain_uuid: str, mac: str) -> VifRecord:
+        path = f"/v1/domains/{quote(domain_uuid, safe='')}/interfaces/{quote(mac, safe='')}"
+        return _parse(VifRecord, decode_json(await self._call("GET", path)), "get_interface")
+
+    # agents
+
+    async def inbox(self, host: str, after: int, wait: float = 0.0) -> Inbox:
+        """Items changed after revision ``after``; waits up to ``wait`` s for one."""
+        wait = min(max(wait, 0.0), _MAX_SERVER_WAIT)
+        resp = await self._call(
+            "GET",
+            f"/v1/hosts/{quote(host, safe='')}/inbox",
+            params={"after": str(after), "wait": _num(wait)},
+            deadline_s=wait + _WAIT_MARGIN,
+        )
+        return _parse(Inbox, decode_json(resp), "inbox")
+
+    async def post_results(self, migration_id: str, results: Sequence[ResultIn]) -> Migration:
+        body = {"results": [r.model_dump(mode="json", exclude_none=True) for r in results]}
+        resp = await self._call(
+            "POST", f"/v1/migrations/{quote(migration_id, safe='')}/results", json_body=body
+        )
+        return _parse(Migration, decode_json(resp), "post_results")
+
+    async def heartbeat(
+        self,
+        host: str,
+        backends: Sequence[BackendInfo],
+        *,
+        agent_version: str | None = None,
+    ) -> Host:
+        body = HostIn(agent_version=agent_version, backends=list(backends))
+        resp = await self._call(
+            "PUT",
+            f"/v1/hosts/{quote(host, safe='')}",
+            json_body=body.model_dump(mode="json", exclude_none=True),
+        )
+        return _parse(Host, decode_json(resp), "heartbeat")
+
+    async def list_hosts(self) -> list[Host]:
+        doc = decode_json(await self._call("GET", "/v1/hosts"))
+        try:
+            return [_parse(Host, h, "list_hosts") for h in doc["hosts"]]
+        except (KeyError, TypeError) as exc:
+            raise BadResponse(f"list_hosts: unexpected answer: {exc!r}") from exc

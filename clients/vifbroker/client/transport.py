@@ -1,0 +1,197 @@
+"""HTTP to one of several broker replicas, with retries; aiohttp ends here.
+
+A request goes to the replica that answered last. When it cannot be reached,
+or answers 5xx, the next URL is tried at once; when every URL failed, the
+round is repeated after an exponential, jittered backoff. Every API request is
+safe to repeat: uploads create a new generation with the same content (the
+destination applies the latest), results for a generation already recorded
+change nothing, migration creation with an ``id`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .errors import BadResponse, ClientError, ProblemError, TransportError, problem_from
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try before giving up on a request."""
+
+    #: rounds over all broker URLs (1 = no retry)
+    attempts: int = 6
+    base_delay: float = 0.05
+    max_delay: float = 2.0
+    #: per-request timeout when the caller gives none (seconds)
+    timeout: float = 10.0
+
+    def delay(self, round_no: int) -> float:
+        """Backoff before round ``round_no`` (1-based), full jitter on the upper half."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (round_no - 1)))
+        return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+def _decode(resp: Response) -> object:
+    if not resp.body:
+        return None
+    if resp.content_type.endswith("json"):
+        try:
+            return json.loads(resp.body)
+        except ValueError:
+            return resp.body.decode("utf-8", "replace")
+    return resp.body.decode("utf-8", "replace")
+
+
+class _Retryable(Exception):
+    """Internal: this URL failed in a way another replica (or later) may not."""
+
+    def __init__(self, reason: str, error: ClientError) -> None:
+        super().__init__(reason)
+        self.error = error
+
+
+class Transport:
+    """Sends requests to the first broker URL that answers."""
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        token: str,
+        *,
+        retry: RetryPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if not urls:
+            raise ValueError("at least one broker URL is needed")
+        self.urls = [u.rstrip("/") for u in urls]
+        self.retry = retry or RetryPolicy()
+        self._token = token
+        self._session = session
+        self._own_session = session is None
+        self._preferred = 0
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # A long-poll holds a connection; keep enough for an evacuation's
+            # worth of concurrent result posts next to it.
+            connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(connector=connector)
+            self._own_session = True
+        return self._session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline_s: float | None = None,
+        retry: bool = True,
+    ) -> Response:
+        """Send, fail over, retry; return a 2xx/3xx/4xx answer, raise otherwise.
+
+        4xx answers are returned, not raised: the caller knows which it expects.
+        """
+        hdrs = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        if headers:
+            hdrs.update(headers)
+        rounds = self.retry.attempts if retry else 1
+        last: ClientError | None = None
+        for round_no in range(1, rounds + 1):
+            if round_no > 1:
+                await asyncio.sleep(self.retry.delay(round_no - 1))
+            for offset in range(len(self.urls)):
+                index = (self._preferred + offset) % len(self.urls)
+                try:
+                    resp = await self._send(
+                        method, self.urls[index], path, params, json_body, data, hdrs, deadline_s
+                    )
+                except _Retryable as exc:
+                    log.debug("broker %s: %s %s failed: %s", self.urls[index], method, path, exc)
+                    last = exc.error
+                    continue
+                self._preferred = index
+                return resp
+        assert last is not None
+        raise last
+
+    async def _send(
+        self,
+        method: str,
+        base: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        data: bytes | None,
+        headers: dict[str, str],
+        deadline_s: float | None,
+    ) -> Response:
+        url = base + path
+        limit = aiohttp.ClientTimeout(
+            total=deadline_s if deadline_s is not None else self.retry.timeout
+        )
+        try:
+            async with self._get_session().request(
+                method, url, params=params, json=json_body, data=data, headers=headers,
+                timeout=limit,
+            ) as r:
+                body = await r.read()
+                resp = Response(r.status, dict(r.headers), body, url)
+        except TimeoutError as exc:
+            raise _Retryable(
+                "timed out", TransportError(f"{method} {url}: timed out after {limit.total}s")
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise _Retryable(
+                str(exc), TransportError(f"{method} {url}: {type(exc).__name__}: {exc}")
+            ) from exc
+        if resp.status >= 500:
+            err = problem_from(resp.status, _decode(resp))
+            raise _Retryable(f"{resp.status}", err)
+        return resp
+
+
+def raise_for_problem(resp: Response) -> None:
+    if resp.status >= 400:
+        raise problem_from(resp.status, _decode(resp))
+
+
+def decode_json(resp: Response) -> Any:
+    body = _decode(resp)
+    if not isinstance(body, dict | list):
+        raise BadResponse(f"{resp.url}: expected a JSON document, got {resp.content_type!r}")
+    return body
+
+
+__all__ = ["ProblemError", "Response", "RetryPolicy", "Transport", "decode_json"]
