@@ -68,9 +68,7 @@ class Store(Protocol):
     ) -> tuple[list[Migration], str | None]:
         """Oldest first; the second element is the cursor of the next page, if any."""
 
-    async def transition(
-        self, migration_id: str, to: MigrationState, now: datetime
-    ) -> Migration:
+    async def transition(self, migration_id: str, to: MigrationState, now: datetime) -> Migration:
         """Move to a terminal state (completed, cancelled) and purge port data.
 
         Repeating the same terminal transition is a no-op; any other move out of a

@@ -1,13 +1,13 @@
 """Store errors: what went wrong in domain terms. The server maps them to HTTP.
 
-    StoreError
-    ├── NotFound              no such migration / record / host
-    ├── Conflict              another active migration for the domain; id reused with another body
-    ├── NoActiveMigration     an upload for a domain with no active migration
-    ├── PreconditionFailed    If-Match generation is stale
-    ├── InvalidTransition     e.g. complete on a cancelled migration, results for a terminal one
-    ├── InvalidInput          unknown MAC in results, duplicate MACs, a generation that never existed
-    └── StoreUnavailable      the database cannot be reached (translated driver error)
+StoreError
+├── NotFound              no such migration / record / host
+├── Conflict              another active migration for the domain; id reused with another body
+├── NoActiveMigration     an upload for a domain with no active migration
+├── PreconditionFailed    If-Match generation is stale
+├── InvalidTransition     e.g. complete on a cancelled migration, results for a terminal one
+├── InvalidInput          unknown MAC in results, duplicate MACs, a future generation
+└── StoreUnavailable      the database cannot be reached (translated driver error)
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class ChangeHub:
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())
 
-    async def wait(self, keys: Iterable[str], timeout: float) -> bool:
+    async def wait(self, keys: Iterable[str], timeout: float) -> bool:  # noqa: ASYNC109
         """Wait until a commit touches one of ``keys``; False on timeout."""
         if timeout <= 0:
             return False

@@ -1,0 +1,186 @@
+"""Threads and group commit for the SQLite store.
+
+SQLite calls block (a commit with ``synchronous=FULL`` waits for fsync), so
+each connection lives on its own single thread. Writes queue up on the event
+loop; one writer task hands everything queued to the writer thread, which runs
+each operation inside a SAVEPOINT of ONE transaction and commits once. While
+that fsync runs, new writes queue for the next batch: concurrent writers share
+commits instead of waiting in line. Only after the commit returns are callers
+answered and the change published, so nothing not yet durable is ever seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .errors import StoreUnavailable
+from .hub import ChangeHub
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BATCH = 256
+
+
+@dataclass
+class WriteContext:
+    """Per-batch state handed to write operations."""
+
+    revision: int
+    keys: set[str] = field(default_factory=set)
+
+    def next_revision(self) -> int:
+        self.revision += 1
+        return self.revision
+
+
+WriteOp = Callable[[sqlite3.Connection, WriteContext], Any]
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class Engine:
+    def __init__(self, path: str, hub: ChangeHub, schema: str) -> None:
+        self._path = path
+        self._hub = hub
+        self._schema = schema
+        self._rexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-read")
+        self._wexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-write")
+        self._rconn: sqlite3.Connection | None = None
+        self._wconn: sqlite3.Connection | None = None
+        self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._revision = 0
+
+    async def open(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._wconn = await loop.run_in_executor(self._wexec, self._open_writer)
+        self._rconn = await loop.run_in_executor(self._rexec, connect, self._path)
+        self._writer = asyncio.create_task(self._write_loop(), name="vifbroker-sqlite-writer")
+        return self._revision
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = connect(self._path)
+        conn.executescript(self._schema)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+        self._revision = int(row[0]) if row else 0
+        return conn
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        loop = asyncio.get_running_loop()
+        if self._wconn is not None:
+            await loop.run_in_executor(self._wexec, self._wconn.close)
+        if self._rconn is not None:
+            await loop.run_in_executor(self._rexec, self._rconn.close)
+        self._wconn = self._rconn = None
+        self._wexec.shutdown(wait=True)
+        self._rexec.shutdown(wait=True)
+
+    @property
+    def alive(self) -> bool:
+        return self._writer is not None and not self._writer.done()
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one read transaction (a consistent snapshot)."""
+        conn = self._rconn
+        if conn is None:
+            raise StoreUnavailable("store is not open")
+
+        def run() -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._rexec, run)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"sqlite read failed: {exc}") from exc
+
+    async def write(self, op: WriteOp) -> Any:
+        """Queue ``op``; answer once the batch holding it is committed to disk."""
+        if not self.alive:
+            raise StoreUnavailable("store is not open")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, fut))
+        return await fut
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results, revision, keys = await loop.run_in_executor(
+                    self._wexec, self._run_batch, [op for op, _ in batch]
+                )
+            except BaseException as exc:  # commit failed: nobody's write happened
+                err = StoreUnavailable(f"sqlite commit failed: {exc}")
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                log.error("sqlite batch of %d failed: %s", len(batch), exc)
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+            if keys:
+                self._hub.publish(revision, keys)
+
+    def _run_batch(self, ops: list[WriteOp]) -> tuple[list[Any], int, set[str]]:
+        conn = self._wconn
+        assert conn is not None
+        ctx = WriteContext(self._revision)
+        results: list[Any] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                start_rev, start_keys = ctx.revision, set(ctx.keys)
+                try:
+                    results.append(op(conn, ctx))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    ctx.revision, ctx.keys = start_rev, start_keys
+                    results.append(exc)
+                conn.execute("RELEASE op")
+            if ctx.revision != self._revision:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('revision', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (ctx.revision,),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self._revision = ctx.revision
+        return results, ctx.revision, ctx.keys
