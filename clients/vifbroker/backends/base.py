@@ -39,8 +39,14 @@ class BackendTimeout(BackendError):
 
 
 class PortNotFound(BackendError):
-    def __init__(self, domain_uuid: str, mac: str) -> None:
-        super().__init__(f"no local port for domain {domain_uuid} mac {mac}")
+    """No local port (yet) for one or more MACs; nothing was written. Retry later.
+
+    ``mac`` is the first missing MAC, ``missing`` all of them.
+    """
+
+    def __init__(self, domain_uuid: str, mac: str, missing: Sequence[str] = ()) -> None:
+        self.missing = tuple(missing) or (mac,)
+        super().__init__(f"no local port for domain {domain_uuid} mac {', '.join(self.missing)}")
         self.domain_uuid = domain_uuid
         self.mac = mac
 
@@ -92,15 +98,11 @@ class Backend(abc.ABC):
         """Whether this backend owns ``interface`` on this host."""
 
     @abc.abstractmethod
-    async def collect(
-        self, domain_uuid: str, interfaces: Sequence[Interface]
-    ) -> list[Interface]:
+    async def collect(self, domain_uuid: str, interfaces: Sequence[Interface]) -> list[Interface]:
         """Return ``interfaces`` with port data read from local state (source side)."""
 
     @abc.abstractmethod
-    async def apply(
-        self, domain_uuid: str, interfaces: Sequence[Interface]
-    ) -> list[ApplyResult]:
+    async def apply(self, domain_uuid: str, interfaces: Sequence[Interface]) -> list[ApplyResult]:
         """Write every interface's port data in one step; one result per interface."""
 
     @abc.abstractmethod
@@ -113,8 +115,8 @@ class Backend(abc.ABC):
         return
         yield  # pragma: no cover
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Start long-lived helpers (monitors, worker pools)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Stop them."""

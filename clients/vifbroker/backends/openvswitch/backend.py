@@ -1,0 +1,261 @@
+"""The Open vSwitch backend: PortData in ``external_ids`` of OVSDB Interface rows.
+
+Ports are found by what libvirt writes on every Interface it creates,
+``external_ids:vm-id=<domain uuid>`` and ``external_ids:attached-mac=<mac>``,
+never by tap name (``vnet0`` here is ``vnet7`` there).
+
+apply() is ONE ovs-vsctl transaction per domain: every ``set`` (or ``remove``
+for "no port data") addressed by row UUID, then a ``find`` by vm-id in the same
+transaction that reads everything back. Row UUIDs come from the last ``find``
+for that domain (inspect/collect/apply keep them): OVSDB never reuses a UUID,
+so a stale one cannot hit another VM's port; it fails the transaction with
+"no row" and apply looks the ports up again and retries once. With no UUIDs
+cached yet, apply costs one ``find`` more.
+
+A handled interface without a local port makes apply and collect raise
+:class:`PortNotFound` (nothing written): the port usually appears moments
+later, and the agent retries until the migration's deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from vifbroker.model import BackendInfo, Interface, normalize_mac, normalize_uuid, portdata_digest
+
+from ..base import (
+    ApplyResult,
+    Backend,
+    BackendError,
+    LocalPort,
+    Outcome,
+    PortEvent,
+    PortNotFound,
+)
+from .monitor import InterfaceMonitor
+from .pool import VsctlPool
+from .vsctl import (
+    MAX_ARG_BYTES,
+    PORTDATA_KEY,
+    Command,
+    Transaction,
+    VsctlConfig,
+    VsctlError,
+    VsctlRunner,
+    portdata_arg,
+)
+
+log = logging.getLogger(__name__)
+
+VIRTUALPORT_TYPE = "openvswitch"
+
+
+@dataclass(frozen=True, slots=True)
+class _Port:
+    uuid: str
+    name: str
+    portdata: str | None
+
+
+def _ports_by_mac(find: Command, domain: str) -> dict[str, _Port]:
+    ports: dict[str, _Port] = {}
+    for row in find.rows():
+        ids = row["external_ids"]
+        try:
+            mac = normalize_mac(str(ids.get("attached-mac", "")))
+        except ValueError:
+            continue
+        port = _Port(str(row["_uuid"]), str(row["name"]), ids.get(PORTDATA_KEY))
+        if mac in ports:
+            # Two rows for one vif (an old port not yet deleted): pick one
+            # deterministically rather than write to both.
+            log.warning(
+                "domain %s mac %s has several ports: %s, %s",
+                domain,
+                mac,
+                ports[mac].name,
+                port.name,
+            )
+            port = min(port, ports[mac], key=lambda p: p.name)
+        ports[mac] = port
+    return ports
+
+
+class OpenVSwitchBackend(Backend):
+    name = "openvswitch"
+
+    def __init__(
+        self,
+        *,
+        db: str | None = None,
+        no_wait: bool = False,
+        timeout: float = 5.0,
+        max_portdata: int = 64 * 1024,
+        workers: int = 4,
+        vsctl: str = "ovs-vsctl",
+        ovsdb_client: str = "ovsdb-client",
+        monitor_backoff_max: float = 2.0,
+    ) -> None:
+        self.config = VsctlConfig(binary=vsctl, db=db, no_wait=no_wait, timeout=timeout)
+        self.max_portdata = max_portdata
+        self.ovsdb_client = ovsdb_client
+        self.monitor_backoff_max = monitor_backoff_max
+        self.runner = VsctlRunner(self.config)
+        self.pool = VsctlPool(self.runner, workers=workers)
+        self._uuids: dict[str, dict[str, _Port]] = {}  # domain -> mac -> port, from finds
+        self._monitors: set[InterfaceMonitor] = set()
+
+    # -- seam ------------------------------------------------------------------------
+    async def describe(self) -> BackendInfo:
+        txn = Transaction()
+        txn.add(Command("list", ("Open_vSwitch",), options=("--columns=_uuid",), table=True))
+        detail = None
+        try:
+            await self.pool.run(txn)
+        except BackendError as exc:
+            detail = str(exc)
+        return BackendInfo(
+            name=self.name,
+            available=detail is None,
+            interface_types=["bridge", "network"],
+            virtualport_types=[VIRTUALPORT_TYPE],
+            detail=detail,
+        )
+
+    def handles(self, interface: Interface) -> bool:
+        return interface.virtualport_type == VIRTUALPORT_TYPE
+
+    async def inspect(self, domain_uuid: str, macs: Sequence[str]) -> dict[str, LocalPort | None]:
+        ports = await self._find(normalize_uuid(domain_uuid))
+        found: dict[str, LocalPort | None] = {}
+        for mac in macs:
+            port = ports.get(normalize_mac(mac))
+            found[mac] = LocalPort(normalize_mac(mac), port.name, port.portdata) if port else None
+        return found
+
+    async def collect(self, domain_uuid: str, interfaces: Sequence[Interface]) -> list[Interface]:
+        domain = normalize_uuid(domain_uuid)
+        if not any(self.handles(i) for i in interfaces):
+            return list(interfaces)
+        ports = await self._find(domain)
+        missing = [i.mac for i in interfaces if self.handles(i) and i.mac not in ports]
+        if missing:
+            raise PortNotFound(domain, missing[0], missing)
+        return [
+            i.with_portdata(ports[i.mac].portdata) if self.handles(i) else i for i in interfaces
+        ]
+
+    async def apply(self, domain_uuid: str, interfaces: Sequence[Interface]) -> list[ApplyResult]:
+        domain = normalize_uuid(domain_uuid)
+        results: dict[int, ApplyResult] = {}
+        todo: list[tuple[int, Interface]] = []
+        for index, interface in enumerate(interfaces):
+            if not self.handles(interface):
+                results[index] = ApplyResult(
+                    interface.mac,
+                    Outcome.SKIPPED,
+                    f"not an Open vSwitch port (virtualport type "
+                    f"{interface.virtualport_type or 'none'})",
+                )
+            elif problem := self._refuse(interface.portdata):
+                results[index] = ApplyResult(interface.mac, Outcome.FAILED, problem)
+            else:
+                todo.append((index, interface))
+        if todo:
+            readback = await self._write(domain, [i for _, i in todo])
+            for (index, interface), read in zip(todo, readback, strict=True):
+                results[index] = self._result(domain, interface, read)
+        return [results[i] for i in range(len(interfaces))]
+
+    async def watch(self) -> AsyncIterator[PortEvent]:
+        monitor = InterfaceMonitor(
+            binary=self.ovsdb_client, db=self.config.db, backoff_max=self.monitor_backoff_max
+        )
+        self._monitors.add(monitor)
+        try:
+            async for event in monitor.events():
+                yield event
+        finally:
+            self._monitors.discard(monitor)
+            await monitor.close()
+
+    async def close(self) -> None:
+        for monitor in list(self._monitors):
+            await monitor.close()
+        await self.pool.close()
+
+    # -- internals -----------------------------------------------------------------------
+    def _refuse(self, portdata: str | None) -> str | None:
+        """Why ``portdata`` cannot be written, or None when it can."""
+        if portdata is None:
+            return None
+        if "\x00" in portdata:
+            return "port data contains NUL, which OVSDB strings cannot carry"
+        try:
+            size = len(portdata.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "port data is not valid UTF-8"
+        if size > self.max_portdata:
+            return f"port data is {size} bytes, above this host's limit of {self.max_portdata}"
+        if len(portdata_arg(portdata).encode("utf-8")) > MAX_ARG_BYTES:
+            return "port data is too large for one ovs-vsctl argument once JSON-escaped"
+        return None
+
+    async def _find(self, domain: str) -> dict[str, _Port]:
+        txn = Transaction()
+        find = txn.find_interfaces(vm_id=domain)
+        await self.pool.run(txn)
+        ports = _ports_by_mac(find, domain)
+        self._remember(domain, ports)
+        return ports
+
+    def _remember(self, domain: str, ports: dict[str, _Port]) -> None:
+        if ports:
+            self._uuids[domain] = ports
+        else:
+            self._uuids.pop(domain, None)  # keep the cache to domains that have ports
+
+    async def _write(self, domain: str, interfaces: list[Interface]) -> list[_Port | None]:
+        """Write every interface's port data in one transaction; the rows read back."""
+        for attempt in (1, 2):
+            ports = self._uuids.get(domain, {})
+            if attempt == 2 or any(i.mac not in ports for i in interfaces):
+                ports = await self._find(domain)
+            missing = [i.mac for i in interfaces if i.mac not in ports]
+            if missing:
+                raise PortNotFound(domain, missing[0], missing)
+            txn = Transaction()
+            for interface in interfaces:
+                uuid = ports[interface.mac].uuid
+                if interface.portdata is None:
+                    txn.remove_portdata(uuid)
+                else:
+                    txn.set_portdata(uuid, interface.portdata)
+            find = txn.find_interfaces(vm_id=domain)
+            try:
+                await self.pool.run(txn)
+            except VsctlError as exc:
+                if exc.no_row and attempt == 1:
+                    log.info("domain %s: cached port row gone, looking ports up again", domain)
+                    self._uuids.pop(domain, None)
+                    continue
+                raise
+            after = _ports_by_mac(find, domain)
+            self._remember(domain, after)
+            by_uuid = {p.uuid: p for p in after.values()}
+            return [by_uuid.get(ports[i.mac].uuid) for i in interfaces]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _result(self, domain: str, interface: Interface, read: _Port | None) -> ApplyResult:
+        if read is None:
+            # The row we wrote no longer carries this domain's vm-id: a port
+            # re-plugged under us. Nothing to vouch for.
+            return ApplyResult(interface.mac, Outcome.FAILED, "port changed during apply")
+        if read.portdata != interface.portdata:
+            return ApplyResult(
+                interface.mac, Outcome.FAILED, f"port {read.name}: read back differs from written"
+            )
+        log.info("domain %s mac %s: port data applied on %s", domain, interface.mac, read.name)
+        return ApplyResult(interface.mac, Outcome.APPLIED, digest=portdata_digest(read.portdata))

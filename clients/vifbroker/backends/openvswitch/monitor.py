@@ -1,0 +1,237 @@
+"""Follow Interface rows with ``ovsdb-client monitor`` and turn them into PortEvents.
+
+The monitor asks for the initial rows too (no ``!initial``): the first line
+after every (re)start is a full snapshot, diffed against what this monitor
+saw before. So a consumer sees every existing port once at the start, and
+after an ovsdb-server restart it sees exactly what changed while the monitor
+was away (ports gone, PortData changed) instead of a replay of everything.
+
+ovsdb-client prints nothing at start when the table is empty (no initial
+line); the diff then happens on the first update. A host with any bridge has
+Interface rows (the bridge's own internal port), so this only matters in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from vifbroker.model import normalize_mac, normalize_uuid
+
+from ..base import PortEvent
+from .vsctl import PORTDATA_KEY, decode_datum
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    name: str
+    external_ids: dict[str, str]
+
+    def port(self) -> tuple[str, str] | None:
+        """(domain uuid, mac) when libvirt tagged this row, else None."""
+        vm_id = self.external_ids.get("vm-id")
+        mac = self.external_ids.get("attached-mac")
+        if not vm_id or not mac:
+            return None
+        try:
+            mac = normalize_mac(mac)
+        except ValueError:
+            return None
+        try:
+            vm_id = normalize_uuid(vm_id)
+        except ValueError:
+            vm_id = vm_id.lower()  # not a UUID: kept so it can still be matched
+        return vm_id, mac
+
+
+def _diff(old: _Row | None, new: _Row | None) -> list[PortEvent]:
+    before = old.port() if old else None
+    after = new.port() if new else None
+    events: list[PortEvent] = []
+    if old and before and before != after:
+        events.append(
+            PortEvent(
+                before[0], before[1], old.name, old.external_ids.get(PORTDATA_KEY), removed=True
+            )
+        )
+    if new and after:
+        portdata = new.external_ids.get(PORTDATA_KEY)
+        if (
+            old is None
+            or before != after
+            or old.name != new.name
+            or old.external_ids.get(PORTDATA_KEY) != portdata
+        ):
+            events.append(PortEvent(after[0], after[1], new.name, portdata))
+    return events
+
+
+class InterfaceMonitor:
+    """One ``ovsdb-client monitor`` at a time, respawned with backoff until closed."""
+
+    def __init__(
+        self,
+        *,
+        binary: str = "ovsdb-client",
+        db: str | None = None,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 2.0,
+        line_limit: int = 256 * 1024 * 1024,
+    ) -> None:
+        self.binary = binary
+        self.db = db
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        # An initial snapshot is one line holding every Interface's external_ids.
+        self.line_limit = line_limit
+        self.spawned = 0
+        self._view: dict[str, _Row] = {}
+        self._proc: asyncio.subprocess.Process | None = None
+        self._closed = asyncio.Event()
+
+    def argv(self) -> list[str]:
+        server = [self.db] if self.db else []
+        return [
+            self.binary,
+            "monitor",
+            *server,
+            "Open_vSwitch",
+            "Interface",
+            "name,external_ids",
+            "--format=json",
+        ]
+
+    async def events(self) -> AsyncIterator[PortEvent]:
+        backoff = self.backoff_initial
+        try:
+            while not self._closed.is_set():
+                fresh = True
+                async for line in self._lines():
+                    backoff = self.backoff_initial  # connected and talking
+                    for event in self._handle(line, resync=fresh):
+                        yield event
+                    fresh = False
+                if self._closed.is_set():
+                    return
+                log.info("ovsdb-client monitor ended; respawning in %.2fs", backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+        finally:
+            await self._kill()
+
+    async def close(self) -> None:
+        self._closed.set()
+        await self._kill()
+
+    # -- internals -----------------------------------------------------------------
+    async def _lines(self) -> AsyncIterator[str]:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                limit=self.line_limit,
+            )
+        except OSError as exc:
+            log.warning("cannot run %s: %s", self.binary, exc)
+            return
+        self._proc = proc
+        self.spawned += 1
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            while True:
+                try:
+                    raw = await proc.stdout.readline()
+                except ValueError:
+                    log.error("ovsdb-client monitor line above %d bytes", self.line_limit)
+                    return
+                if not raw:
+                    break
+                line = raw.decode("utf-8", "replace").strip()
+                if line:
+                    yield line
+            # ovsdb-client says one line on its way out (e.g. "receive failed").
+            err = (await proc.stderr.read()).decode("utf-8", "replace").strip()
+            if err and not self._closed.is_set():
+                log.warning("ovsdb-client monitor: %s", err.splitlines()[-1])
+        finally:
+            await self._kill()
+
+    async def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await asyncio.shield(proc.wait())
+
+    def _handle(self, line: str, *, resync: bool) -> list[PortEvent]:
+        try:
+            doc = json.loads(line)
+            headings: list[str] = doc["headings"]
+            rows: list[dict[str, Any]] = [dict(zip(headings, r, strict=True)) for r in doc["data"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("unparsable ovsdb-client monitor line: %.200s", line)
+            return []
+        events: list[PortEvent] = []
+        if resync:
+            initial = [r for r in rows if r.get("action") == "initial"]
+            snapshot = {r["row"]: _row(r) for r in initial}
+            events += self._resync(snapshot)
+            rows = [r for r in rows if r.get("action") != "initial"]
+        events += self._apply(rows)
+        return events
+
+    def _resync(self, snapshot: dict[str, _Row]) -> list[PortEvent]:
+        events: list[PortEvent] = []
+        for uuid in self._view.keys() - snapshot.keys():
+            events += _diff(self._view[uuid], None)
+        for uuid, row in snapshot.items():
+            events += _diff(self._view.get(uuid), row)
+        self._view = snapshot
+        return events
+
+    def _apply(self, rows: Iterable[dict[str, Any]]) -> list[PortEvent]:
+        events: list[PortEvent] = []
+        modified: str | None = None  # "old" names the row, the "new" after it has no uuid
+        for r in rows:
+            action = r.get("action")
+            uuid = r.get("row") or modified
+            if not uuid:
+                continue
+            old = self._view.get(uuid)
+            if action == "old":
+                modified = uuid
+                continue
+            modified = None
+            if action == "delete":
+                self._view.pop(uuid, None)
+                events += _diff(old, None)
+            elif action in ("insert", "new", "initial"):
+                new = _row(r, fallback=old)
+                self._view[uuid] = new
+                events += _diff(old, new)
+        return events
+
+
+def _row(r: dict[str, Any], fallback: _Row | None = None) -> _Row:
+    name = r.get("name")
+    ids = r.get("external_ids")
+    return _Row(
+        name=name if isinstance(name, str) else (fallback.name if fallback else ""),
+        external_ids=(
+            {str(k): str(v) for k, v in decode_datum(ids).items()}
+            if ids is not None
+            else dict(fallback.external_ids if fallback else {})
+        ),
+    )
