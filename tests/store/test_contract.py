@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import StoreFactory
 
 from vifbroker.model import (
     HostIn,
@@ -30,6 +30,7 @@ from vifbroker.store import (
 
 DOM = "6f1a3c2e-0000-4000-8000-000000000001"
 DOM2 = "6f1a3c2e-0000-4000-8000-000000000002"
+StoreFactory = Callable[[], Awaitable[Store]]
 MAC1, MAC2 = "52:54:00:00:00:01", "52:54:00:00:00:02"
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
