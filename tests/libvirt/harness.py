@@ -1,0 +1,576 @@
+"""Two real libvirt hypervisors on one machine, each with its own Open vSwitch.
+
+This is the code form of /work/shared/LIBVIRT-TESTBED.md. A :class:`Host` owns a
+directory (``HOSTDIR``) and every process it starts:
+
+``HOSTDIR/ovs``
+    a private ``ovsdb-server`` and ``ovs-vswitchd`` (host A: userspace ``netdev``
+    datapath, which gives the kernel tap ``br-int`` libvirt reads the MTU of;
+    host B: ``--enable-dummy=override``, because two netdev vswitchds in one
+    network namespace would both want a kernel ``br-int``). Bind-mounted as
+    ``/run/openvswitch`` for libvirtd, so libvirt's own ``ovs-vsctl`` calls reach
+    this host's OVSDB.
+``HOSTDIR/etc``, ``run``, ``lib``, ``log``, ``cache``
+    ``/etc/libvirt`` (a copy, with the recipe's qemu.conf/libvirtd.conf
+    additions), ``/run/libvirt``, ``/var/lib/libvirt``, ``/var/log/libvirt``,
+    ``/var/cache/libvirt`` of a monolithic ``libvirtd --listen`` that runs in its
+    own mount namespace (``unshare --mount --propagation private``). Inside that
+    namespace ``/run`` is a fresh tmpfs, so the mount points ``/run/libvirt`` and
+    ``/run/openvswitch`` never have to be created on the real host.
+
+The real ``/etc`` is never edited; nothing outside ``HOSTDIR`` is written.
+Teardown is by PID: every domain is destroyed, libvirtd is stopped, any
+process still inside libvirtd's mount namespace (a QEMU that outlived it) is
+killed, then ovs-vswitchd and ovsdb-server, each from its pidfile. When the
+last process of the namespace exits the kernel drops its mounts, so there is
+nothing to unmount from outside.
+
+Guests are diskless (:func:`domain_xml`); OVS ports are always found by
+``external_ids:vm-id`` + ``external_ids:attached-mac`` (:meth:`Host.ovs_port`),
+never by tap name, because the tap name differs on every host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
+BRIDGE = "br-int"
+REQUIRED_BINARIES = (
+    "libvirtd", "virsh", "qemu-system-x86_64", "ovsdb-server", "ovs-vswitchd",
+    "ovsdb-tool", "ovs-vsctl", "ovsdb-client", "unshare", "mount",
+)  # fmt: skip
+
+
+class HarnessError(RuntimeError):
+    """A command of the harness failed, or a condition was not met in time."""
+
+
+def run(argv: Sequence[str], *, timeout: float = 60, env: dict[str, str] | None = None) -> str:
+    try:
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise HarnessError(f"{' '.join(argv)}: no answer within {timeout}s") from exc
+    if proc.returncode != 0:
+        raise HarnessError(
+            f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip() or proc.stdout}"
+        )
+    return proc.stdout
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until truthy (the harness is synchronous; tests may be async)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise HarnessError(f"{what}: not within {timeout}s")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_port_range(count: int) -> tuple[int, int]:
+    """``count`` consecutive ports that are free now (for a migration port range)."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base, base + count - 1
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise HarnessError(f"no {count} consecutive free ports")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (an exited child nobody reaped yet) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill_pid(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; returns once the process is gone."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not pid_alive(pid):
+            return
+    raise HarnessError(f"pid {pid} survived SIGKILL")
+
+
+# --- guests -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OvsNic:
+    """``<interface type='bridge'>`` on br-int with an openvswitch virtualport."""
+
+    mac: str
+    interfaceid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class UserNic:
+    """``<interface type='user'>`` (QEMU slirp): a NIC that is not Open vSwitch."""
+
+    mac: str
+
+
+Nic = OvsNic | UserNic
+
+
+@dataclass(frozen=True)
+class Guest:
+    name: str
+    uuid: str
+    nics: tuple[Nic, ...]
+
+    @property
+    def ovs_nics(self) -> tuple[OvsNic, ...]:
+        return tuple(n for n in self.nics if isinstance(n, OvsNic))
+
+
+def _interface_xml(nic: Nic) -> str:
+    if isinstance(nic, UserNic):
+        return (
+            f"<interface type='user'><mac address={quoteattr(nic.mac)}/>"
+            "<model type='virtio'/></interface>"
+        )
+    return (
+        f"<interface type='bridge'><source bridge='{BRIDGE}'/>"
+        "<virtualport type='openvswitch'>"
+        f"<parameters interfaceid={quoteattr(nic.interfaceid)}/></virtualport>"
+        f"<mac address={quoteattr(nic.mac)}/><model type='virtio'/></interface>"
+    )
+
+
+def domain_xml(guest: Guest) -> str:
+    """The recipe's minimal diskless guest: 64 MiB, TCG, no disk/video/balloon."""
+    nics = "\n    ".join(_interface_xml(n) for n in guest.nics)
+    return f"""<domain type='qemu'>
+  <name>{guest.name}</name>
+  <uuid>{guest.uuid}</uuid>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <controller type='usb' model='none'/>
+    <video><model type='none'/></video>
+    <memballoon model='none'/>
+    {nics}
+  </devices>
+</domain>
+"""
+
+
+@dataclass(frozen=True)
+class OvsPort:
+    """One OVSDB Interface row that libvirt created for a guest NIC."""
+
+    uuid: str
+    name: str
+    external_ids: dict[str, str]
+
+    @property
+    def portdata(self) -> str | None:
+        return self.external_ids.get("PortData")
+
+
+# --- a host -------------------------------------------------------------------
+
+
+_QEMU_CONF = """
+# --- vifbroker test harness ---
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+stdio_handler = "file"
+migration_port_min = {mig_min}
+migration_port_max = {mig_max}
+"""
+
+_LIBVIRTD_CONF = """
+# --- vifbroker test harness ---
+listen_tls = 0
+listen_tcp = 1
+listen_addr = "127.0.0.1"
+tcp_port = "{tcp_port}"
+auth_tcp = "none"
+auth_unix_rw = "none"
+auth_unix_ro = "none"
+host_uuid = "{host_uuid}"
+log_filters = "1:util.command 1:util.netdevopenvswitch 1:qemu.qemu_migration 3:*"
+log_outputs = "1:file:/var/log/libvirt/libvirtd.log"
+"""
+
+# HOSTDIR subdirectory -> where libvirtd sees it inside its mount namespace.
+_BINDS = {
+    "etc": "/etc/libvirt",
+    "run": "/run/libvirt",
+    "lib": "/var/lib/libvirt",
+    "log": "/var/log/libvirt",
+    "cache": "/var/cache/libvirt",
+    "ovs": "/run/openvswitch",
+}
+
+
+class Host:
+    """One hypervisor: private OVS + libvirtd in a mount namespace, under ``root``."""
+
+    def __init__(
+        self, name: str, root: Path, *, dummy_datapath: bool, hooks: dict[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.root = root
+        self.dummy_datapath = dummy_datapath
+        # libvirt hook scripts (``qemu``, ``daemon`` …) by name: libvirtd looks
+        # for them only when it starts, so they are installed before it does.
+        self.hooks = dict(hooks or {})
+        self.tcp_port = free_port()
+        self.migration_ports = free_port_range(8)
+        self.host_uuid = str(uuid.uuid4())
+        self.libvirtd: subprocess.Popen[bytes] | None = None
+        self.mnt_ns: str | None = None
+
+    # -- addresses and helpers --
+
+    @property
+    def ovs_dir(self) -> Path:
+        return self.root / "ovs"
+
+    @property
+    def uri(self) -> str:
+        return f"qemu:///system?socket={self.root}/run/libvirt-sock"
+
+    @property
+    def tcp_uri(self) -> str:
+        return f"qemu+tcp://127.0.0.1:{self.tcp_port}/system"
+
+    @property
+    def ovs_db(self) -> str:
+        return f"unix:{self.ovs_dir}/db.sock"
+
+    @property
+    def libvirtd_log(self) -> Path:
+        return self.root / "log" / "libvirtd.log"
+
+    def _ovs_env(self) -> dict[str, str]:
+        d = str(self.ovs_dir)
+        return {**os.environ, "OVS_RUNDIR": d, "OVS_DBDIR": d, "OVS_LOGDIR": d}
+
+    def vsctl(self, *args: str) -> str:
+        return run(["ovs-vsctl", f"--db={self.ovs_db}", "--timeout=20", *args])
+
+    def virsh(self, *args: str, timeout: float = 120) -> str:
+        return run(["virsh", "-q", "-c", self.uri, *args], timeout=timeout)
+
+    def agent_argv(self, broker_url: str, token_file: Path) -> list[str]:
+        """The command line of this host's ``vifbroker agent`` (see the module docstring)."""
+        return [
+            "vifbroker", "agent", "--libvirt-uri", self.uri, "--ovs-db", self.ovs_db,
+            "--host", self.name, "--broker", broker_url, "--token-file", str(token_file),
+        ]  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"Host({self.name!r}, {self.root})"
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        for sub in _BINDS:
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self._start_ovs()
+        self._prepare_libvirt_config()
+        self._start_libvirtd()
+
+    def stop(self) -> None:
+        """Tear down everything this host started; safe to call on a half-started host."""
+        errors: list[str] = []
+        for step in (self._stop_libvirtd, self._stop_ovs):
+            try:
+                step()
+            except Exception as exc:
+                errors.append(f"{step.__name__}: {exc}")
+        if errors:
+            raise HarnessError(f"{self.name} teardown: {'; '.join(errors)}")
+
+    def _start_ovs(self) -> None:
+        d, env = self.ovs_dir, self._ovs_env()
+        run(["ovsdb-tool", "create", str(d / "conf.db"), str(OVS_SCHEMA)])
+        run(
+            ["ovsdb-server", str(d / "conf.db"), f"--remote=punix:{d}/db.sock",
+             f"--pidfile={d}/ovsdb-server.pid", f"--unixctl={d}/ovsdb-server.ctl",
+             "--detach", "--no-chdir", f"--log-file={d}/ovsdb-server.log"],
+            env=env,
+        )  # fmt: skip
+        run(["ovs-vsctl", f"--db={self.ovs_db}", "--no-wait", "init"])
+        vswitchd = [
+            "ovs-vswitchd", self.ovs_db, f"--pidfile={d}/ovs-vswitchd.pid",
+            f"--unixctl={d}/ovs-vswitchd.ctl", "--detach", "--no-chdir",
+            f"--log-file={d}/ovs-vswitchd.log",
+        ]  # fmt: skip
+        if self.dummy_datapath:
+            vswitchd.append("--enable-dummy=override")
+        run(vswitchd, env=env)
+        self.vsctl("add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev")
+        if not self.dummy_datapath:
+            wait_for(
+                Path(f"/sys/class/net/{BRIDGE}").exists, 20, f"{self.name}: kernel tap {BRIDGE}"
+            )
+
+    def _stop_ovs(self) -> None:
+        vswitchd_pid = self.ovs_dir / "ovs-vswitchd.pid"
+        if vswitchd_pid.exists() and pid_alive(int(vswitchd_pid.read_text().strip())):
+            # The netdev datapath's kernel tap outlives ovs-vswitchd: delete the
+            # bridge while vswitchd still runs, so it removes the tap itself.
+            self.vsctl("--if-exists", "del-br", BRIDGE)
+            if not self.dummy_datapath:
+                wait_for(
+                    lambda: not Path(f"/sys/class/net/{BRIDGE}").exists(),
+                    20, f"{self.name}: kernel tap {BRIDGE} removed",
+                )  # fmt: skip
+        for daemon in ("ovs-vswitchd", "ovsdb-server"):
+            pidfile = self.ovs_dir / f"{daemon}.pid"
+            if pidfile.exists():
+                kill_pid(int(pidfile.read_text().strip()))
+
+    def _prepare_libvirt_config(self) -> None:
+        etc = self.root / "etc"
+        shutil.rmtree(etc)
+        shutil.copytree("/etc/libvirt", etc, symlinks=True)
+        for link in (etc / "qemu" / "networks" / "autostart").glob("*"):
+            link.unlink()
+        mig_min, mig_max = self.migration_ports
+        with (etc / "qemu.conf").open("a") as f:
+            f.write(_QEMU_CONF.format(mig_min=mig_min, mig_max=mig_max))
+        with (etc / "libvirtd.conf").open("a") as f:
+            f.write(_LIBVIRTD_CONF.format(tcp_port=self.tcp_port, host_uuid=self.host_uuid))
+        for hook, text in self.hooks.items():
+            path = etc / "hooks" / hook
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+            path.chmod(0o755)
+
+    def _start_libvirtd(self) -> None:
+        # /run becomes a private tmpfs first, so the mount points are created
+        # there and never on the real host.
+        script = ["set -e", "mount -t tmpfs -o mode=0755 vifbroker-run /run"]
+        for sub, target in _BINDS.items():
+            script += [f"mkdir -p {target}", f"mount --bind {self.root / sub} {target}"]
+        script.append(f"exec libvirtd --listen --pid-file {self.root}/libvirtd.pid")
+        env = {
+            **os.environ,
+            "OVS_RUNDIR": "/run/openvswitch",
+            "OVS_DBDIR": "/run/openvswitch",
+            "LIBVIRT_DEFAULT_URI": "qemu:///system",
+        }
+        with (self.root / "libvirtd.stderr").open("wb") as err:
+            self.libvirtd = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script)],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+        proc = self.libvirtd
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise HarnessError(
+                    f"{self.name}: libvirtd exited {proc.returncode}: "
+                    + (self.root / "libvirtd.stderr").read_text()[-2000:]
+                )
+            try:
+                self.virsh("version", timeout=10)
+            except HarnessError:
+                return False
+            return True
+
+        wait_for(ready, 60, f"{self.name}: libvirtd answering on {self.uri}")
+        self.mnt_ns = os.readlink(f"/proc/{proc.pid}/ns/mnt")
+        if self.mnt_ns == os.readlink("/proc/self/ns/mnt"):
+            raise HarnessError(f"{self.name}: libvirtd is not in its own mount namespace")
+
+    def namespace_pids(self) -> list[int]:
+        """Every process in this libvirtd's mount namespace (libvirtd and its QEMUs)."""
+        if self.mnt_ns is None:
+            return []
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(entry / "ns" / "mnt") == self.mnt_ns:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+        return pids
+
+    def _stop_libvirtd(self) -> None:
+        proc = self.libvirtd
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                for name in self.virsh("list", "--all", "--name", timeout=20).split():
+                    self.destroy_domain(name)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+        for pid in self.namespace_pids():
+            kill_pid(pid)
+        self.libvirtd = None
+
+    # -- domains and ports --
+
+    def destroy_domain(self, name: str) -> None:
+        """Destroy and undefine ``name`` if this host has it."""
+        if name not in self.virsh("list", "--all", "--name").split():
+            return
+        if self.virsh("domstate", name).strip() != "shut off":
+            self.virsh("destroy", name)
+        if name in self.virsh("list", "--all", "--name").split():
+            self.virsh("undefine", name)
+
+    def has_domain(self, name: str) -> bool:
+        return name in self.virsh("list", "--all", "--name").split()
+
+    def domstate(self, name: str) -> str:
+        return self.virsh("domstate", name).strip()
+
+    def ovs_ports(self) -> list[OvsPort]:
+        out = self.vsctl(
+            "--format=json", "--columns=_uuid,name,external_ids", "list", "Interface"
+        )
+        table = json.loads(out)
+        ports = []
+        for (_, row_uuid), name, (_, pairs) in table["data"]:
+            ports.append(OvsPort(row_uuid, name, dict(pairs)))
+        return ports
+
+    def ovs_port(self, vm_uuid: str, mac: str) -> OvsPort | None:
+        """The Interface libvirt created for NIC ``mac`` of domain ``vm_uuid``, if any."""
+        found = [
+            p for p in self.ovs_ports()
+            if p.external_ids.get("vm-id") == vm_uuid
+            and p.external_ids.get("attached-mac", "").lower() == mac.lower()
+        ]  # fmt: skip
+        if len(found) > 1:
+            raise HarnessError(f"{self.name}: {len(found)} ports for {vm_uuid} {mac}")
+        return found[0] if found else None
+
+    def set_portdata(self, guest: Guest, mac: str, value: str) -> OvsPort:
+        """Write PortData on this host's port of ``guest``'s NIC ``mac``; return the port."""
+        port = self.ovs_port(guest.uuid, mac)
+        if port is None:
+            raise HarnessError(f"{self.name}: no OVS port for {guest.name} {mac}")
+        # json.dumps as ONE argv element: every UTF-8 value round-trips exactly.
+        self.vsctl("set", "Interface", port.uuid, f"external_ids:PortData={json.dumps(value)}")
+        return port
+
+    def define_and_start(self, guest: Guest, *, paused: bool = False) -> None:
+        xml = self.root / f"{guest.name}.xml"
+        xml.write_text(domain_xml(guest))
+        self.virsh("define", str(xml))
+        self.virsh("start", guest.name, *(["--paused"] if paused else []))
+        for nic in guest.ovs_nics:
+            if self.ovs_port(guest.uuid, nic.mac) is None:
+                raise HarnessError(f"{self.name}: started {guest.name} but no port for {nic.mac}")
+
+
+def new_guest(nics: Sequence[Nic], name: str | None = None) -> Guest:
+    vm_uuid = str(uuid.uuid4())
+    return Guest(name or f"vb-{vm_uuid[:8]}", vm_uuid, tuple(nics))
+
+
+def mac(n: int) -> str:
+    """A locally administered MAC in libvirt's 52:54:00 range, distinct per ``n``."""
+    return "52:54:00:%02x:%02x:%02x" % ((n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF)
+
+
+def migrate(guest: Guest, src: Host, dst: Host, *, timeout: float = 180) -> None:
+    """Live-migrate ``guest`` from ``src`` to ``dst`` the way the recipe does."""
+    src.virsh(
+        "migrate", "--live", "--persistent", "--undefinesource", guest.name, dst.tcp_uri,
+        "--migrateuri", "tcp://127.0.0.1", "--listen-address", "127.0.0.1",
+        timeout=timeout,
+    )  # fmt: skip
+
+
+@dataclass
+class Testbed:
+    """Host A (netdev datapath) and host B (dummy datapath) under one directory."""
+
+    root: Path
+    hooks: dict[str, str] = field(default_factory=dict)
+    a: Host = field(init=False)
+    b: Host = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.a = Host("A", self.root / "A", dummy_datapath=False, hooks=self.hooks)
+        self.b = Host("B", self.root / "B", dummy_datapath=True, hooks=self.hooks)
+
+    @property
+    def hosts(self) -> tuple[Host, Host]:
+        return (self.a, self.b)
+
+    def start(self) -> None:
+        try:
+            for host in self.hosts:
+                host.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        errors = []
+        for host in reversed(self.hosts):
+            try:
+                host.stop()
+            except Exception as exc:
+                errors.append(str(exc))
+        if errors:
+            raise HarnessError("; ".join(errors))
