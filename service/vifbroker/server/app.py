@@ -1,0 +1,98 @@
+"""The app factory: the one place where the broker is wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from vifbroker.store import Store, StoreError
+
+from . import domains, events, hosts, migrations, ops
+from .auth import TokenRegistry
+from .config import Settings
+from .context import CTX, Context, utcnow
+from .longpoll import LongPolls
+from .metrics import Metrics
+from .middleware import echo_request_id, guard, observe, problems
+
+log = logging.getLogger(__name__)
+
+#: Pruning needs no haste: at most once per this many seconds.
+PRUNE_INTERVAL_SECONDS = 60.0
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    tokens: TokenRegistry,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+) -> web.Application:
+    """The broker app. It opens ``store`` on startup and closes it on cleanup."""
+    metrics = Metrics()
+    ctx = Context(
+        settings=settings,
+        store=store,
+        tokens=tokens,
+        metrics=metrics,
+        longpolls=LongPolls(store.hub, metrics.longpolls),
+        clock=clock,
+    )
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=[observe, problems, guard]
+    )
+    app[CTX] = ctx
+    for module in (ops, migrations, domains, hosts, events):
+        module.add_routes(app)
+    app.cleanup_ctx.append(_store_lifecycle)
+    app.cleanup_ctx.append(_housekeeping)
+    app.on_shutdown.append(_wake_longpolls)
+    app.on_response_prepare.append(echo_request_id)
+    return app
+
+
+async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    store = app[CTX].store
+    await store.open()
+    log.info("store open, revision %d", await store.current_revision())
+    yield
+    await store.close()
+
+
+async def _housekeeping(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(housekeeping_loop(app[CTX]), name="vifbroker-housekeeping")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _wake_longpolls(app: web.Application) -> None:
+    app[CTX].longpolls.stop()
+
+
+async def housekeeping_loop(ctx: Context) -> None:
+    """Expire overdue migrations every interval; prune old terminal ones now and then."""
+    loop = asyncio.get_running_loop()
+    next_prune = loop.time()
+    retention = timedelta(seconds=ctx.settings.retention_seconds)
+    while True:
+        try:
+            now = ctx.now()
+            for migration_id in await ctx.store.expire(now):
+                log.info("migration expired migration=%s", migration_id)
+            if loop.time() >= next_prune:
+                next_prune = loop.time() + PRUNE_INTERVAL_SECONDS
+                pruned = await ctx.store.prune(now - retention)
+                if pruned:
+                    log.info("pruned %d terminal migrations", pruned)
+        except StoreError as exc:
+            log.warning("housekeeping: store error: %s", exc)
+        except Exception:
+            log.exception("housekeeping failed")
+        await asyncio.sleep(ctx.settings.expiry_interval_seconds)

@@ -1,0 +1,159 @@
+"""Bearer tokens, principals and the authorization rules.
+
+The token file is TOML with one ``[[tokens]]`` table per token::
+
+    [[tokens]]
+    name = "controller"
+    sha256 = "<hex sha256 of the token>"
+    role = "controller"            # or "agent"
+    host = "hv1"                   # agents only: the host it acts for
+
+Only hashes are stored. A presented token is hashed and compared with every
+entry in constant time; tokens are never logged.
+
+Rules: a controller may do everything; an agent acts only for its own host
+(see :meth:`Principal.require_host`).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomli_w
+
+from .errors import Forbidden, Unauthorized
+
+
+class Role(enum.StrEnum):
+    CONTROLLER = "controller"
+    AGENT = "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    role: Role
+    host: str | None = None
+
+    @property
+    def is_controller(self) -> bool:
+        return self.role is Role.CONTROLLER
+
+    def require_controller(self) -> None:
+        if not self.is_controller:
+            raise Forbidden(f"{self.name!r} is not a controller")
+
+    def require_host(self, *hosts: str) -> None:
+        """Pass for a controller, or an agent whose host is one of ``hosts``."""
+        if self.is_controller or (self.host is not None and self.host in hosts):
+            return
+        raise Forbidden(f"agent {self.name!r} (host {self.host!r}) may not act for this host")
+
+
+class TokenFileError(ValueError):
+    """The token file cannot be read or has a bad entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    digest: bytes
+    principal: Principal
+
+
+class TokenRegistry:
+    def __init__(self, entries: list[tuple[str, Principal]]) -> None:
+        self._entries = [_Entry(bytes.fromhex(h), p) for h, p in entries]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal of ``token``; Unauthorized when it matches no entry."""
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        found: Principal | None = None
+        for entry in self._entries:
+            # No early exit: every entry is compared, each in constant time.
+            if hmac.compare_digest(entry.digest, digest):
+                found = entry.principal
+        if found is None:
+            raise Unauthorized("invalid bearer token")
+        return found
+
+    def authenticate_header(self, header: str | None) -> Principal:
+        if not header:
+            raise Unauthorized("missing bearer token")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("expected 'Authorization: Bearer <token>'")
+        return self.authenticate(token)
+
+
+def load_tokens(path: Path) -> TokenRegistry:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise TokenFileError(f"cannot read token file {path}: {exc}") from exc
+    tables = doc.get("tokens", [])
+    if not isinstance(tables, list):
+        raise TokenFileError(f"{path}: 'tokens' must be an array of tables")
+    entries: list[tuple[str, Principal]] = []
+    for i, table in enumerate(tables):
+        entries.append(_parse_entry(path, i, table))
+    return TokenRegistry(entries)
+
+
+def _parse_entry(path: Path, index: int, table: object) -> tuple[str, Principal]:
+    where = f"{path}: tokens[{index}]"
+    if not isinstance(table, dict):
+        raise TokenFileError(f"{where} is not a table")
+    digest = table.get("sha256")
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise TokenFileError(f"{where}: sha256 must be 64 hex digits")
+    try:
+        bytes.fromhex(digest)
+        role = Role(str(table.get("role")))
+    except ValueError as exc:
+        raise TokenFileError(f"{where}: {exc}") from exc
+    host = table.get("host")
+    if role is Role.AGENT and (not isinstance(host, str) or not host):
+        raise TokenFileError(f"{where}: an agent token needs a host")
+    name = str(table.get("name") or (host if role is Role.AGENT else role.value))
+    return digest.lower(), Principal(name, role, host if role is Role.AGENT else None)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def add_token(path: Path, role: Role, host: str | None = None, name: str | None = None) -> str:
+    """Create a token, append its hash to ``path`` (created with mode 0600), return it."""
+    if role is Role.AGENT and not host:
+        raise ValueError("an agent token needs --host")
+    if role is Role.CONTROLLER and host:
+        raise ValueError("a controller token has no host")
+    token = new_token()
+    entry: dict[str, str] = {
+        "name": name or (host if role is Role.AGENT and host else role.value),
+        "sha256": hashlib.sha256(token.encode()).hexdigest(),
+        "role": role.value,
+    }
+    if host:
+        entry["host"] = host
+    text = tomli_w.dumps({"tokens": [entry]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        if f.tell() > 0:
+            f.write("\n")
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    return token

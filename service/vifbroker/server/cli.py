@@ -1,0 +1,128 @@
+"""``vifbroker serve`` and ``vifbroker token add``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from .auth import Role, TokenFileError, add_token, load_tokens
+from .config import Settings, load_settings
+from .logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_SECONDS = 10.0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = subparsers.add_parser("serve", help="run the broker")
+    serve.add_argument("--listen", metavar="HOST:PORT", help="default 127.0.0.1:8080")
+    serve.add_argument("--db", metavar="URL", help="default sqlite:///<state-dir>/vifbroker.db")
+    serve.add_argument(
+        "--tokens", type=Path, metavar="PATH", help="default <state-dir>/tokens.toml"
+    )
+    serve.add_argument("--state-dir", type=Path, metavar="DIR", help="default ./state")
+    serve.add_argument("--config", type=Path, metavar="PATH", help="TOML settings file")
+    serve.set_defaults(func=run_serve)
+
+    token = subparsers.add_parser("token", help="manage API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    add = token_sub.add_parser("add", help="create a token; print it and store its hash")
+    add.add_argument("--tokens", type=Path, metavar="PATH", help="token file (default: settings)")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--host", help="the host an agent token acts for")
+    add.add_argument("--name", help="a label for logs")
+    add.set_defaults(func=run_token_add)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        getattr(args, "config", None),
+        listen=getattr(args, "listen", None),
+        db=getattr(args, "db", None),
+        tokens=getattr(args, "tokens", None),
+        state_dir=getattr(args, "state_dir", None),
+    )
+
+
+def run_token_add(args: argparse.Namespace) -> int:
+    path: Path = args.tokens or _settings(args).tokens_path
+    try:
+        token = add_token(path, Role(args.role), host=args.host, name=args.name)
+    except (ValueError, OSError) as exc:
+        print(f"vifbroker token add: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def bootstrap_tokens(settings: Settings) -> None:
+    """Without a token file, create one holding a controller token saved beside the state."""
+    path = settings.tokens_path
+    if path.exists():
+        return
+    token = add_token(path, Role.CONTROLLER, name="bootstrap-controller")
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    token_file = settings.state_dir / "controller.token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    log.info("created token file %s; controller token written to %s", path, token_file)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = _settings(args)
+    except (ValidationError, ValueError, OSError) as exc:
+        print(f"vifbroker serve: bad settings: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        bootstrap_tokens(settings)
+        tokens = load_tokens(settings.tokens_path)
+    except (TokenFileError, OSError) as exc:
+        log.error("cannot load tokens: %s", exc)
+        return 2
+    import uvloop
+
+    from vifbroker.store import open_store
+
+    from .app import create_app
+
+    try:
+        store = open_store(settings.db_url)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    app = create_app(settings, store, tokens)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_serve(app, settings, len(tokens)))
+
+
+async def _serve(app: web.Application, settings: Settings, token_count: int) -> int:
+    host, port = settings.host_port
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("listening on http://%s:%d (%d tokens)", host, port, token_count)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+    return 0
+

@@ -1,0 +1,103 @@
+"""Broker settings: command-line flags > ``VIFBROKER_*`` environment > TOML file > defaults.
+
+The TOML file is optional (``--config PATH`` or ``VIFBROKER_CONFIG``) and uses
+the field names below as top-level keys, e.g.::
+
+    listen = "0.0.0.0:8080"
+    state_dir = "/var/lib/vifbroker"
+    log_format = "text"
+
+``state_dir`` defaults to ``./state`` relative to the working directory; the
+database (``sqlite:///<state_dir>/vifbroker.db``), the token file
+(``<state_dir>/tokens.toml``) and the bootstrap ``controller.token`` live
+there unless ``db`` / ``tokens`` say otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIFBROKER_", extra="forbid", frozen=True)
+
+    listen: str = "127.0.0.1:8080"
+    db: str | None = None
+    tokens: Path | None = None
+    state_dir: Path = Path("./state")
+    max_body_bytes: int = Field(default=8 * MIB, ge=1024)
+    max_portdata_bytes: int = Field(default=64 * 1024, ge=1)
+    longpoll_max_seconds: float = Field(default=60.0, gt=0)
+    expiry_interval_seconds: float = Field(default=1.0, gt=0)
+    retention_seconds: float = Field(default=7 * 86400.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.state_dir / 'vifbroker.db'}"
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.tokens or self.state_dir / "tokens.toml"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) → (host, port); ValueError otherwise."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen must be HOST:PORT, not {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def load_settings(config: Path | None = None, **flags: Any) -> Settings:
+    """Settings from ``flags`` (None values ignored), environment and the TOML file."""
+    path = config or (Path(p) if (p := os.environ.get("VIFBROKER_CONFIG")) else None)
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if path is None:
+        return Settings(**overrides)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    return _FromFile(**overrides)

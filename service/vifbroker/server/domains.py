@@ -1,0 +1,164 @@
+"""Interface record routes: upload one or many vifs of a domain, read them back."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from vifbroker.model import Interface, Migration, VifRecord
+from vifbroker.store import NoActiveMigration
+
+from .context import CTX, Context
+from .errors import Invalid, Malformed, NotFound
+from .media import (
+    INTERFACE_TYPES,
+    JSON,
+    XML,
+    check_portdata,
+    many_interfaces,
+    one_interface,
+    path_mac,
+    path_uuid,
+    read_body,
+)
+from .middleware import MEDIA, principal, produces
+from .render import json_response, record_doc, record_xml, records_xml, xml_response
+
+log = logging.getLogger(__name__)
+
+
+def _if_match(request: web.Request) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise Malformed('If-Match must be a generation in quotes, e.g. "3"')
+    return int(value)
+
+
+async def _put(
+    ctx: Context,
+    request: web.Request,
+    domain_uuid: str,
+    interfaces: list[Interface],
+    if_match: dict[str, int] | None,
+) -> tuple[Migration, list[VifRecord]]:
+    check_portdata(interfaces, ctx.settings.max_portdata_bytes)
+    who = principal(request)
+    if not who.is_controller:
+        active = await ctx.store.active_migration(domain_uuid)
+        who.require_host(active.source_host)
+    migration, records = await ctx.store.put_interfaces(
+        domain_uuid, interfaces, ctx.now(), if_match=if_match
+    )
+    for record in records:
+        log.info(
+            "vif uploaded migration=%s mac=%s generation=%d",
+            migration.id, record.mac, record.generation,
+        )
+    return migration, records
+
+
+async def put_interface(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    domain_uuid, mac = path_uuid(request), path_mac(request)
+    media, body = await read_body(request, INTERFACE_TYPES, ctx.settings.max_body_bytes)
+    iface = one_interface(media, body)
+    if iface.mac != mac:
+        raise Invalid(
+            f"body MAC {iface.mac} differs from path MAC {mac}",
+            [{"loc": ["body", "mac"], "msg": "differs from the path MAC"}],
+        )
+    generation = _if_match(request)
+    _, records = await _put(
+        ctx, request, domain_uuid, [iface], None if generation is None else {mac: generation}
+    )
+    record = records[0]
+    return json_response(
+        {"domain_uuid": domain_uuid, "mac": record.mac, "generation": record.generation},
+        headers={"ETag": f'"{record.generation}"'},
+    )
+
+
+async def put_interfaces(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    domain_uuid = path_uuid(request)
+    media, body = await read_body(request, INTERFACE_TYPES, ctx.settings.max_body_bytes)
+    interfaces = many_interfaces(media, body, domain_uuid)
+    migration, records = await _put(ctx, request, domain_uuid, interfaces, None)
+    revision = max((r.revision for r in records), default=migration.revision)
+    return json_response(
+        {
+            "domain_uuid": domain_uuid,
+            "revision": revision,
+            "interfaces": [{"mac": r.mac, "generation": r.generation} for r in records],
+        }
+    )
+
+
+async def _records_migration(ctx: Context, domain_uuid: str) -> Migration | None:
+    """The migration a domain's records belong to: the active one, else the latest."""
+    try:
+        return await ctx.store.active_migration(domain_uuid)
+    except NoActiveMigration:
+        pass
+    latest: Migration | None = None
+    cursor: str | None = None
+    while True:
+        page, cursor = await ctx.store.list_migrations(
+            domain_uuid=domain_uuid, cursor=cursor, limit=500
+        )
+        latest = page[-1] if page else latest
+        if cursor is None:
+            return latest
+
+
+async def _readable_records(
+    request: web.Request, domain_uuid: str, mac: str | None
+) -> list[VifRecord]:
+    ctx = request.app[CTX]
+    who = principal(request)
+    records = await ctx.store.get_interfaces(domain_uuid, mac)
+    if not who.is_controller:
+        owner = await _records_migration(ctx, domain_uuid)
+        if owner is None:
+            raise NotFound(f"no migration for domain {domain_uuid}")
+        who.require_host(owner.source_host, owner.destination_host)
+    if not records:
+        raise NotFound(f"no interface records for domain {domain_uuid}")
+    return records
+
+
+@produces(JSON, XML)
+async def get_interfaces(request: web.Request) -> web.Response:
+    domain_uuid = path_uuid(request)
+    records = await _readable_records(request, domain_uuid, None)
+    if request[MEDIA] == XML:
+        return xml_response(records_xml(domain_uuid, records))
+    return json_response({"interfaces": [record_doc(r) for r in records]})
+
+
+@produces(JSON, XML)
+async def get_interface(request: web.Request) -> web.Response:
+    domain_uuid, mac = path_uuid(request), path_mac(request)
+    records = await _readable_records(request, domain_uuid, mac)
+    record = records[0]
+    headers = {"ETag": f'"{record.generation}"'}
+    if request[MEDIA] == XML:
+        text = record_xml(record)
+        if text is None:
+            raise NotFound(f"port data of {mac} was purged")
+        return xml_response(text, headers=headers)
+    return json_response(record_doc(record), headers=headers)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_put("/v1/domains/{uuid}/interfaces/{mac}", put_interface)
+    app.router.add_put("/v1/domains/{uuid}/interfaces", put_interfaces)
+    app.router.add_get("/v1/domains/{uuid}/interfaces/{mac}", get_interface)
+    app.router.add_get("/v1/domains/{uuid}/interfaces", get_interfaces)

@@ -1,0 +1,69 @@
+"""``GET /v1/events``: Server-Sent Events of migration changes, resumable by revision."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import web
+
+from .context import CTX
+from .errors import Malformed
+from .media import query_int
+from .middleware import principal, produces
+from .render import migration_doc
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 15.0
+_BATCH = 500
+
+
+def _start_after(request: web.Request) -> int:
+    last = request.headers.get("Last-Event-ID")
+    if last is not None and last.strip():
+        if not last.strip().isdigit():
+            raise Malformed("Last-Event-ID must be a revision")
+        return int(last)
+    return query_int(request, "after", 0, 0, 2**63 - 1)
+
+
+@produces("text/event-stream")
+async def events(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    principal(request).require_controller()
+    after = _start_after(request)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    try:
+        await response.write(b": stream open\n\n")
+        keepalive_at = loop.time() + KEEPALIVE_SECONDS
+        while not ctx.longpolls.stopping:
+            seen = ctx.longpolls.revision
+            batch = await ctx.store.events(after, limit=_BATCH)
+            for migration in batch:
+                data = json.dumps(migration_doc(migration), separators=(",", ":"))
+                chunk = f"id: {migration.revision}\nevent: migration\ndata: {data}\n\n"
+                await response.write(chunk.encode("utf-8"))
+                after = max(after, migration.revision)
+            if len(batch) >= _BATCH or ctx.longpolls.revision != seen:
+                continue
+            woke = await ctx.longpolls.park("*", keepalive_at - loop.time())
+            if not woke and loop.time() >= keepalive_at:
+                await response.write(b": keepalive\n\n")
+                keepalive_at = loop.time() + KEEPALIVE_SECONDS
+    except ConnectionResetError:
+        log.debug("event stream closed by the client")
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/events", events)

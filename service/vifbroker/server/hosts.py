@@ -1,0 +1,65 @@
+"""Host routes: heartbeat, list, read, and the inbox long-poll."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from vifbroker.model import HostIn, Inbox
+
+from .context import CTX
+from .media import JSON_TYPES, json_model, path_host, query_float, query_int, read_body
+from .middleware import principal
+from .render import host_doc, inbox_doc, json_response
+
+log = logging.getLogger(__name__)
+
+_MAX_REVISION = 2**63 - 1
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    name = path_host(request)
+    principal(request).require_host(name)
+    _, body = await read_body(request, JSON_TYPES, ctx.settings.max_body_bytes)
+    info = json_model(body, HostIn)
+    host = await ctx.store.heartbeat(name, info, ctx.now())
+    log.debug("heartbeat host=%s agent_version=%s", name, info.agent_version)
+    return json_response(host_doc(host))
+
+
+async def list_hosts(request: web.Request) -> web.Response:
+    principal(request).require_controller()
+    hosts = await request.app[CTX].store.list_hosts()
+    return json_response({"hosts": [host_doc(h) for h in hosts]})
+
+
+async def get_host(request: web.Request) -> web.Response:
+    name = path_host(request)
+    principal(request).require_host(name)
+    return json_response(host_doc(await request.app[CTX].store.get_host(name)))
+
+
+async def inbox(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    name = path_host(request)
+    principal(request).require_host(name)
+    after = query_int(request, "after", 0, 0, _MAX_REVISION)
+    wait = query_float(request, "wait", 0.0, 0.0, 60.0)
+    wait = min(wait, ctx.settings.longpoll_max_seconds)
+
+    def has_items(box: Inbox) -> bool:
+        return bool(box.items)
+
+    box = await ctx.longpolls.poll(
+        f"host:{name}", wait, lambda: ctx.store.inbox(name, after), has_items
+    )
+    return json_response(inbox_doc(box))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_put("/v1/hosts/{host}", heartbeat)
+    app.router.add_get("/v1/hosts", list_hosts)
+    app.router.add_get("/v1/hosts/{host}", get_host)
+    app.router.add_get("/v1/hosts/{host}/inbox", inbox)

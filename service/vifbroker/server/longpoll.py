@@ -1,0 +1,69 @@
+"""Long-polls parked on the store's change hub, never polling the store in a loop.
+
+The pattern, race-free because the hub is published only after a commit is
+visible and no ``await`` separates the revision check from parking::
+
+    seen = hub.revision; value = await fetch()
+    if not ready(value) and hub.revision == seen: park until a commit touches key
+
+On shutdown every parked request is woken (through a private hub key) and
+answers with what it has, so the server can stop without cutting connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from vifbroker.store import ChangeHub
+
+T = TypeVar("T")
+
+SHUTDOWN_KEY = "vifbroker:server-shutdown"
+
+
+class LongPolls:
+    def __init__(self, hub: ChangeHub, gauge: Any) -> None:
+        self._hub = hub
+        self._gauge = gauge
+        self.stopping = False
+
+    @property
+    def revision(self) -> int:
+        return self._hub.revision
+
+    async def park(self, key: str, seconds: float) -> bool:
+        """Wait until a commit touches ``key`` (True), or timeout / shutdown (False)."""
+        if self.stopping or seconds <= 0:
+            return False
+        self._gauge.inc()
+        try:
+            woke = await self._hub.wait((key, SHUTDOWN_KEY), seconds)
+        finally:
+            self._gauge.dec()
+        return woke and not self.stopping
+
+    async def poll(
+        self,
+        key: str,
+        seconds: float,
+        fetch: Callable[[], Awaitable[T]],
+        ready: Callable[[T], bool],
+    ) -> T:
+        """``fetch()`` until ``ready`` or ``seconds`` passed; the last value."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            seen = self._hub.revision
+            value = await fetch()
+            remaining = deadline - loop.time()
+            if ready(value) or remaining <= 0 or self.stopping:
+                return value
+            if self._hub.revision != seen:
+                continue
+            await self.park(key, remaining)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._hub.publish(self._hub.revision, (SHUTDOWN_KEY,))

@@ -1,0 +1,229 @@
+"""Content negotiation and request bodies: media types, size limits, decoding.
+
+JSON bodies are decoded and validated in one pass by pydantic; unparseable
+JSON or XML is ``Malformed`` (400), well-formed but wrong content ``Invalid``
+(422). Port data over the configured limit is ``PayloadTooLarge`` (413).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
+
+from aiohttp import web
+from lxml import etree
+from pydantic import BaseModel, Field, ValidationError
+
+from vifbroker.model import Interface, codec, normalize_mac, normalize_uuid
+from vifbroker.model.migration import HOST_PATTERN
+
+from .errors import (
+    Invalid,
+    Malformed,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    invalid_from_validation,
+)
+
+JSON = "application/json"
+XML = "application/xml"
+TEXT_XML = "text/xml"
+JSON_TYPES = (JSON,)
+INTERFACE_TYPES = (JSON, XML, TEXT_XML)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+# ---------------------------------------------------------------- Accept
+
+
+def _parse_accept(header: str) -> list[tuple[str, float]]:
+    ranges: list[tuple[str, float]] = []
+    for part in header.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if not media:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranges.append((media.lower(), q))
+    return ranges
+
+
+def _quality(offer: str, ranges: list[tuple[str, float]]) -> float:
+    kind = offer.split("/")[0]
+    best, specificity = 0.0, -1
+    for media, q in ranges:
+        if media == offer:
+            rank = 2
+        elif media == f"{kind}/*":
+            rank = 1
+        elif media == "*/*":
+            rank = 0
+        else:
+            continue
+        if rank > specificity:
+            best, specificity = q, rank
+    return best
+
+
+def choose(accept: str | None, offers: Sequence[str]) -> str:
+    """The offer ``accept`` likes best (the first offer on ties); NotAcceptable if none."""
+    if not accept or not accept.strip():
+        return offers[0]
+    ranges = _parse_accept(accept)
+    best, best_q = None, 0.0
+    for offer in offers:
+        q = _quality(offer, ranges)
+        if q > best_q:
+            best, best_q = offer, q
+    if best is None:
+        raise NotAcceptable(f"can only produce {', '.join(offers)}")
+    return best
+
+
+# ---------------------------------------------------------------- bodies
+
+
+async def read_body(
+    request: web.Request, accepted: Iterable[str], max_bytes: int
+) -> tuple[str, bytes]:
+    """(media type, bytes) of the body; 415 for other types, 413 past the size limit."""
+    media = request.content_type.lower()
+    accepted = tuple(accepted)
+    if media not in accepted:
+        raise UnsupportedMediaType(
+            f"Content-Type {media!r} not accepted here; use {' or '.join(accepted)}"
+        )
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"body of {length} bytes exceeds {max_bytes}")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"body exceeds {max_bytes} bytes") from exc
+    return media, body
+
+
+def json_model(body: bytes, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise Malformed("body is not valid JSON") from exc
+        raise invalid_from_validation(exc) from exc
+
+
+class InterfacesIn(BaseModel):
+    interfaces: list[Interface] = Field(min_length=1, max_length=4096)
+
+
+def _is_malformed(exc: codec.XMLCodecError) -> bool:
+    if isinstance(exc.__cause__, etree.XMLSyntaxError | UnicodeError):
+        return True
+    text = str(exc)
+    return text.startswith(("not well-formed", "unreadable XML", "empty document", "a DOCTYPE"))
+
+
+def _codec_problem(exc: codec.XMLCodecError) -> Malformed | Invalid:
+    if _is_malformed(exc):
+        return Malformed(str(exc))
+    return Invalid(str(exc), [{"loc": ["body"], "msg": str(exc), "type": "xml"}])
+
+
+def check_portdata(interfaces: Iterable[Interface], limit: int) -> None:
+    for iface in interfaces:
+        portdata = iface.portdata
+        if portdata is not None and len(portdata.encode("utf-8", "surrogatepass")) > limit:
+            raise PayloadTooLarge(f"port data of {iface.mac} exceeds {limit} bytes")
+
+
+def one_interface(media: str, body: bytes) -> Interface:
+    if media == JSON:
+        return json_model(body, Interface)
+    try:
+        return codec.parse_interface(body)
+    except codec.XMLCodecError as exc:
+        raise _codec_problem(exc) from exc
+
+
+def many_interfaces(media: str, body: bytes, domain_uuid: str) -> list[Interface]:
+    if media == JSON:
+        interfaces = json_model(body, InterfacesIn).interfaces
+    else:
+        try:
+            doc = codec.parse_document(body)
+        except codec.XMLCodecError as exc:
+            raise _codec_problem(exc) from exc
+        if doc.domain_uuid is not None and doc.domain_uuid != domain_uuid:
+            raise Invalid(f"document is for domain {doc.domain_uuid}, not {domain_uuid}")
+        interfaces = list(doc.interfaces)
+        if not interfaces:
+            raise Invalid("the document holds no <interface>")
+    seen: set[str] = set()
+    for iface in interfaces:
+        if iface.mac in seen:
+            raise Invalid(f"MAC {iface.mac} appears twice")
+        seen.add(iface.mac)
+    return interfaces
+
+
+# ---------------------------------------------------------------- path and query
+
+
+def path_uuid(request: web.Request, name: str = "uuid") -> str:
+    try:
+        return normalize_uuid(request.match_info[name])
+    except ValueError as exc:
+        raise Invalid(str(exc), [{"loc": ["path", name], "msg": str(exc)}]) from exc
+
+
+def path_mac(request: web.Request, name: str = "mac") -> str:
+    try:
+        return normalize_mac(request.match_info[name])
+    except ValueError as exc:
+        raise Invalid(str(exc), [{"loc": ["path", name], "msg": str(exc)}]) from exc
+
+
+_HOST_RE = re.compile(HOST_PATTERN)
+
+
+def path_host(request: web.Request, name: str = "host") -> str:
+    host = request.match_info[name]
+    if not _HOST_RE.match(host):
+        msg = f"not a host name: {host!r}"
+        raise Invalid(msg, [{"loc": ["path", name], "msg": msg}])
+    return host
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Malformed(f"query parameter {name!r} must be an integer") from None
+    if not lo <= value <= hi:
+        raise Malformed(f"query parameter {name!r} must be within {lo}..{hi}")
+    return value
+
+
+def query_float(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Malformed(f"query parameter {name!r} must be a number") from None
+    if not lo <= value <= hi:  # also refuses nan
+        raise Malformed(f"query parameter {name!r} must be within {lo}..{hi}")
+    return value

@@ -1,0 +1,146 @@
+"""Request middlewares, outermost first: observe → problems → guard.
+
+* ``observe``: request id (``X-Request-Id`` or a new one), latency histogram,
+  a DEBUG access line;
+* ``problems``: the one place where exceptions become problem responses;
+* ``guard``: bearer authentication for ``/v1`` and Accept negotiation against
+  what the matched handler ``produces``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from vifbroker.store import StoreError
+
+from .auth import Principal
+from .context import CTX
+from .errors import (
+    Internal,
+    Malformed,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    from_store_error,
+)
+from .logs import REQUEST_ID
+from .media import JSON, choose
+from .render import problem_response
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("vifbroker.server.access")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = Callable[..., Awaitable[web.StreamResponse]]
+
+PRINCIPAL = web.RequestKey("vifbroker.principal", Principal)
+MEDIA = web.RequestKey("vifbroker.media", str)
+REQUEST_ID_KEY = web.RequestKey("vifbroker.request_id", str)
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_UNMATCHED = "<unmatched>"
+
+
+def produces(*media: str) -> Callable[[H], H]:
+    """Declare what a handler can answer with, in order of preference."""
+
+    def mark(handler: H) -> H:
+        handler.produces = media  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def route_template(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    if resource is None or request.match_info.http_exception is not None:
+        return _UNMATCHED
+    return resource.canonical
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+    request[REQUEST_ID_KEY] = request_id
+    token = REQUEST_ID.set(request_id)
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        elapsed = time.perf_counter() - start
+        request.app[CTX].metrics.observe(
+            route_template(request), request.method, status, elapsed
+        )
+        access_log.debug(
+            "%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000
+        )
+        REQUEST_ID.reset(token)
+
+
+def _from_http_exception(exc: web.HTTPException) -> Problem:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(
+            f"{exc.method} not allowed here", sorted(exc.allowed_methods)
+        )
+    if exc.status == 404:
+        return NotFound("no such resource")
+    if exc.status == 413:
+        return PayloadTooLarge(exc.text or "body too large")
+    if 400 <= exc.status < 500:
+        return Malformed(exc.reason)
+    return Internal(exc.reason)
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Problem as exc:
+        problem = exc
+    except StoreError as exc:
+        problem = from_store_error(exc)
+        if problem.status >= 500:
+            log.warning("store error on %s %s: %s", request.method, request.path, exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        problem = _from_http_exception(exc)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        problem = Internal("internal error")
+    return problem_response(problem)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/") or request.path == "/v1":
+        request[PRINCIPAL] = request.app[CTX].tokens.authenticate_header(
+            request.headers.get("Authorization")
+        )
+    if request.match_info.http_exception is None:
+        offers = getattr(request.match_info.handler, "produces", (JSON,))
+        request[MEDIA] = choose(request.headers.get("Accept"), offers)
+    return await handler(request)
+
+
+async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id

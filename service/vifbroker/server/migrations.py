@@ -1,0 +1,152 @@
+"""Migration routes: create, list, read (with the applied barrier), complete, cancel, results."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from vifbroker.model import Migration, MigrationCreate, MigrationState, ResultsIn, normalize_uuid
+
+from vifbroker.store.errors import InvalidInput
+
+from .context import CTX
+from .errors import Conflict, Invalid, Malformed
+from .media import JSON_TYPES, json_model, query_float, query_int, read_body
+from .middleware import principal
+from .render import json_response, migration_doc
+
+log = logging.getLogger(__name__)
+
+BARRIER_DEFAULT_SECONDS = 30.0
+_BARRIER_DONE = frozenset({MigrationState.APPLIED, MigrationState.FAILED})
+
+
+def _location(migration: Migration) -> dict[str, str]:
+    return {"Location": f"/v1/migrations/{migration.id}"}
+
+
+async def create_migration(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    _, body = await read_body(request, JSON_TYPES, ctx.settings.max_body_bytes)
+    req = json_model(body, MigrationCreate)
+    principal(request).require_host(req.source_host)
+    migration, created = await ctx.store.create_migration(req, ctx.now())
+    if created:
+        log.info(
+            "migration created migration=%s domain=%s %s -> %s",
+            migration.id, migration.domain_uuid, migration.source_host, migration.destination_host,
+        )
+    return json_response(
+        migration_doc(migration), status=201 if created else 200, headers=_location(migration)
+    )
+
+
+async def list_migrations(request: web.Request) -> web.Response:
+    principal(request).require_controller()
+    q = request.query
+    state = None
+    if q.get("state"):
+        try:
+            state = MigrationState(q["state"])
+        except ValueError:
+            raise Malformed(f"unknown state {q['state']!r}") from None
+    domain_uuid = q.get("domain_uuid") or None
+    if domain_uuid is not None:
+        try:
+            domain_uuid = normalize_uuid(domain_uuid)
+        except ValueError as exc:
+            raise Malformed(str(exc)) from None
+    cursor = q.get("cursor") or None
+    limit = query_int(request, "limit", 100, 1, 500)
+    try:
+        migrations, next_cursor = await request.app[CTX].store.list_migrations(
+            state=state, domain_uuid=domain_uuid, host=q.get("host") or None,
+            cursor=cursor, limit=limit,
+        )
+    except InvalidInput as exc:  # an unreadable cursor
+        raise Malformed(str(exc)) from None
+    return json_response(
+        {"migrations": [migration_doc(m) for m in migrations], "next_cursor": next_cursor}
+    )
+
+
+def _barrier_reached(migration: Migration) -> bool:
+    return migration.state in _BARRIER_DONE or migration.state.terminal
+
+
+async def get_migration(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    migration_id = request.match_info["id"]
+    migration = await ctx.store.get_migration(migration_id)
+    principal(request).require_host(migration.source_host, migration.destination_host)
+    wait_for = request.query.get("wait_for")
+    if wait_for is not None:
+        if wait_for != "applied":
+            raise Malformed("wait_for must be 'applied'")
+        limit = min(60.0, ctx.settings.longpoll_max_seconds)
+        timeout = query_float(request, "timeout", min(BARRIER_DEFAULT_SECONDS, limit), 0, 60)
+        if not _barrier_reached(migration):
+            migration = await ctx.longpolls.poll(
+                f"migration:{migration_id}",
+                min(timeout, limit),
+                lambda: ctx.store.get_migration(migration_id),
+                _barrier_reached,
+            )
+    return json_response(migration_doc(migration))
+
+
+async def complete_migration(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    principal(request).require_controller()
+    migration = await ctx.store.transition(
+        request.match_info["id"], MigrationState.COMPLETED, ctx.now()
+    )
+    log.info("migration completed migration=%s domain=%s", migration.id, migration.domain_uuid)
+    return json_response(migration_doc(migration))
+
+
+async def cancel_migration(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    migration = await ctx.store.get_migration(request.match_info["id"])
+    principal(request).require_host(migration.source_host)
+    migration = await ctx.store.transition(migration.id, MigrationState.CANCELLED, ctx.now())
+    log.info("migration cancelled migration=%s domain=%s", migration.id, migration.domain_uuid)
+    return json_response(migration_doc(migration))
+
+
+async def post_results(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    migration = await ctx.store.get_migration(request.match_info["id"])
+    principal(request).require_host(migration.destination_host)
+    _, body = await read_body(request, JSON_TYPES, ctx.settings.max_body_bytes)
+    results = json_model(body, ResultsIn).results
+    if migration.state.terminal:
+        raise Conflict(f"migration {migration.id} is {migration.state.value}")
+    known = {vif.mac for vif in migration.interfaces}
+    seen: set[str] = set()
+    for i, result in enumerate(results):
+        if result.mac not in known:
+            raise Invalid(
+                f"migration {migration.id} has no vif {result.mac}",
+                [{"loc": ["body", "results", str(i), "mac"], "msg": "unknown MAC"}],
+            )
+        if result.mac in seen:
+            raise Invalid(f"MAC {result.mac} appears twice")
+        seen.add(result.mac)
+    migration = await ctx.store.post_results(migration.id, results, ctx.now())
+    for result in results:
+        log.info(
+            "result migration=%s mac=%s generation=%d status=%s",
+            migration.id, result.mac, result.generation, result.status,
+        )
+    return json_response(migration_doc(migration))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/migrations", create_migration)
+    app.router.add_get("/v1/migrations", list_migrations)
+    app.router.add_get("/v1/migrations/{id}", get_migration)
+    app.router.add_post("/v1/migrations/{id}/complete", complete_migration)
+    app.router.add_post("/v1/migrations/{id}/cancel", cancel_migration)
+    app.router.add_post("/v1/migrations/{id}/results", post_results)

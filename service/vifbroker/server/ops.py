@@ -1,0 +1,64 @@
+"""Operations routes (no auth): liveness, readiness, metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+from aiohttp import web
+
+from vifbroker.store import StoreError
+
+from .context import CTX
+from .errors import NotFound, Unavailable
+from .metrics import CONTENT_TYPE_LATEST
+from .middleware import produces
+from .render import json_response
+
+
+@produces("application/json")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+@produces("application/json")
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[CTX].store.ping()
+    except StoreError as exc:
+        raise Unavailable(f"store not reachable: {exc}") from exc
+    return json_response({"status": "ready"})
+
+
+@produces("text/plain")
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    body = await ctx.metrics.render(ctx.store)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def find_openapi() -> Path | None:
+    """``openapi.yaml`` beside this package (a wheel), else at the repository root."""
+    packaged = Path(str(importlib.resources.files(__package__ or "vifbroker.server")))
+    repo_root = Path(__file__).resolve().parents[3]
+    for candidate in (packaged / "openapi.yaml", repo_root / "openapi.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@produces("application/yaml", "application/x-yaml", "text/yaml")
+async def openapi(request: web.Request) -> web.Response:
+    path = find_openapi()
+    if path is None:
+        raise NotFound("openapi.yaml is not installed")
+    return web.Response(body=path.read_bytes(), content_type="application/yaml", charset="utf-8")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.yaml", openapi)

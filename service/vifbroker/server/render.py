@@ -1,0 +1,85 @@
+"""Responses: JSON documents, problem documents, XML interface documents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from vifbroker.model import Host, Inbox, Migration, VifRecord, codec
+
+from .errors import PROBLEM_CONTENT_TYPE, Problem
+
+
+def _dumps(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_response(
+    doc: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=_dumps(doc), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def problem_response(problem: Problem) -> web.Response:
+    return web.Response(
+        body=_dumps(problem.body()),
+        status=problem.status,
+        headers=problem.headers(),
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def migration_doc(migration: Migration) -> dict[str, Any]:
+    return migration.model_dump(mode="json")
+
+
+def record_doc(record: VifRecord) -> dict[str, Any]:
+    iface = record.interface
+    return {
+        "domain_uuid": record.domain_uuid,
+        "mac": record.mac,
+        "generation": record.generation,
+        # Unset optional members are left out rather than sent as null.
+        "interface": iface.model_dump(mode="json", exclude_none=True) if iface else None,
+        "result": record.result.model_dump(mode="json"),
+        "revision": record.revision,
+    }
+
+
+def inbox_doc(inbox: Inbox) -> dict[str, Any]:
+    return {
+        "revision": inbox.revision,
+        "items": [
+            {
+                "revision": item.revision,
+                "direction": item.direction,
+                "migration": migration_doc(item.migration),
+                "interfaces": [record_doc(r) for r in item.interfaces],
+            }
+            for item in inbox.items
+        ],
+    }
+
+
+def host_doc(host: Host) -> dict[str, Any]:
+    return host.model_dump(mode="json")
+
+
+def xml_response(text: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=text.encode("utf-8"), headers=headers, content_type="application/xml", charset="utf-8"
+    )
+
+
+def records_xml(domain_uuid: str, records: Iterable[VifRecord]) -> str:
+    ifaces = [r.interface for r in records if r.interface is not None]
+    return codec.interfaces_to_xml(ifaces, domain_uuid=domain_uuid)
+
+
+def record_xml(record: VifRecord) -> str | None:
+    return codec.interface_to_xml(record.interface) if record.interface is not None else None

@@ -1,0 +1,60 @@
+"""The real broker app on a real SQLite store in tmp_path, served on loopback.
+
+Every response goes through the openapi.yaml conformance checker; a test that
+got any answer the contract does not allow fails at teardown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from api_helpers import Broker, Clock
+from openapi_check import SpecChecker, conformance_middleware
+
+from vifbroker.server import Settings, create_app
+from vifbroker.server.auth import Role, add_token, load_tokens
+from vifbroker.store.sqlite import SQLiteStore
+
+AGENTS = ("src", "dst", "other")
+
+
+@pytest.fixture(scope="session")
+def spec_checker() -> SpecChecker:
+    return SpecChecker.load()
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def broker(
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Any],
+    spec_checker: SpecChecker,
+    settings_overrides: dict[str, Any],
+) -> AsyncIterator[Broker]:
+    token_file = tmp_path / "tokens.toml"
+    tokens = {"controller": add_token(token_file, Role.CONTROLLER)}
+    for host in AGENTS:
+        tokens[host] = add_token(token_file, Role.AGENT, host=host)
+    settings = Settings(
+        state_dir=tmp_path,
+        tokens=token_file,
+        expiry_interval_seconds=0.05,
+        **settings_overrides,
+    )
+    store = SQLiteStore(tmp_path / "vifbroker.db")
+    clock = Clock()
+    app = create_app(settings, store, load_tokens(token_file), clock=clock)
+    violations: list[str] = []
+    app.middlewares.insert(0, conformance_middleware(spec_checker, violations))
+    client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
+    yield Broker(client, store, clock, tokens, violations)
+    assert not violations, "\n".join(violations)
