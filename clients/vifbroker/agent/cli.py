@@ -1,0 +1,193 @@
+"""``vifbroker agent``, ``vifbroker push`` and ``vifbroker demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import re
+import signal
+import socket
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from vifbroker.backends import Backend, BackendError
+from vifbroker.client import BrokerClient, ClientError
+from vifbroker.model import Interface
+from vifbroker.model.codec import parse_document
+from vifbroker.model.migration import HOST_PATTERN
+
+from .errors import AgentError, ConfigError
+from .router import Router
+from .service import Agent
+from .state import StateFile
+from .tracker import AgentSettings
+from .wiring import (
+    add_backend_options,
+    add_broker_options,
+    configure_logging,
+    make_backends,
+    make_client,
+    make_domain_source,
+)
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    agent = subparsers.add_parser("agent", help="run the host agent")
+    add_broker_options(agent)
+    agent.add_argument("--host", required=True, help="this hypervisor's name at the broker")
+    add_backend_options(agent)
+    agent.add_argument(
+        "--domain-xml-dir", type=Path, metavar="DIR",
+        help="read DIR/<uuid>.xml instead of `virsh -r dumpxml UUID`",
+    )
+    agent.add_argument(
+        "--state-dir", type=Path, metavar="DIR",
+        help="where the inbox position is kept across restarts (default: not kept)",
+    )
+    agent.add_argument("--poll-wait", type=float, default=25.0, metavar="S")
+    agent.add_argument("--heartbeat-interval", type=float, default=15.0, metavar="S")
+    agent.add_argument("--drain-timeout", type=float, default=10.0, metavar="S")
+    agent.set_defaults(func=run_agent)
+
+    push = subparsers.add_parser("push", help="upload a domain's vifs once (for scripts)")
+    add_broker_options(push)
+    push.add_argument(
+        "--domain-xml", required=True, metavar="FILE|-", help="libvirt <domain> XML ('-': stdin)"
+    )
+    push.add_argument("--to", metavar="HOST", help="create the migration to HOST first")
+    push.add_argument(
+        "--from", dest="source", metavar="HOST", help="source host (default: hostname)"
+    )
+    push.add_argument("--migration-id", metavar="ID", help="idempotency id for the migration")
+    push.add_argument("--ttl", type=int, metavar="S", help="migration lifetime in seconds")
+    push.add_argument("--on-backend-mismatch", choices=["skip", "fail"])
+    add_backend_options(push, default=False)
+    push.set_defaults(func=run_push)
+
+    from .demo import register_demo
+
+    register_demo(subparsers)
+
+
+def _agent_version() -> str | None:
+    try:
+        return version("vifbroker")
+    except PackageNotFoundError:
+        return None
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    if not re.match(HOST_PATTERN, args.host):
+        print(f"vifbroker agent: invalid --host {args.host!r}", file=sys.stderr)
+        return 2
+    try:
+        backends = make_backends(args)
+        client = make_client(args)
+    except ConfigError as exc:
+        print(f"vifbroker agent: {exc}", file=sys.stderr)
+        return 2
+    settings = AgentSettings(
+        host=args.host,
+        poll_wait=args.poll_wait,
+        heartbeat_interval=args.heartbeat_interval,
+        drain_timeout=args.drain_timeout,
+        agent_version=_agent_version(),
+    )
+    state = StateFile(args.state_dir, args.host)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_agent_main(client, backends, args, state, settings))
+
+
+async def _agent_main(
+    client: BrokerClient,
+    backends: list[Backend],
+    args: argparse.Namespace,
+    state: StateFile,
+    settings: AgentSettings,
+) -> int:
+    agent = Agent(client, backends, make_domain_source(args), state, settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stop)
+    try:
+        await agent.run()
+    finally:
+        await client.close()
+    return 0
+
+
+def run_push(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    try:
+        if args.domain_xml == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            data = Path(args.domain_xml).read_bytes()
+        doc = parse_document(data)
+        backends = make_backends(args, default=False)
+        client = make_client(args)
+    except (OSError, ValueError, AgentError) as exc:
+        print(f"vifbroker push: {exc}", file=sys.stderr)
+        return 2
+    if doc.domain_uuid is None:
+        print("vifbroker push: the XML names no domain UUID", file=sys.stderr)
+        return 2
+    try:
+        out = asyncio.run(
+            _push(client, backends, args, doc.domain_uuid, doc.domain_name, list(doc.interfaces))
+        )
+    except (ClientError, AgentError, OSError) as exc:
+        print(f"vifbroker push: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+async def _push(
+    client: BrokerClient,
+    backends: list[Backend],
+    args: argparse.Namespace,
+    domain_uuid: str,
+    domain_name: str | None,
+    interfaces: list[Interface],
+) -> dict[str, object]:
+    try:
+        migration_id = None
+        if args.to:
+            migration = await client.create_migration(
+                domain_uuid,
+                args.source or socket.gethostname(),
+                args.to,
+                domain_name=domain_name,
+                ttl_seconds=args.ttl,
+                on_backend_mismatch=args.on_backend_mismatch,
+                id=args.migration_id,
+            )
+            migration_id = migration.id
+        if backends:
+            owned, _ = Router(backends).group(interfaces)
+            filled: dict[str, Interface] = {}
+            for backend, ifaces in owned.values():
+                filled.update((i.mac, i) for i in await backend.collect(domain_uuid, ifaces))
+            interfaces = [filled.get(i.mac, i) for i in interfaces]
+        result = await client.upload(domain_uuid, interfaces)
+    except BackendError as exc:
+        raise ConfigError(f"collecting port data: {exc}") from exc
+    finally:
+        for backend in backends:
+            await backend.close()
+        await client.close()
+    return {
+        "migration": migration_id,
+        "domain_uuid": result.domain_uuid,
+        "revision": result.revision,
+        "interfaces": [{"mac": m, "generation": g} for m, g in result.generations.items()],
+    }

@@ -1,0 +1,86 @@
+"""Where the source agent reads a domain's ``<interface>`` elements from.
+
+A seam with two implementations: a directory of ``<uuid>.xml`` files (tests,
+demos, hosts without libvirt) and read-only ``virsh dumpxml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Protocol
+
+from vifbroker.model import Interface, normalize_uuid
+from vifbroker.model.codec import parse_interfaces
+
+from .errors import DomainNotFound, DomainXmlError
+
+
+class DomainSource(Protocol):
+    async def interfaces(self, domain_uuid: str) -> list[Interface]:
+        """Every ``<interface>`` of the running domain (DomainNotFound if none)."""
+
+
+def _parse(xml: bytes, where: str) -> list[Interface]:
+    try:
+        return parse_interfaces(xml)
+    except ValueError as exc:
+        raise DomainXmlError(f"{where}: {exc}") from exc
+
+
+class DirectorySource:
+    """``DIR/<domain uuid>.xml``: a libvirt ``<domain>`` (or ``<interfaces>``) document."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    async def interfaces(self, domain_uuid: str) -> list[Interface]:
+        path = self.directory / f"{normalize_uuid(domain_uuid)}.xml"
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError as exc:
+            raise DomainNotFound(f"no domain XML at {path}") from exc
+        except OSError as exc:
+            raise DomainXmlError(f"{path}: {exc}") from exc
+        return _parse(data, str(path))
+
+
+class VirshSource:
+    """``virsh -r [-c URI] dumpxml UUID``: read-only, bounded by ``timeout`` seconds."""
+
+    def __init__(
+        self, *, virsh: str = "virsh", uri: str | None = None, timeout: float = 10.0
+    ) -> None:
+        self.virsh = virsh
+        self.uri = uri
+        self.timeout = timeout
+
+    async def interfaces(self, domain_uuid: str) -> list[Interface]:
+        argv = [self.virsh, "-r"]
+        if self.uri:
+            argv += ["-c", self.uri]
+        argv += ["dumpxml", normalize_uuid(domain_uuid)]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise DomainXmlError(f"cannot run {self.virsh}: {exc}") from exc
+        try:
+            async with asyncio.timeout(self.timeout):
+                out, err = await proc.communicate()
+        except TimeoutError as exc:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise DomainXmlError(f"virsh dumpxml {domain_uuid}: timed out") from exc
+        if proc.returncode != 0:
+            text = err.decode("utf-8", "replace").strip()
+            if "failed to get domain" in text or "Domain not found" in text:
+                raise DomainNotFound(f"virsh: {text}")
+            raise DomainXmlError(f"virsh dumpxml {domain_uuid} failed: {text}")
+        return _parse(out, f"virsh dumpxml {domain_uuid}")

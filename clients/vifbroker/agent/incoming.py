@@ -1,0 +1,196 @@
+"""Destination side: wait for the local ports, apply a domain's pending vifs, report.
+
+A vif is pending when its record's generation has no result yet. All pending
+vifs a backend owns go to that backend in ONE ``apply`` call once their ports
+exist (or, once some exist, after ``port_grace`` seconds; the rest follow).
+Backend errors are retried with backoff until the migration's ``expires_at``;
+then the vifs are reported failed with the last reason. Applying is
+idempotent, so a restarted agent simply applies again what has no result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from vifbroker.backends import ApplyResult, Backend, BackendError, Outcome
+from vifbroker.client import ClientError, Conflict, NotFound
+from vifbroker.model import (
+    InboxItem,
+    Interface,
+    Migration,
+    ResultIn,
+    VifRecord,
+    VifStatus,
+    portdata_digest,
+)
+
+from .retry import Backoff, monotonic_deadline, remaining
+from .router import describe_interface
+from .tracker import Deps, Tracker
+
+log = logging.getLogger(__name__)
+
+
+class Incoming(Tracker):
+    direction = "incoming"
+
+    def __init__(self, item: InboxItem, deps: Deps) -> None:
+        super().__init__(item, deps)
+        #: MAC → the newest generation this process posted a result for
+        self._posted: dict[str, int] = {}
+        self._busy_since: int | None = item.revision
+
+    @property
+    def resume_revision(self) -> int | None:
+        return self._busy_since
+
+    def update(self, item: InboxItem) -> None:
+        super().update(item)
+        if self._busy_since is None and self._pending(item):
+            self._busy_since = item.revision
+
+    def _pending(self, item: InboxItem) -> list[VifRecord]:
+        out = []
+        for rec in item.interfaces:
+            if rec.interface is None or self._posted.get(rec.mac, 0) >= rec.generation:
+                continue
+            result = rec.result
+            if result.status != VifStatus.PENDING and result.applied_generation >= rec.generation:
+                continue
+            out.append(rec)
+        return out
+
+    async def run(self) -> None:
+        while not self.stopping:
+            item = self.item
+            if item.migration.state.terminal:
+                return
+            pending = self._pending(item)
+            if not pending:
+                self._busy_since = None
+                await self.wait_changed()
+                continue
+            if self._busy_since is None:
+                self._busy_since = item.revision
+            results = await self._apply(item.migration, pending)
+            if results and not await self._post(item.migration, results):
+                return
+
+    # -- applying ----------------------------------------------------------------------
+
+    async def _apply(self, migration: Migration, pending: Sequence[VifRecord]) -> list[ResultIn]:
+        deadline = monotonic_deadline(migration.expires_at)
+        generations = {rec.mac: rec.generation for rec in pending}
+        interfaces = [rec.interface for rec in pending if rec.interface is not None]
+        owned, unowned = self.deps.router.group(interfaces)
+        outcomes: list[tuple[Interface, ApplyResult]] = [
+            (iface, self._mismatch(iface)) for iface in unowned
+        ]
+        for group in await asyncio.gather(
+            *(self._apply_group(migration, b, ifaces, deadline) for b, ifaces in owned.values())
+        ):
+            outcomes.extend(group)
+        results = []
+        for iface, outcome in outcomes:
+            result = self._judge(migration, iface, generations[iface.mac], outcome)
+            log.info(
+                "migration %s mac %s: %s generation %d%s",
+                migration.id, iface.mac, result.status, result.generation,
+                f" ({result.detail})" if result.detail else "",
+            )
+            results.append(result)
+        return results
+
+    def _mismatch(self, iface: Interface) -> ApplyResult:
+        names = ", ".join(b.name for b in self.deps.router.backends) or "none"
+        return ApplyResult(
+            iface.mac,
+            Outcome.SKIPPED,
+            f"no local backend handles {describe_interface(iface)} (backends here: {names})",
+        )
+
+    def _judge(
+        self, migration: Migration, iface: Interface, generation: int, outcome: ApplyResult
+    ) -> ResultIn:
+        status, detail, digest = outcome.outcome, outcome.detail, outcome.digest
+        read_back_differs = digest is not None and digest != portdata_digest(iface.portdata)
+        if status == Outcome.APPLIED and read_back_differs:
+            status, detail = Outcome.FAILED, "port data read back differs from the record"
+        if status == Outcome.SKIPPED and migration.on_backend_mismatch == "fail":
+            status = Outcome.FAILED
+        return ResultIn(
+            mac=iface.mac,
+            generation=generation,
+            status=status.value,
+            detail=detail[:4096] if detail else None,
+            digest=digest if status == Outcome.APPLIED else None,
+        )
+
+    async def _apply_group(
+        self, migration: Migration, backend: Backend, ifaces: list[Interface], deadline: float
+    ) -> list[tuple[Interface, ApplyResult]]:
+        """Wait for the ports, then apply; [] when stopping before anything ran."""
+        domain = migration.domain_uuid
+        grace = self.deps.settings.port_grace
+        backoff = Backoff(0.05, 1.0)
+        first_present: float | None = None
+        reason = "the local port never appeared"
+        with self.subscribe(domain) as sub:
+            while not self.stopping:
+                try:
+                    ports = await backend.inspect(domain, [i.mac for i in ifaces])
+                    present = [i for i in ifaces if ports.get(i.mac) is not None]
+                    now = time.monotonic()
+                    if present and first_present is None:
+                        first_present = now
+                    if len(present) == len(ifaces) or (
+                        present and first_present is not None and now - first_present >= grace
+                    ):
+                        return list(zip(present, await backend.apply(domain, present), strict=True))
+                    have = {i.mac for i in present}
+                    missing = [i.mac for i in ifaces if i.mac not in have]
+                    reason = f"no local port for vm-id {domain} mac {', '.join(missing)}"
+                    log.debug("migration %s: waiting: %s", migration.id, reason)
+                except BackendError as exc:
+                    reason = f"{backend.name}: {exc}"
+                    log.warning("migration %s: %s; retrying", migration.id, reason)
+                left = remaining(deadline)
+                if left <= 0:
+                    detail = f"gave up at the migration's deadline: {reason}"
+                    return [(i, ApplyResult(i.mac, Outcome.FAILED, detail)) for i in ifaces]
+                wait = min(backoff.next(), left)
+                if first_present is not None:
+                    wait = min(wait, max(0.0, first_present + grace - time.monotonic()))
+                # Any port event of this domain (a port appeared) ends the wait early.
+                await sub.get(wait)
+        return []
+
+    # -- reporting ---------------------------------------------------------------------
+
+    async def _post(self, migration: Migration, results: list[ResultIn]) -> bool:
+        """Post until accepted; False when the migration is gone (stop tracking)."""
+        deadline = monotonic_deadline(migration.expires_at)
+        backoff = Backoff(0.1, 2.0)
+        while True:
+            try:
+                await self.deps.client.post_results(migration.id, results)
+            except (NotFound, Conflict) as exc:
+                log.info("migration %s: results not taken (%s); stopping", migration.id, exc)
+                return False
+            except ClientError as exc:
+                if remaining(deadline) <= 0:
+                    log.error("migration %s: could not post results: %s", migration.id, exc)
+                    return False
+                delay = backoff.next()
+                log.warning(
+                    "migration %s: posting results failed (%s); retrying in %.2fs",
+                    migration.id, exc, delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            for r in results:
+                self._posted[r.mac] = max(self._posted.get(r.mac, 0), r.generation)
+            return True

@@ -1,0 +1,150 @@
+"""Source side: upload a leaving domain's vifs, then mirror every later change.
+
+The port watch is subscribed to *before* the first collect, so a change made
+while collecting is never missed; at worst it is uploaded once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from vifbroker.backends import BackendError, PortEvent
+from vifbroker.client import ClientError, NoActiveMigration, NotFound
+from vifbroker.model import Interface, normalize_mac
+
+from .errors import AgentError
+from .portwatch import Subscription
+from .retry import Backoff, monotonic_deadline, remaining
+from .tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+
+class _Gone(Exception):
+    """The migration is no longer active: stop following it."""
+
+
+class Outgoing(Tracker):
+    direction = "outgoing"
+
+    @property
+    def resume_revision(self) -> int | None:
+        # Followed until terminal: a restarted agent must pick it up again.
+        return self.item.revision
+
+    @property
+    def domain_uuid(self) -> str:
+        return self.item.migration.domain_uuid
+
+    async def run(self) -> None:
+        deadline = monotonic_deadline(self.item.migration.expires_at)
+        with self.subscribe(self.domain_uuid) as sub:
+            try:
+                current = await self._first_upload(deadline)
+                if current is not None:
+                    await self._follow(sub, current, deadline)
+            except _Gone:
+                log.info("migration %s: no longer active, stopped following", self.migration_id)
+
+    async def _collect(self) -> list[Interface]:
+        domain = self.domain_uuid
+        interfaces = await self.deps.domains.interfaces(domain)
+        owned, _ = self.deps.router.group(interfaces)
+        filled: dict[str, Interface] = {}
+        for collected in await asyncio.gather(
+            *(backend.collect(domain, ifaces) for backend, ifaces in owned.values())
+        ):
+            filled.update((i.mac, i) for i in collected)
+        # Interfaces no backend owns go as they are: the destination reports them.
+        return [filled.get(i.mac, i) for i in interfaces]
+
+    async def _first_upload(self, deadline: float) -> dict[str, Interface] | None:
+        backoff = Backoff(0.1, 2.0)
+        while not self.stopping:
+            try:
+                desired = await self._collect()
+                stored = {r.mac: r.interface for r in self.item.interfaces}
+                changed = [i for i in desired if stored.get(i.mac) != i]
+                if changed:
+                    await self._upload(changed)
+                else:
+                    log.info(
+                        "migration %s: %d vif records already current",
+                        self.migration_id, len(desired),
+                    )
+                return {i.mac: i for i in desired}
+            except (AgentError, BackendError, ClientError) as exc:
+                if remaining(deadline) <= 0:
+                    log.error("migration %s: gave up uploading: %s", self.migration_id, exc)
+                    return None
+                delay = backoff.next()
+                log.warning(
+                    "migration %s: upload failed (%s); retrying in %.2fs",
+                    self.migration_id, exc, delay,
+                )
+                await self.wait_changed(delay)
+        return None
+
+    async def _upload(self, interfaces: Sequence[Interface]) -> None:
+        try:
+            result = await self.deps.client.upload(self.domain_uuid, interfaces)
+        except (NoActiveMigration, NotFound) as exc:
+            raise _Gone() from exc
+        for iface in interfaces:
+            log.info(
+                "migration %s mac %s: uploaded generation %s",
+                self.migration_id, iface.mac, result.generations.get(iface.mac),
+            )
+
+    async def _follow(
+        self, sub: Subscription, current: dict[str, Interface], deadline: float
+    ) -> None:
+        pending: dict[str, Interface] = {}
+        backoff = Backoff(0.1, 2.0)
+        while not self.stopping:
+            if pending:
+                try:
+                    await self._upload(list(pending.values()))
+                except ClientError as exc:
+                    if remaining(deadline) <= 0:
+                        log.error("migration %s: gave up uploading: %s", self.migration_id, exc)
+                        return
+                    delay = backoff.next()
+                    log.warning(
+                        "migration %s: upload failed (%s); retrying in %.2fs",
+                        self.migration_id, exc, delay,
+                    )
+                    event = await sub.get(delay)
+                else:
+                    current.update(pending)
+                    pending.clear()
+                    backoff.reset()
+                    event = await sub.get()
+            else:
+                event = await sub.get()
+            events = ([event] if event is not None else []) + sub.drain()
+            pending.update(_changes(events, current, pending))
+
+
+def _changes(
+    events: Sequence[PortEvent], current: dict[str, Interface], pending: dict[str, Interface]
+) -> dict[str, Interface]:
+    """The latest port data per known MAC that differs from what is (to be) uploaded."""
+    latest: dict[str, str | None] = {}
+    for event in events:
+        if event.removed:
+            continue
+        try:
+            mac = normalize_mac(event.mac)
+        except ValueError:
+            continue
+        if mac in current:
+            latest[mac] = event.portdata
+    out: dict[str, Interface] = {}
+    for mac, portdata in latest.items():
+        base = pending.get(mac, current[mac])
+        if base.portdata != portdata:
+            out[mac] = base.with_portdata(portdata)
+    return out

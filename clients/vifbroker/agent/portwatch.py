@@ -1,0 +1,117 @@
+"""Fans each backend's ``watch()`` stream out to the migrations that care.
+
+Every backend's stream is read by one task; events go to the subscribers of
+the event's domain. A stream that fails is restarted with backoff; one that
+simply ends (the backend has no feed) is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+
+from vifbroker.backends import Backend, PortEvent
+from vifbroker.model import normalize_uuid
+
+from .retry import Backoff
+
+log = logging.getLogger(__name__)
+
+
+class Subscription:
+    """Events of one domain, in order."""
+
+    def __init__(self, domain_uuid: str) -> None:
+        self.domain_uuid = domain_uuid
+        self.queue: asyncio.Queue[PortEvent | None] = asyncio.Queue()
+
+    async def get(self, within: float | None = None) -> PortEvent | None:
+        """The next event; None when ``within`` seconds pass without one or on :meth:`wake`."""
+        if within is None:
+            return await self.queue.get()
+        try:
+            async with asyncio.timeout(max(0.0, within)):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
+
+    def wake(self) -> None:
+        """Make the pending (or next) :meth:`get` return None."""
+        self.queue.put_nowait(None)
+
+    def drain(self) -> list[PortEvent]:
+        events = []
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event is not None:
+                events.append(event)
+        return events
+
+
+class PortWatch:
+    def __init__(self, backends: Sequence[Backend]) -> None:
+        self._backends = list(backends)
+        self._subs: dict[str, set[Subscription]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for backend in self._backends:
+            self._tasks.append(
+                asyncio.create_task(self._follow(backend), name=f"watch-{backend.name}")
+            )
+
+    async def close(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @contextlib.contextmanager
+    def subscribe(self, domain_uuid: str) -> Iterator[Subscription]:
+        sub = Subscription(normalize_uuid(domain_uuid))
+        self._subs.setdefault(sub.domain_uuid, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            subs = self._subs.get(sub.domain_uuid)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.domain_uuid]
+
+    def publish(self, event: PortEvent) -> None:
+        try:
+            key = normalize_uuid(event.domain_uuid)
+        except ValueError:
+            return
+        for sub in self._subs.get(key, ()):
+            sub.queue.put_nowait(event)
+
+    async def _follow(self, backend: Backend) -> None:
+        backoff = Backoff(0.1, 5.0)
+        while True:
+            seen = False
+            try:
+                async for event in backend.watch():
+                    seen = True
+                    backoff.reset()
+                    self.publish(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.next()
+                log.warning(
+                    "backend %s: port watch failed (%s); restarting in %.1fs",
+                    backend.name, exc, delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if not seen:
+                log.debug("backend %s has no port feed", backend.name)
+                return
+            # A feed that ended after delivering events (monitor restarted): follow again.
+            await asyncio.sleep(backoff.next())

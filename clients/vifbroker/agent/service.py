@@ -1,0 +1,191 @@
+"""The host agent: heartbeats, the inbox long-poll, one worker per migration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Sequence
+
+from vifbroker.backends import Backend
+from vifbroker.client import BrokerClient, ClientError
+from vifbroker.model import BackendInfo, InboxItem
+
+from .domainxml import DomainSource
+from .incoming import Incoming
+from .outgoing import Outgoing
+from .portwatch import PortWatch
+from .retry import Backoff
+from .router import Router
+from .state import StateFile
+from .tracker import AgentSettings, Deps, Tracker
+
+log = logging.getLogger(__name__)
+
+_Key = tuple[str, str]  # (migration id, direction)
+
+
+class Agent:
+    def __init__(
+        self,
+        client: BrokerClient,
+        backends: Sequence[Backend],
+        domains: DomainSource,
+        state: StateFile,
+        settings: AgentSettings,
+    ) -> None:
+        self.backends = list(backends)
+        self.state = state
+        self.settings = settings
+        self.watch = PortWatch(self.backends)
+        self.deps = Deps(client, Router(self.backends), self.watch, domains, settings)
+        self.after = 0
+        self._trackers: dict[_Key, Tracker] = {}
+        self._tasks: dict[_Key, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+
+    @property
+    def client(self) -> BrokerClient:
+        return self.deps.client
+
+    def stop(self) -> None:
+        """Stop polling, let in-flight work finish (bounded), then return from run()."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        for backend in self.backends:
+            await backend.start()
+        self.watch.start()
+        heartbeats = asyncio.create_task(self._heartbeats(), name="heartbeats")
+        log.info(
+            "agent %s started: backends %s, broker %s",
+            self.settings.host, ", ".join(b.name for b in self.backends) or "none",
+            ", ".join(self.client.urls),
+        )
+        try:
+            await self._poll()
+        finally:
+            # Saved before draining: workers stopped by the drain still had work
+            # (an outgoing migration to follow), and a restart must resume it.
+            await self._save()
+            await self._drain()
+            heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeats
+            await self.watch.close()
+            for backend in self.backends:
+                try:
+                    await backend.close()
+                except Exception:
+                    log.exception("closing backend %s failed", backend.name)
+            log.info("agent %s stopped", self.settings.host)
+
+    # -- inbox ----------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        self.after = await asyncio.to_thread(self.state.load)
+        log.info("agent %s: inbox from revision %d", self.settings.host, self.after)
+        backoff = Backoff(0.2, 5.0)
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                poll = asyncio.create_task(
+                    self.client.inbox(self.settings.host, self.after, self.settings.poll_wait)
+                )
+                await asyncio.wait({poll, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if not poll.done():
+                    poll.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ClientError):
+                        await poll
+                    return
+                try:
+                    inbox = poll.result()
+                except ClientError as exc:
+                    delay = backoff.next()
+                    log.warning("inbox poll failed (%s); retrying in %.1fs", exc, delay)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._stop.wait()
+                    continue
+                backoff.reset()
+                for item in inbox.items:
+                    self._dispatch(item)
+                self.after = max(self.after, inbox.revision)
+                await self._save()
+        finally:
+            stopper.cancel()
+
+    def _dispatch(self, item: InboxItem) -> None:
+        migration = item.migration
+        key = (migration.id, item.direction)
+        tracker = self._trackers.get(key)
+        if tracker is not None:
+            tracker.update(item)
+            if migration.state.terminal:
+                tracker.stop()
+            return
+        if migration.state.terminal:
+            return
+        cls = Outgoing if item.direction == "outgoing" else Incoming
+        tracker = cls(item, self.deps)
+        log.info(
+            "migration %s: %s, domain %s, %s -> %s, %d vif records",
+            migration.id, item.direction, migration.domain_uuid, migration.source_host,
+            migration.destination_host, len(item.interfaces),
+        )
+        task = asyncio.create_task(tracker.run(), name=f"{item.direction}-{migration.id}")
+        self._trackers[key] = tracker
+        self._tasks[key] = task
+        task.add_done_callback(functools.partial(self._finished, key))
+
+    def _finished(self, key: _Key, task: asyncio.Task[None]) -> None:
+        self._trackers.pop(key, None)
+        self._tasks.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "migration %s: %s worker crashed", key[0], key[1], exc_info=task.exception()
+            )
+
+    def resume_point(self) -> int:
+        """The revision to resume the inbox from after a restart."""
+        busy = [t.resume_revision for t in self._trackers.values()]
+        return min([self.after, *(r - 1 for r in busy if r is not None)])
+
+    async def _save(self) -> None:
+        try:
+            await asyncio.to_thread(self.state.save, max(0, self.resume_point()))
+        except OSError as exc:
+            log.error("cannot write state file %s: %s", self.state.path, exc)
+
+    async def _drain(self) -> None:
+        for tracker in list(self._trackers.values()):
+            tracker.stop()
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=self.settings.drain_timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%d migration workers did not finish in time; cancelled", len(late))
+            await asyncio.gather(*late, return_exceptions=True)
+
+    # -- heartbeats ---------------------------------------------------------------------
+
+    async def _describe(self, backend: Backend) -> BackendInfo:
+        try:
+            return await backend.describe()
+        except Exception as exc:
+            return BackendInfo(name=backend.name, available=False, detail=str(exc))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            infos = await asyncio.gather(*(self._describe(b) for b in self.backends))
+            try:
+                await self.client.heartbeat(
+                    self.settings.host, infos, agent_version=self.settings.agent_version
+                )
+            except ClientError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_interval)
