@@ -4,14 +4,10 @@ A :class:`Transaction` collects :class:`Command` objects; each renders as
 ``-- [options] verb args``. Running them is ONE ``ovs-vsctl --oneline
 --format=json`` process; output line *i* belongs to command *i*.
 
-Reading values back (measured on OVS 3.1, see DESIGN "Facts about ovs-vsctl"):
-
-* ``--oneline`` escapes ``\\`` and newline in plain (non-table) output, so a
-  ``get`` line is un-escaped first; the result prints bare when it looks like
-  an identifier, else as a JSON string (hence ``json.loads`` when it starts
-  with ``"``).
-* Table output (``find``, ``list``) is one compact JSON document per line and
-  is not escaped; maps come as ``["map", [[k, v], ...]]``.
+Values are read back with ``find`` rather than ``get``: table output is one
+compact JSON document per line, which ``--oneline`` leaves unescaped, with
+maps as ``["map", [[k, v], ...]]``; ``get`` would need --oneline's escaping
+undone and its bare-identifier printing told apart from JSON strings.
 
 Writes pass ``external_ids:PortData=`` + ``json.dumps(value)`` as a single argv
 element: every UTF-8 value without NUL round-trips byte-exactly that way.
@@ -81,43 +77,6 @@ class Command:
             {h: decode_datum(v) for h, v in zip(headings, row, strict=True)} for row in doc["data"]
         ]
 
-    def value(self) -> str | None:
-        """A ``get`` command's value; None for ``--if-exists`` on a missing key."""
-        if self.output is None:
-            raise BackendError(f"{self.verb}: transaction has not run")
-        return parse_get(self.output)
-
-
-def unescape_oneline(line: str) -> str:
-    """Undo ``--oneline``'s escaping of backslash and newline."""
-    if "\\" not in line:
-        return line
-    out: list[str] = []
-    chars = iter(line)
-    for ch in chars:
-        if ch == "\\":
-            nxt = next(chars, "")
-            out.append("\n" if nxt == "n" else nxt)
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def parse_get(line: str) -> str | None:
-    text = unescape_oneline(line)
-    if text.endswith("\n"):
-        text = text[:-1]
-    if text == "":
-        # --if-exists on a missing key prints an empty line; a present empty
-        # string prints as "" (quoted), so the two never collide.
-        return None
-    if text.startswith('"'):
-        value = json.loads(text)
-        if not isinstance(value, str):
-            raise BackendError(f"unexpected ovs-vsctl value: {text[:80]!r}")
-        return value
-    return text
-
 
 def decode_datum(value: Any) -> Any:
     """OVSDB JSON datum → Python: maps to dict, sets to list, uuids to str."""
@@ -164,15 +123,6 @@ class Transaction:
 
     def remove_portdata(self, record: str) -> Command:
         return self.add(Command("remove", ("Interface", record, "external_ids", PORTDATA_KEY)))
-
-    def get_portdata(self, record: str) -> Command:
-        return self.add(
-            Command(
-                "get",
-                ("Interface", record, f"external_ids:{PORTDATA_KEY}"),
-                options=("--if-exists",),
-            )
-        )
 
     def argv_bytes(self) -> int:
         return sum(c.argv_bytes() for c in self.commands)
