@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -12,6 +13,8 @@ from aiohttp.test_utils import TestClient
 from vifbroker.store.sqlite import SQLiteStore
 
 PROBLEM = "application/problem+json"
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO.parent / "shared" / "corpus" / "libvirt"
 
 PORTDATA_HOSTILE = 'q"uote\'s\nnew\r\nline -- a=b=c <tag> &amp; é ü 日本 🚀🧪 \t end'
 
