@@ -238,7 +238,7 @@ class SpecChecker:
                 raw = query.get(name)
             else:
                 continue  # headers are the client's side of the request
-            if raw is None:
+            if not raw:  # absent, or `?name=`: the server may take either as the default
                 continue
             schema = param["schema"]
             value = _coerce(raw, self.resolve(schema).get("type"))
