@@ -1,0 +1,267 @@
+"""Real pieces for agent tests: a broker process, hypervisor "hosts", agents.
+
+A :class:`Host` is a throwaway ovsdb-server plus a directory of domain XML
+files (what ``virsh dumpxml`` would print); its agent runs either in-process
+(an :class:`Agent` through the real client, cheap) or as a real
+``vifbroker agent`` process (for SIGKILL/SIGTERM tests). Every process is
+stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+import pytest
+
+from ovs_harness import OvsDb
+from vifbroker.agent.domainxml import DirectorySource
+from vifbroker.agent.service import Agent
+from vifbroker.agent.state import StateFile
+from vifbroker.agent.tracker import AgentSettings
+from vifbroker.backends.openvswitch import OpenVSwitchBackend
+from vifbroker.client import BrokerClient, RetryPolicy
+from vifbroker.server.auth import Role, add_token
+
+BRIDGE = "br-int"
+
+
+async def eventually(
+    predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.02
+) -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds.
+
+    (tests/conftest.py's ``wait_until`` cannot be imported from here: this
+    directory's conftest.py shadows the module name.)
+    """
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+def mac(i: int) -> str:
+    return f"52:54:00:00:{i // 256:02x}:{i % 256:02x}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM by PID, wait; SIGKILL when it does not exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
+
+
+class BrokerProcess:
+    """``vifbroker serve`` on loopback with a temporary SQLite file."""
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        hosts: tuple[str, ...] = ("host-a", "host-b"),
+    ) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tokens = self.dir / "tokens.toml"
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        # The broker reads its token file at start: every token is made up front.
+        self._tokens = {("controller", None): add_token(self.tokens, Role.CONTROLLER)}
+        for host in hosts:
+            self._tokens[("agent", host)] = add_token(self.tokens, Role.AGENT, host=host)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def token(self, role: str, host: str | None = None) -> str:
+        return self._tokens[(role, host if role == "agent" else None)]
+
+    def token_file(self, role: str, host: str | None = None) -> Path:
+        path = self.dir / f"{role}-{host or 'all'}.token"
+        path.write_text(self.token(role, host) + "\n")
+        return path
+
+    async def start(self) -> None:
+        log = (self.dir / "broker.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "vifbroker.cli", "serve",
+                "--listen", f"127.0.0.1:{self.port}",
+                "--db", f"sqlite:///{self.dir / 'broker.db'}",
+                "--tokens", str(self.tokens),
+                "--state-dir", str(self.dir / "state"),
+            ],
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + 20
+        while not await _listening(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited: {(self.dir / 'broker.log').read_text()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("broker did not start listening")
+            await asyncio.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            terminate(self.proc)
+            self.proc = None
+
+
+async def _listening(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+@dataclass
+class Vif:
+    mac: str
+    tap: str
+    portdata: str | None = None
+    virtualport: str | None = "openvswitch"
+    type: str = "bridge"
+
+
+def domain_xml(uuid: str, name: str, vifs: list[Vif]) -> str:
+    parts = []
+    for v in vifs:
+        vp = ""
+        if v.virtualport:
+            vp = f"<virtualport type={quoteattr(v.virtualport)}/>"
+        source = (
+            f"<source bridge='{BRIDGE}'/>" if v.type == "bridge"
+            else "<source dev='eth0' mode='bridge'/>"
+        )  # fmt: skip
+        parts.append(
+            f"<interface type={quoteattr(v.type)}><mac address={quoteattr(v.mac)}/>{source}"
+            f"<target dev={quoteattr(v.tap)}/><model type='virtio'/>{vp}</interface>"
+        )
+    return (
+        f"<domain type='kvm'><name>{escape(name)}</name><uuid>{uuid}</uuid>"
+        f"<devices>{''.join(parts)}</devices></domain>"
+    )
+
+
+@dataclass
+class Host:
+    """One hypervisor: its OVSDB, its domain XML directory, its agent."""
+
+    name: str
+    ovs: OvsDb
+    dir: Path
+    agent_task: asyncio.Task[None] | None = None
+    agent: Agent | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    clients: list[BrokerClient] = field(default_factory=list)
+
+    @property
+    def xml_dir(self) -> Path:
+        path = self.dir / "domains"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dir / "state"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "agent.log"
+
+    def define(self, uuid: str, vifs: list[Vif], *, plug: bool = True) -> None:
+        """The domain runs here: its XML is readable and (``plug``) its OVS ports exist."""
+        (self.xml_dir / f"{uuid}.xml").write_text(domain_xml(uuid, f"dom-{uuid[:8]}", vifs))
+        if plug:
+            for v in vifs:
+                if v.virtualport == "openvswitch":
+                    self.plug(uuid, v)
+
+    def plug(self, uuid: str, vif: Vif) -> None:
+        """Create the OVS port the way libvirt does on an incoming migration."""
+        self.ovs.add_port(BRIDGE, vif.tap, vm_id=uuid, mac=vif.mac, portdata=vif.portdata)
+
+    def portdata(self, tap: str) -> str | None:
+        return self.ovs.get_portdata(tap)
+
+    # -- in-process agent --------------------------------------------------------------
+    def start_agent(self, broker: BrokerProcess, *, backends: list[str] | None = None) -> Agent:
+        names = backends or ["openvswitch"]
+        from vifbroker.backends.noop import NoopBackend
+
+        objs = [
+            OpenVSwitchBackend(db=self.ovs.db, no_wait=True) if n == "openvswitch"
+            else NoopBackend()
+            for n in names
+        ]  # fmt: skip
+        client = BrokerClient(
+            broker.url, broker.token("agent", self.name),
+            retry=RetryPolicy(attempts=50, base_delay=0.05, max_delay=0.5),
+        )
+        self.clients.append(client)
+        settings = AgentSettings(
+            host=self.name, poll_wait=10.0, heartbeat_interval=30.0, port_grace=0.3,
+            drain_timeout=5.0,
+        )  # fmt: skip
+        self.agent = Agent(
+            client, objs, DirectorySource(self.xml_dir), StateFile(self.state_dir, self.name),
+            settings,
+        )  # fmt: skip
+        self.agent_task = asyncio.create_task(self.agent.run())
+        return self.agent
+
+    async def stop_agent(self) -> None:
+        if self.agent is not None and self.agent_task is not None:
+            self.agent.stop()
+            await asyncio.wait_for(self.agent_task, 30)
+        self.agent = self.agent_task = None
+        for client in self.clients:
+            await client.close()
+        self.clients.clear()
+
+    # -- agent process -------------------------------------------------------------------
+    def spawn_agent(self, broker: BrokerProcess, token_file: Path) -> subprocess.Popen[bytes]:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "vifbroker.cli", "agent",
+                "--broker", broker.url, "--token-file", str(token_file),
+                "--host", self.name, "--ovs-db", self.ovs.db, "--ovs-no-wait",
+                "--domain-xml-dir", str(self.xml_dir), "--state-dir", str(self.state_dir),
+                "--poll-wait", "10", "--log-level", "DEBUG",
+            ],
+            stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        log.close()
+        return self.proc
+
+    def agent_log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
