@@ -1,0 +1,108 @@
+"""Open vSwitch backend: how many ovs-vsctl processes the work costs.
+
+A wrapper named ovs-vsctl logs one line per process (with how many ``set``
+commands it carried) and execs the real binary, so these tests count real
+processes against a real ovsdb-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from backend_helpers import DOMAIN, calls, counting_vsctl, mac, ovs_backend, ovs_iface, reset
+
+from ovs_harness import OvsDb
+from vifbroker.backends import Outcome, PortNotFound
+
+VIFS = 10
+
+
+def plug_domain(db: OvsDb, domain: str, first: int, count: int) -> None:
+    for n in range(first, first + count):
+        db.add_port("br-int", f"t{n}", vm_id=domain, mac=mac(n))
+
+
+def domain(i: int) -> str:
+    return f"00000000-0000-4000-8000-{i:012d}"
+
+
+async def test_one_domain_is_applied_in_one_process(ovsdb: OvsDb, tmp_path: Path) -> None:
+    plug_domain(ovsdb, DOMAIN, 0, VIFS)
+    wrapper, log = counting_vsctl(tmp_path)
+    async with ovs_backend(ovsdb, vsctl=str(wrapper)) as backend:
+        # What the agent does first: wait until every port is there.
+        ports = await backend.inspect(DOMAIN, [mac(n) for n in range(VIFS)])
+        assert all(ports.values())
+        reset(log)
+        results = await backend.apply(DOMAIN, [ovs_iface(n, f"data {n}") for n in range(VIFS)])
+    assert calls(log) == [f"sets={VIFS}"]
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * VIFS
+    assert [ovsdb.get_portdata(f"t{n}") for n in range(VIFS)] == [f"data {n}" for n in range(VIFS)]
+
+
+async def test_cold_apply_writes_every_vif_in_one_process(ovsdb: OvsDb, tmp_path: Path) -> None:
+    # Without a previous lookup, apply first finds the ports: one extra
+    # read-only process, and still a single one for all the writes.
+    plug_domain(ovsdb, DOMAIN, 0, VIFS)
+    wrapper, log = counting_vsctl(tmp_path)
+    async with ovs_backend(ovsdb, vsctl=str(wrapper)) as backend:
+        results = await backend.apply(DOMAIN, [ovs_iface(n, "v") for n in range(VIFS)])
+    assert calls(log) == ["sets=0", f"sets={VIFS}"]
+    assert {r.outcome for r in results} == {Outcome.APPLIED}
+
+
+async def test_concurrent_domains_share_processes(ovsdb: OvsDb, tmp_path: Path) -> None:
+    domains = 12
+    for i in range(domains):
+        plug_domain(ovsdb, domain(i), i * 2, 2)
+    wrapper, log = counting_vsctl(tmp_path)
+    async with ovs_backend(ovsdb, vsctl=str(wrapper), workers=2) as backend:
+        lookups = await asyncio.gather(
+            *(backend.inspect(domain(i), [mac(i * 2), mac(i * 2 + 1)]) for i in range(domains))
+        )
+        assert all(all(found.values()) for found in lookups)
+        reset(log)
+        results = await asyncio.gather(
+            *(
+                backend.apply(
+                    domain(i), [ovs_iface(i * 2, f"d{i}a"), ovs_iface(i * 2 + 1, f"d{i}b")]
+                )
+                for i in range(domains)
+            )
+        )
+    lines = calls(log)
+    assert len(lines) < domains, lines
+    assert sum(int(line.removeprefix("sets=")) for line in lines) == domains * 2
+    for i, pair in enumerate(results):
+        assert [r.outcome for r in pair] == [Outcome.APPLIED, Outcome.APPLIED]
+        assert ovsdb.get_portdata(f"t{i * 2}") == f"d{i}a"
+        assert ovsdb.get_portdata(f"t{i * 2 + 1}") == f"d{i}b"
+
+
+async def test_one_bad_domain_does_not_fail_the_others(ovsdb: OvsDb, tmp_path: Path) -> None:
+    domains = 6
+    for i in range(domains):
+        plug_domain(ovsdb, domain(i), i, 1)
+    wrapper, log = counting_vsctl(tmp_path)
+    async with ovs_backend(ovsdb, vsctl=str(wrapper), workers=1) as backend:
+        for i in range(domains):
+            await backend.inspect(domain(i), [mac(i)])
+        # Domain 3's port goes away after the lookup: its remembered row UUID
+        # now fails any transaction it is merged into.
+        ovsdb.del_port("t3")
+        reset(log)
+        outcomes = await asyncio.gather(
+            *(backend.apply(domain(i), [ovs_iface(i, f"v{i}")]) for i in range(domains)),
+            return_exceptions=True,
+        )
+    lines = calls(log)
+    assert lines[0] == f"sets={domains}"  # all six merged, and that run failed...
+    assert "sets=1" in lines  # ...so it was split until domain 3 ran alone
+    for i, outcome in enumerate(outcomes):
+        if i == 3:
+            assert isinstance(outcome, PortNotFound), outcome
+        else:
+            assert not isinstance(outcome, BaseException), outcome
+            assert outcome[0].outcome is Outcome.APPLIED
+            assert ovsdb.get_portdata(f"t{i}") == f"v{i}"

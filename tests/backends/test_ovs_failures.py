@@ -1,0 +1,61 @@
+"""Open vSwitch backend: a missing, stopped or hung ovsdb-server gives typed errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from backend_helpers import DOMAIN, mac, ovs_backend, ovs_iface
+
+from ovs_harness import OvsDb
+from vifbroker.backends import BackendTimeout, BackendUnavailable, Outcome
+from vifbroker.backends.openvswitch import OpenVSwitchBackend
+
+
+async def test_stopped_server_is_unavailable_until_it_is_back(ovsdb: OvsDb) -> None:
+    ovsdb.add_port("br-int", "vnet1", vm_id=DOMAIN, mac=mac(1))
+    async with ovs_backend(ovsdb, timeout=1) as backend:
+        await backend.inspect(DOMAIN, [mac(1)])
+        ovsdb.stop()
+        with pytest.raises((BackendUnavailable, BackendTimeout)):
+            await backend.apply(DOMAIN, [ovs_iface(1, "while down")])
+        info = await backend.describe()
+        assert info.available is False and info.detail
+        ovsdb.start()  # same database file: the port is still there
+        [result] = await backend.apply(DOMAIN, [ovs_iface(1, "after restart")])
+        assert (await backend.describe()).available is True
+    assert result.outcome is Outcome.APPLIED
+    assert ovsdb.get_portdata("vnet1") == "after restart"
+
+
+async def test_hung_server_times_out(ovsdb: OvsDb) -> None:
+    ovsdb.add_port("br-int", "vnet1", vm_id=DOMAIN, mac=mac(1))
+    assert ovsdb.pid is not None
+    os.kill(ovsdb.pid, signal.SIGSTOP)
+    try:
+        async with ovs_backend(ovsdb, timeout=1) as backend:
+            with pytest.raises(BackendTimeout):
+                await backend.apply(DOMAIN, [ovs_iface(1, "x")])
+    finally:
+        os.kill(ovsdb.pid, signal.SIGCONT)
+    assert ovsdb.get_portdata("vnet1") is None
+
+
+async def test_missing_binary_is_unavailable(ovsdb: OvsDb) -> None:
+    backend = OpenVSwitchBackend(db=ovsdb.db, no_wait=True, vsctl="/nonexistent/ovs-vsctl")
+    try:
+        with pytest.raises(BackendUnavailable):
+            await backend.inspect(DOMAIN, [mac(1)])
+        info = await backend.describe()
+    finally:
+        await backend.close()
+    assert info.available is False
+    assert info.detail is not None and "/nonexistent/ovs-vsctl" in info.detail
+
+
+async def test_closed_backend_refuses_work(ovsdb: OvsDb) -> None:
+    async with ovs_backend(ovsdb) as backend:
+        pass
+    with pytest.raises(BackendUnavailable):
+        await backend.inspect(DOMAIN, [mac(1)])
