@@ -7,7 +7,7 @@ subset is ignored, anything inside it that is wrong raises
 :class:`XMLCodecError` (a ``ValueError``) naming the place — never anything
 else, whatever the bytes.
 
-Two encodings decisions outside libvirt's own format (``<portdata>`` is ours):
+Two decisions outside libvirt's own format (``<portdata>`` is ours):
 
 * port data that XML 1.0 cannot carry (control characters, U+FFFE/U+FFFF) is
   written as ``<portdata encoding='base64'>`` of its UTF-8 bytes, so JSON's
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,12 +30,36 @@ from pydantic import ValidationError
 
 from .ids import normalize_mac, normalize_uuid
 from .interface import Interface, Rate
+from .xmldoc import (
+    XMLCodecError,
+    attributes,
+    child_text,
+    elements,
+    one,
+    parse_xml,
+    required_attr,
+    singletons,
+    tag_name,
+    uint,
+    yes_no,
+)
 from .xmlsafe import is_xml_text
+
+__all__ = [
+    "DocumentKind",
+    "InterfaceDocument",
+    "XMLCodecError",
+    "interface_from_element",
+    "interface_to_element",
+    "interface_to_xml",
+    "interfaces_to_xml",
+    "parse_document",
+    "parse_interface",
+    "parse_interfaces",
+]
 
 DocumentKind = Literal["interface", "interfaces", "domain"]
 
-_UINT = re.compile(r"^[0-9]{1,19}$")
-_YES_NO = {"yes": True, "no": False}
 _RATE_FIELDS = ("average", "peak", "burst", "floor")
 # Children of <interface> we read; each may appear at most once.
 _SINGLETONS = (
@@ -50,10 +73,6 @@ _SINGLETONS = (
     "link",
     "bandwidth",
 )
-
-
-class XMLCodecError(ValueError):
-    """The document is not well-formed XML, or not a valid ``<interface>`` subset."""
 
 
 @dataclass(frozen=True)
@@ -72,12 +91,12 @@ class InterfaceDocument:
 
 def parse_document(data: bytes | str) -> InterfaceDocument:
     """Read ``<interface>``, ``<interfaces>`` or ``<domain>`` into interfaces."""
-    root = _parse_xml(data)
+    root = parse_xml(data)
     if root.tag == "interface":
         return InterfaceDocument("interface", (interface_from_element(root),))
     if root.tag == "interfaces":
-        items = [c for c in _elements(root) if c.tag == "interface"]
-        unknown = sorted({c.tag for c in _elements(root) if c.tag != "interface"})
+        items = [c for c in elements(root) if c.tag == "interface"]
+        unknown = sorted({c.tag for c in elements(root) if c.tag != "interface"})
         if unknown:
             raise XMLCodecError(f"<interfaces> may only hold <interface>, not <{unknown[0]}>")
         return InterfaceDocument(
@@ -86,16 +105,16 @@ def parse_document(data: bytes | str) -> InterfaceDocument:
             domain_uuid=_uuid_or_none(root.get("domain"), "<interfaces domain>"),
         )
     if root.tag == "domain":
-        devices = _one(root, "devices", "domain")
-        items = [] if devices is None else [c for c in _elements(devices) if c.tag == "interface"]
+        devices = one(root, "devices", "domain")
+        items = [] if devices is None else [c for c in elements(devices) if c.tag == "interface"]
         return InterfaceDocument(
             "domain",
             _interfaces_of(items),
-            domain_uuid=_uuid_or_none(_child_text(root, "uuid"), "<domain><uuid>"),
-            domain_name=_child_text(root, "name"),
+            domain_uuid=_uuid_or_none(child_text(root, "uuid"), "<domain><uuid>"),
+            domain_name=child_text(root, "name"),
         )
     raise XMLCodecError(
-        f"expected <interface>, <interfaces> or <domain> as the root, not <{_tag_name(root)}>"
+        f"expected <interface>, <interfaces> or <domain> as the root, not <{tag_name(root)}>"
     )
 
 
@@ -106,19 +125,19 @@ def parse_interfaces(data: bytes | str) -> list[Interface]:
 
 def parse_interface(data: bytes | str) -> Interface:
     """Exactly one ``<interface>`` element as the root."""
-    root = _parse_xml(data)
+    root = parse_xml(data)
     if root.tag != "interface":
-        raise XMLCodecError(f"expected <interface> as the root, not <{_tag_name(root)}>")
+        raise XMLCodecError(f"expected <interface> as the root, not <{tag_name(root)}>")
     return interface_from_element(root)
 
 
 def interface_from_element(el: etree._Element) -> Interface:
     """Read one ``<interface>`` element (from a tree the caller already holds)."""
-    children = _singletons(el, _SINGLETONS, "interface")
+    children = singletons(el, _SINGLETONS, "interface")
     mac_el = children.get("mac")
     if mac_el is None:
         raise XMLCodecError("<interface> has no <mac address='…'/>")
-    mac = _required_attr(mac_el, "address", "mac")
+    mac = required_attr(mac_el, "address", "mac")
     try:
         mac = normalize_mac(mac)
     except ValueError as exc:
@@ -138,9 +157,9 @@ def interface_from_element(el: etree._Element) -> Interface:
     if (vlan := children.get("vlan")) is not None:
         fields["vlan"] = _vlan(vlan, where)
     if (mtu := children.get("mtu")) is not None:
-        fields["mtu"] = _uint(_required_attr(mtu, "size", f"{where}: mtu"), f"{where}: <mtu size>")
+        fields["mtu"] = uint(required_attr(mtu, "size", f"{where}: mtu"), f"{where}: <mtu size>")
     if (link := children.get("link")) is not None:
-        fields["link_state"] = _required_attr(link, "state", f"{where}: link")
+        fields["link_state"] = required_attr(link, "state", f"{where}: link")
     if (bandwidth := children.get("bandwidth")) is not None:
         fields["bandwidth"] = _bandwidth(bandwidth, where)
     try:
@@ -149,42 +168,12 @@ def interface_from_element(el: etree._Element) -> Interface:
         raise XMLCodecError(f"{where}: {_summarise(exc)}") from exc
 
 
-def _parse_xml(data: bytes | str) -> etree._Element:
-    # No DTD loading, no entity expansion, no network: a DOCTYPE is refused
-    # below, so "billion laughs" and external entities never get a chance.
-    # libxml2's default (non-huge) limits bound depth and text node size.
-    options: dict[str, Any] = {
-        "resolve_entities": False,
-        "no_network": True,
-        "load_dtd": False,
-        "huge_tree": False,
-        "remove_comments": True,
-        "remove_pis": True,
-        "collect_ids": False,
-    }
-    if isinstance(data, str):
-        # lxml refuses str input that carries an encoding declaration; the
-        # text is already decoded, so the declaration has nothing to say.
-        data, options["encoding"] = data.encode("utf-8", "surrogatepass"), "utf-8"
-    if not data.strip():
-        raise XMLCodecError("empty document")
-    try:
-        root = etree.fromstring(data, etree.XMLParser(**options))
-    except etree.XMLSyntaxError as exc:
-        raise XMLCodecError(f"not well-formed XML: {exc}") from exc
-    except (etree.LxmlError, ValueError) as exc:  # e.g. an unknown encoding declaration
-        raise XMLCodecError(f"unreadable XML: {exc}") from exc
-    if root.getroottree().docinfo.internalDTD is not None:
-        raise XMLCodecError("a DOCTYPE is not accepted")
-    return root
-
-
 def _interfaces_of(items: Iterable[etree._Element]) -> tuple[Interface, ...]:
     result: list[Interface] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         try:
-            teaming = _one(item, "teaming", "interface")
+            teaming = one(item, "teaming", "interface")
             if teaming is not None and teaming.get("type") == "transient":
                 continue
             iface = interface_from_element(item)
@@ -200,27 +189,27 @@ def _interfaces_of(items: Iterable[etree._Element]) -> tuple[Interface, ...]:
 
 
 def _source(el: etree._Element, where: str) -> dict[str, Any]:
-    fields: dict[str, Any] = _attributes(el)
-    address = _one(el, "address", f"{where}: source")
+    fields: dict[str, Any] = attributes(el)
+    address = one(el, "address", f"{where}: source")
     if address is not None:
         if "address" in fields:
             raise XMLCodecError(f"{where}: <source> has both an address attribute and <address>")
-        fields["address"] = _attributes(address)
+        fields["address"] = attributes(address)
     return fields
 
 
 def _virtualport(el: etree._Element, where: str) -> dict[str, Any]:
-    children = _singletons(el, ("parameters", "portdata"), f"{where}: virtualport")
+    children = singletons(el, ("parameters", "portdata"), f"{where}: virtualport")
     fields: dict[str, Any] = {"type": el.get("type")}
     if (params := children.get("parameters")) is not None:
-        fields["parameters"] = _attributes(params)
+        fields["parameters"] = attributes(params)
     if (portdata := children.get("portdata")) is not None:
         fields["portdata"] = _portdata(portdata, where)
     return fields
 
 
 def _portdata(el: etree._Element, where: str) -> str:
-    if next(_elements(el), None) is not None:
+    if next(elements(el), None) is not None:
         raise XMLCodecError(f"{where}: <portdata> holds text only, not elements")
     text = el.text or ""
     encoding = el.get("encoding")
@@ -237,12 +226,12 @@ def _portdata(el: etree._Element, where: str) -> str:
 def _vlan(el: etree._Element, where: str) -> dict[str, Any]:
     fields: dict[str, Any] = {"tags": []}
     if (trunk := el.get("trunk")) is not None:
-        fields["trunk"] = _yes_no(trunk, f"{where}: <vlan trunk>")
-    for tag in _elements(el):
+        fields["trunk"] = yes_no(trunk, f"{where}: <vlan trunk>")
+    for tag in elements(el):
         if tag.tag != "tag":
             continue
         item: dict[str, Any] = {
-            "id": _uint(_required_attr(tag, "id", f"{where}: vlan tag"), f"{where}: <tag id>")
+            "id": uint(required_attr(tag, "id", f"{where}: vlan tag"), f"{where}: <tag id>")
         }
         if (native := tag.get("nativeMode")) is not None:
             item["native_mode"] = native
@@ -251,64 +240,15 @@ def _vlan(el: etree._Element, where: str) -> dict[str, Any]:
 
 
 def _bandwidth(el: etree._Element, where: str) -> dict[str, Any]:
-    children = _singletons(el, ("inbound", "outbound"), f"{where}: bandwidth")
+    children = singletons(el, ("inbound", "outbound"), f"{where}: bandwidth")
     fields: dict[str, Any] = {}
     for direction, rate_el in children.items():
         fields[direction] = {
-            name: _uint(value, f"{where}: <{direction} {name}>")
+            name: uint(value, f"{where}: <{direction} {name}>")
             for name in _RATE_FIELDS
             if (value := rate_el.get(name)) is not None
         }
     return fields
-
-
-def _elements(el: etree._Element) -> Iterator[etree._Element]:
-    # Comments and PIs are removed while parsing; entity references cannot
-    # occur without a DOCTYPE. Only elements remain — and the str check keeps
-    # it that way for trees a caller built.
-    return (child for child in el if isinstance(child.tag, str))
-
-
-def _one(el: etree._Element, tag: str, where: str) -> etree._Element | None:
-    found = [child for child in _elements(el) if child.tag == tag]
-    if len(found) > 1:
-        raise XMLCodecError(f"{where}: more than one <{tag}>")
-    return found[0] if found else None
-
-
-def _singletons(el: etree._Element, tags: tuple[str, ...], where: str) -> dict[str, etree._Element]:
-    found: dict[str, etree._Element] = {}
-    for child in _elements(el):
-        if child.tag in tags:
-            if child.tag in found:
-                raise XMLCodecError(f"{where}: more than one <{child.tag}>")
-            found[str(child.tag)] = child
-    return found
-
-
-def _attributes(el: etree._Element) -> dict[str, str]:
-    # Namespaced attributes ("{uri}name") belong to someone else's extension.
-    return {str(k): str(v) for k, v in el.attrib.items() if not str(k).startswith("{")}
-
-
-def _required_attr(el: etree._Element, name: str, where: str) -> str:
-    value = el.get(name)
-    if value is None:
-        raise XMLCodecError(f"{where}: <{el.tag}> needs a {name} attribute")
-    return value
-
-
-def _uint(value: str, where: str) -> int:
-    text = value.strip()
-    if not _UINT.match(text):
-        raise XMLCodecError(f"{where}: {value!r} is not an unsigned integer")
-    return int(text)
-
-
-def _yes_no(value: str, where: str) -> bool:
-    if value not in _YES_NO:
-        raise XMLCodecError(f"{where}: {value!r} is neither 'yes' nor 'no'")
-    return _YES_NO[value]
 
 
 def _uuid_or_none(value: str | None, where: str) -> str | None:
@@ -318,17 +258,6 @@ def _uuid_or_none(value: str | None, where: str) -> str | None:
         return normalize_uuid(value)
     except ValueError as exc:
         raise XMLCodecError(f"{where}: {exc}") from exc
-
-
-def _child_text(el: etree._Element, tag: str) -> str | None:
-    child = _one(el, tag, str(el.tag))
-    text = (child.text or "").strip() if child is not None else ""
-    return text or None
-
-
-def _tag_name(el: etree._Element) -> str:
-    # Keeps "{uri}" so that a namespaced <interface> explains itself.
-    return str(el.tag)
 
 
 def _summarise(exc: ValidationError) -> str:
