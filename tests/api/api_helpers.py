@@ -19,7 +19,9 @@ CORPUS = REPO.parent / "shared" / "corpus" / "libvirt"
 PORTDATA_HOSTILE = 'q"uote\'s\nnew\r\nline -- a=b=c <tag> &amp; é ü 日本 🚀🧪 \t end'
 
 
-def iface(mac: str = "52:54:00:12:34:56", portdata: str | None = "pd-1", **extra: Any) -> dict[str, Any]:
+def iface(
+    mac: str = "52:54:00:12:34:56", portdata: str | None = "pd-1", **extra: Any
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "mac": mac,
         "type": "bridge",
@@ -45,7 +47,7 @@ def iface(mac: str = "52:54:00:12:34:56", portdata: str | None = "pd-1", **extra
 
 
 def mac(i: int) -> str:
-    return "52:54:00:{:02x}:{:02x}:{:02x}".format((i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF)
+    return f"52:54:00:{(i >> 16) & 0xFF:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
 
 
 class Clock:

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from api_helpers import Broker, Clock
-from openapi_check import SpecChecker, conformance_middleware
 
+from openapi_check import SpecChecker, conformance_middleware
 from vifbroker.server import Settings, create_app
 from vifbroker.server.auth import Role, add_token, load_tokens
 from vifbroker.store.sqlite import SQLiteStore

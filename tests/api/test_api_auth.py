@@ -1,4 +1,4 @@
-"""Who may do what: every route × every kind of caller, from one table."""
+"""Who may do what: every route and every kind of caller, from one table."""
 
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def _ops() -> dict[str, tuple[Op, set[str]]]:
             {"controller", "src"},
         ),
         "put-many": (
-            req("PUT", "/v1/domains/{domain_uuid}/interfaces", json={"interfaces": [iface(mac(1))]}),
+            req("PUT", "/v1/domains/{domain_uuid}/interfaces",
+                json={"interfaces": [iface(mac(1))]}),
             {"controller", "src"},
         ),
         "get-many": (req("GET", "/v1/domains/{domain_uuid}/interfaces"),

@@ -49,6 +49,7 @@ async def test_host_errors(broker: Broker) -> None:
     )
     await problem(resp, 422, "invalid")
     resp = await broker.client.put(
-        "/v1/hosts/src", data=b"[", headers={**broker.auth("src"), "Content-Type": "application/json"}
+        "/v1/hosts/src", data=b"[",
+        headers={**broker.auth("src"), "Content-Type": "application/json"},
     )
     await problem(resp, 400, "malformed")

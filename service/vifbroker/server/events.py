@@ -11,7 +11,7 @@ from aiohttp import web
 from .context import CTX
 from .errors import Malformed
 from .media import query_int
-from .middleware import principal, produces
+from .middleware import principal
 from .render import migration_doc
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,6 @@ def _start_after(request: web.Request) -> int:
     return query_int(request, "after", 0, 0, 2**63 - 1)
 
 
-@produces("text/event-stream")
 async def events(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     principal(request).require_controller()

@@ -31,7 +31,7 @@ from .errors import (
     from_store_error,
 )
 from .logs import REQUEST_ID
-from .media import JSON, choose
+from .media import choose
 from .render import problem_response
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ _UNMATCHED = "<unmatched>"
 
 
 def produces(*media: str) -> Callable[[H], H]:
-    """Declare what a handler can answer with, in order of preference."""
+    """Declare the media types a handler can answer with, by preference (→ 406 on none)."""
 
     def mark(handler: H) -> H:
         handler.produces = media  # type: ignore[attr-defined]
@@ -134,8 +134,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[PRINCIPAL] = request.app[CTX].tokens.authenticate_header(
             request.headers.get("Authorization")
         )
-    if request.match_info.http_exception is None:
-        offers = getattr(request.match_info.handler, "produces", (JSON,))
+    # Only routes with several representations negotiate; the others always
+    # answer in their one media type, whatever Accept says (RFC 9110 12.5.1).
+    offers = getattr(request.match_info.handler, "produces", None)
+    if offers and request.match_info.http_exception is None:
         request[MEDIA] = choose(request.headers.get("Accept"), offers)
     return await handler(request)
 

@@ -7,7 +7,6 @@ import logging
 from aiohttp import web
 
 from vifbroker.model import Migration, MigrationCreate, MigrationState, ResultsIn, normalize_uuid
-
 from vifbroker.store.errors import InvalidInput
 
 from .context import CTX

@@ -12,16 +12,13 @@ from vifbroker.store import StoreError
 from .context import CTX
 from .errors import NotFound, Unavailable
 from .metrics import CONTENT_TYPE_LATEST
-from .middleware import produces
 from .render import json_response
 
 
-@produces("application/json")
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
-@produces("application/json")
 async def readyz(request: web.Request) -> web.Response:
     try:
         await request.app[CTX].store.ping()
@@ -30,7 +27,6 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "ready"})
 
 
-@produces("text/plain")
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     body = await ctx.metrics.render(ctx.store)
@@ -49,7 +45,6 @@ def find_openapi() -> Path | None:
     return None
 
 
-@produces("application/yaml", "application/x-yaml", "text/yaml")
 async def openapi(request: web.Request) -> web.Response:
     path = find_openapi()
     if path is None:
