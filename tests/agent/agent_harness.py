@@ -182,6 +182,7 @@ class Host:
     agent: Agent | None = None
     proc: subprocess.Popen[bytes] | None = None
     clients: list[BrokerClient] = field(default_factory=list)
+    log_path: Path = Path("/nonexistent")
 
     @property
     def xml_dir(self) -> Path:
@@ -192,10 +193,6 @@ class Host:
     @property
     def state_dir(self) -> Path:
         return self.dir / "state"
-
-    @property
-    def log_path(self) -> Path:
-        return self.dir / "agent.log"
 
     def define(self, uuid: str, vifs: list[Vif], *, plug: bool = True) -> None:
         """The domain runs here: its XML is readable and (``plug``) its OVS ports exist."""
@@ -248,7 +245,12 @@ class Host:
         self.clients.clear()
 
     # -- agent process -------------------------------------------------------------------
-    def spawn_agent(self, broker: BrokerProcess, token_file: Path) -> subprocess.Popen[bytes]:
+    def spawn_agent(
+        self, broker: BrokerProcess, token_file: Path, log_name: str = "agent.log"
+    ) -> subprocess.Popen[bytes]:
+        """Start ``vifbroker agent`` for this host; its output goes to ``DIR/log_name``."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / log_name
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [

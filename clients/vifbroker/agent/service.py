@@ -147,6 +147,10 @@ class Agent:
                 "migration %s: %s worker crashed", key[0], key[1], exc_info=task.exception()
             )
 
+    def active(self) -> set[_Key]:
+        """(migration id, direction) of every migration this agent is working on."""
+        return set(self._trackers)
+
     def resume_point(self) -> int:
         """The revision to resume the inbox from after a restart."""
         busy = [t.resume_revision for t in self._trackers.values()]
