@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from codec_samples import CORPUS
 
-from conftest import CORPUS
 from vifbroker.model import Interface, Source, VirtualPort, Vlan, VlanTag
 from vifbroker.model.codec import XMLCodecError, interface_to_xml, parse_document, parse_interface
 

@@ -8,11 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from codec_samples import EXAMPLE
+from codec_samples import EXAMPLE, STRICT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import STRICT
 from vifbroker.model.codec import XMLCodecError, parse_document, parse_interface
 
 FUZZ = settings(

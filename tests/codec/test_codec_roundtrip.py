@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from codec_samples import EXAMPLE_MODEL
+from codec_samples import EXAMPLE_MODEL, STRICT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 from pydantic import ValidationError
 
-from conftest import STRICT
 from vifbroker.model import Interface, Source
 from vifbroker.model.codec import (
     interface_to_element,
