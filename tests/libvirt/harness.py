@@ -271,6 +271,7 @@ class Host:
         self.migration_ports = free_port_range(8)
         self.host_uuid = str(uuid.uuid4())
         self.libvirtd: subprocess.Popen[bytes] | None = None
+        self.ovs_procs: dict[str, subprocess.Popen[bytes]] = {}
         self.mnt_ns: str | None = None
 
     # -- addresses and helpers --
@@ -336,32 +337,42 @@ class Host:
             raise HarnessError(f"{self.name} teardown: {'; '.join(errors)}")
 
     def _start_ovs(self) -> None:
+        # Both daemons stay our children (no --detach): we know their PIDs
+        # and reap them ourselves, so no zombie waits for init.
         d, env = self.ovs_dir, self._ovs_env()
         run(["ovsdb-tool", "create", str(d / "conf.db"), str(OVS_SCHEMA)])
-        run(
-            ["ovsdb-server", str(d / "conf.db"), f"--remote=punix:{d}/db.sock",
-             f"--pidfile={d}/ovsdb-server.pid", f"--unixctl={d}/ovsdb-server.ctl",
-             "--detach", "--no-chdir", f"--log-file={d}/ovsdb-server.log"],
-            env=env,
+        self._spawn_ovs(
+            "ovsdb-server", str(d / "conf.db"), f"--remote=punix:{d}/db.sock",
+            f"--unixctl={d}/ovsdb-server.ctl", env=env,
         )  # fmt: skip
+        wait_for((d / "db.sock").exists, 20, f"{self.name}: ovsdb-server socket")
         run(["ovs-vsctl", f"--db={self.ovs_db}", "--no-wait", "init"])
-        vswitchd = [
-            "ovs-vswitchd", self.ovs_db, f"--pidfile={d}/ovs-vswitchd.pid",
-            f"--unixctl={d}/ovs-vswitchd.ctl", "--detach", "--no-chdir",
-            f"--log-file={d}/ovs-vswitchd.log",
-        ]  # fmt: skip
-        if self.dummy_datapath:
-            vswitchd.append("--enable-dummy=override")
-        run(vswitchd, env=env)
+        extra = ["--enable-dummy=override"] if self.dummy_datapath else []
+        self._spawn_ovs(
+            "ovs-vswitchd", self.ovs_db, f"--unixctl={d}/ovs-vswitchd.ctl", *extra, env=env
+        )
+        # Without --no-wait, add-br returns once ovs-vswitchd has applied it:
+        # that is the proof vswitchd is up.
         self.vsctl("add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev")
         if not self.dummy_datapath:
             wait_for(
                 Path(f"/sys/class/net/{BRIDGE}").exists, 20, f"{self.name}: kernel tap {BRIDGE}"
             )
 
+    def _spawn_ovs(self, daemon: str, *args: str, env: dict[str, str]) -> None:
+        d = self.ovs_dir
+        with (d / f"{daemon}.stderr").open("wb") as err:
+            proc = subprocess.Popen(
+                [daemon, *args, f"--pidfile={d}/{daemon}.pid", "--no-chdir",
+                 f"--log-file={d}/{daemon}.log"],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env,
+                start_new_session=True,
+            )  # fmt: skip
+        self.ovs_procs[daemon] = proc
+
     def _stop_ovs(self) -> None:
-        vswitchd_pid = self.ovs_dir / "ovs-vswitchd.pid"
-        if vswitchd_pid.exists() and pid_alive(int(vswitchd_pid.read_text().strip())):
+        vswitchd = self.ovs_procs.get("ovs-vswitchd")
+        if vswitchd is not None and vswitchd.poll() is None:
             # The netdev datapath's kernel tap outlives ovs-vswitchd: delete the
             # bridge while vswitchd still runs, so it removes the tap itself.
             self.vsctl("--if-exists", "del-br", BRIDGE)
@@ -371,9 +382,15 @@ class Host:
                     20, f"{self.name}: kernel tap {BRIDGE} removed",
                 )  # fmt: skip
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
-            pidfile = self.ovs_dir / f"{daemon}.pid"
-            if pidfile.exists():
-                kill_pid(int(pidfile.read_text().strip()))
+            proc = self.ovs_procs.pop(daemon, None)
+            if proc is None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
     def _prepare_libvirt_config(self) -> None:
         etc = self.root / "etc"
@@ -464,6 +481,35 @@ class Host:
             kill_pid(pid)
         self.libvirtd = None
 
+    # -- libvirt's own view --
+
+    def log_offset(self) -> int:
+        """Current size of libvirtd's log; pass it to :meth:`portdata_log` later."""
+        try:
+            return self.libvirtd_log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def portdata_log(self, since: int = 0) -> list[str]:
+        """libvirt's own PortData work after byte ``since`` of its debug log.
+
+        The ``ovs-vsctl`` commands it ran that mention PortData, and the errors
+        and warnings about port/network data: evidence of what its in-band carry
+        did, for a human to read (not to assert on: the wording is libvirt's).
+        """
+        with self.libvirtd_log.open("rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", "replace")
+        found = []
+        for line in text.splitlines():
+            if "About to run ovs-vsctl" in line and "PortData" in line:
+                found.append(line.split("About to run ", 1)[1])
+            elif (" error : " in line or " warning : " in line) and (
+                "port data" in line or "network data" in line
+            ):
+                found.append(line.split(" : ", 1)[1])
+        return found
+
     # -- domains and ports --
 
     def destroy_domain(self, name: str) -> None:
@@ -482,9 +528,7 @@ class Host:
         return self.virsh("domstate", name).strip()
 
     def ovs_ports(self) -> list[OvsPort]:
-        out = self.vsctl(
-            "--format=json", "--columns=_uuid,name,external_ids", "list", "Interface"
-        )
+        out = self.vsctl("--format=json", "--columns=_uuid,name,external_ids", "list", "Interface")
         table = json.loads(out)
         ports = []
         for (_, row_uuid), name, (_, pairs) in table["data"]:
@@ -528,7 +572,7 @@ def new_guest(nics: Sequence[Nic], name: str | None = None) -> Guest:
 
 def mac(n: int) -> str:
     """A locally administered MAC in libvirt's 52:54:00 range, distinct per ``n``."""
-    return "52:54:00:%02x:%02x:%02x" % ((n >> 16) & 0xFF, (n >> 8) & 0xFF, n & 0xFF)
+    return f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
 
 
 def migrate(guest: Guest, src: Host, dst: Host, *, timeout: float = 180) -> None:
@@ -543,6 +587,8 @@ def migrate(guest: Guest, src: Host, dst: Host, *, timeout: float = 180) -> None
 @dataclass
 class Testbed:
     """Host A (netdev datapath) and host B (dummy datapath) under one directory."""
+
+    __test__ = False  # not a pytest test class, despite the name
 
     root: Path
     hooks: dict[str, str] = field(default_factory=dict)

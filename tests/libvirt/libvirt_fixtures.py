@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from conftest import STRICT, require_binary
 from harness import REQUIRED_BINARIES, Guest, Host, Nic, Testbed, new_guest
+
+from conftest import STRICT, require_binary
 
 GuestFactory = Callable[..., Guest]
 

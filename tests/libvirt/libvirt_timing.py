@@ -110,25 +110,31 @@ class LifecycleWatcher(_LineReader):
         with self._lock:
             self.events.append(LifecycleEvent(stamp, m["domain"], m["event"], m["detail"]))
 
-    def start(self) -> None:
+    def start(self, timeout: float = 20) -> None:
         """Start watching; returns once virsh is provably subscribed.
 
         ``virsh event`` prints nothing when it has registered, so define and
-        undefine a throwaway domain and wait for its ``Defined`` event.
+        undefine throwaway domains until the ``Defined`` event of one shows up
+        (a probe defined before the subscription is simply never seen).
         """
         self._start_process()
-        probe = new_guest([], name=f"vb-probe-{uuid.uuid4().hex[:8]}")
-        xml = self.host.root / f"{probe.name}.xml"
-        xml.write_text(domain_xml(probe))
-        self.host.virsh("define", str(xml))
-        try:
-            wait_for(
-                lambda: self.find(probe.name, "Defined") is not None,
-                20, f"{self.host.name}: virsh event subscription",
-            )  # fmt: skip
-        finally:
-            self.host.virsh("undefine", probe.name)
-            xml.unlink()
+        deadline = time.monotonic() + timeout
+        while True:
+            probe = new_guest([], name=f"vb-probe-{uuid.uuid4().hex[:8]}")
+            xml = self.host.root / f"{probe.name}.xml"
+            xml.write_text(domain_xml(probe))
+            self.host.virsh("define", str(xml))
+            try:
+                wait_for(lambda p=probe.name: self.find(p, "Defined") is not None, 1.0, "probe")
+                return
+            except HarnessError:
+                if time.monotonic() > deadline:
+                    raise HarnessError(
+                        f"{self.host.name}: virsh event not subscribed within {timeout}s"
+                    ) from None
+            finally:
+                self.host.virsh("undefine", probe.name)
+                xml.unlink()
 
     def find(self, domain: str, event: str, detail: str | None = None) -> LifecycleEvent | None:
         with self._lock:
@@ -219,11 +225,8 @@ class PortTiming:
 
 
 class MigrationTimer:
-    """Watch ``dst`` during a migration::
-
-        with MigrationTimer(dst) as timer:
-            migrate(guest, src, dst)
-        for t in timer.port_timings(guest): ...
+    """Watch ``dst`` during a migration: ``with MigrationTimer(dst) as timer:``, then
+    ``migrate(guest, src, dst)`` and ``timings = timer.collect(guest)`` inside the block.
     """
 
     def __init__(self, dst: Host) -> None:
@@ -277,12 +280,18 @@ class MigrationTimer:
 
 def format_table(title: str, sent: dict[str, str], rows: list[PortTiming]) -> str:
     """A small text table: NIC, value on the source, value on the destination, margin."""
-    lines = [title, f"  {'mac':<17}  {'dst port':<8}  {'source PortData':<18}  "
-             f"{'destination PortData':<20}  margin (resume - landing)"]  # fmt: skip
+    src_w = max([len("source PortData"), *(len(v) for v in sent.values())])
+    dst_w = max([len("destination PortData"), *(len(t.portdata or "") for t in rows)])
+    lines = [
+        title,
+        f"  {'mac':<17}  {'dst port':<8}  {'source PortData':<{src_w}}  "
+        f"{'destination PortData':<{dst_w}}  margin (resume - landing)",
+    ]
     for t in rows:
         margin = "-" if t.margin_ms is None else f"{t.margin_ms:+.1f} ms"
+        held = t.portdata if t.portdata is not None else "(none)"
         lines.append(
-            f"  {t.mac:<17}  {t.port or '-':<8}  {sent.get(t.mac, '-')!s:<18}  "
-            f"{t.portdata if t.portdata is not None else '(none)':<20}  {margin}"
+            f"  {t.mac:<17}  {t.port or '-':<8}  {sent.get(t.mac, '-'):<{src_w}}  "
+            f"{held:<{dst_w}}  {margin}"
         )
     return "\n".join(lines)
