@@ -1,0 +1,187 @@
+"""The broker client against the real broker: failover, retries, typed errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from agent_harness import BrokerProcess, free_port
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from vifbroker.client import (
+    BrokerClient,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NoActiveMigration,
+    NotFound,
+    PreconditionFailed,
+    ProblemError,
+    RetryPolicy,
+    TransportError,
+    Unauthorized,
+    Unavailable,
+)
+from vifbroker.model import Interface, MigrationState, ResultIn, VirtualPort, portdata_digest
+
+FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, timeout=5)
+
+
+def iface(mac: str, portdata: str) -> Interface:
+    return Interface(
+        mac=mac, virtualport=VirtualPort(type="openvswitch", portdata=portdata)
+    )
+
+
+async def test_first_broker_url_down_fails_over_to_the_next(
+    broker_proc: BrokerProcess,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with BrokerClient(f"{dead},{broker_proc.url}", broker_proc.token("controller"),
+                            retry=FAST) as client:
+        dom = str(uuid.uuid4())
+        m = await client.create_migration(dom, "host-a", "host-b", domain_name="web-1")
+        again = await client.get_migration(m.id)
+
+    assert client.urls == [dead, broker_proc.url]
+    assert m.state == MigrationState.PENDING and m.domain_name == "web-1"
+    assert again.id == m.id
+
+
+async def test_every_broker_down_is_a_transport_error() -> None:
+    urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    async with BrokerClient(urls, "token", retry=FAST) as client:
+        with pytest.raises(TransportError):
+            await client.list_hosts()
+
+
+async def test_problems_arrive_as_typed_errors(broker_proc: BrokerProcess) -> None:
+    ctl = BrokerClient(broker_proc.url, broker_proc.token("controller"), retry=FAST)
+    agent_a = BrokerClient(broker_proc.url, broker_proc.token("agent", "host-a"), retry=FAST)
+    stranger = BrokerClient(broker_proc.url, "not-a-token", retry=FAST)
+    dom = str(uuid.uuid4())
+    try:
+        with pytest.raises(NotFound) as nf:
+            await ctl.get_migration("no-such-migration")
+        assert nf.value.status == 404
+        assert nf.value.type == "urn:vifbroker:problem:not-found"
+        assert nf.value.slug == "not-found"
+
+        with pytest.raises(Unauthorized) as ua:
+            await stranger.list_hosts()
+        assert ua.value.status == 401
+
+        with pytest.raises(Forbidden) as fb:
+            await agent_a.inbox("host-b", 0)
+        assert fb.value.status == 403
+
+        with pytest.raises(NoActiveMigration) as nam:
+            await ctl.upload(dom, [iface("52:54:00:00:00:01", "x")])
+        assert nam.value.status == 409 and isinstance(nam.value, Conflict)
+
+        with pytest.raises(InvalidRequest) as inv:
+            await ctl.create_migration(dom, "not a host!", "host-b")
+        assert inv.value.status in (400, 422)
+
+        await ctl.create_migration(dom, "host-a", "host-b")
+        with pytest.raises(Conflict) as cf:
+            await ctl.create_migration(dom, "host-a", "host-c")
+        assert cf.value.status == 409 and not isinstance(cf.value, NoActiveMigration)
+
+        first = await ctl.upload_one(dom, iface("52:54:00:00:00:01", "one"), if_match=0)
+        assert first == 1
+        second = await ctl.upload_one(dom, iface("52:54:00:00:00:01", "two"), if_match=1)
+        assert second == 2
+        with pytest.raises(PreconditionFailed) as pf:
+            await ctl.upload_one(dom, iface("52:54:00:00:00:01", "stale"), if_match=1)
+        assert pf.value.status == 412
+        assert pf.value.current_generation == 2
+    finally:
+        for c in (ctl, agent_a, stranger):
+            await c.close()
+
+
+async def test_upload_inbox_results_and_barrier_round_trip(broker_proc: BrokerProcess) -> None:
+    ctl = BrokerClient(broker_proc.url, broker_proc.token("controller"), retry=FAST)
+    dst = BrokerClient(broker_proc.url, broker_proc.token("agent", "host-b"), retry=FAST)
+    dom = str(uuid.uuid4())
+    try:
+        m = await ctl.create_migration(dom, "host-a", "host-b", on_backend_mismatch="fail")
+        up = await ctl.upload(
+            dom, [iface("52:54:00:00:00:01", "a"), iface("52:54:00:00:00:02", "b")]
+        )
+        assert up.generations == {"52:54:00:00:00:01": 1, "52:54:00:00:00:02": 1}
+
+        inbox = await dst.inbox("host-b", 0, wait=5)
+        (item,) = [i for i in inbox.items if i.migration.id == m.id]
+        assert item.direction == "incoming"
+        assert {r.interface.portdata for r in item.interfaces if r.interface} == {"a", "b"}
+
+        await dst.post_results(m.id, [
+            ResultIn(mac=r.mac, generation=r.generation, status="applied",
+                     digest=portdata_digest(r.interface.portdata if r.interface else None))
+            for r in item.interfaces
+        ])  # fmt: skip
+        done = await ctl.wait_applied(m.id, 10)
+        assert done.state == MigrationState.APPLIED
+
+        later = await dst.inbox("host-b", inbox.revision, wait=0)
+        assert [i.migration.state for i in later.items] == [MigrationState.APPLIED]
+
+        page = await ctl.list_migrations(domain_uuid=dom)
+        assert [x.id for x in page.migrations] == [m.id]
+        assert (await ctl.complete(m.id)).state == MigrationState.COMPLETED
+        assert [x.id async for x in ctl.iter_migrations(state="completed", page_size=1)
+                if x.domain_uuid == dom] == [m.id]  # fmt: skip
+    finally:
+        await ctl.close()
+        await dst.close()
+
+
+@pytest.fixture
+async def flaky_server() -> AsyncIterator[tuple[TestServer, list[int]]]:
+    """A stand-in broker (the client is under test here): 503 twice, then an answer."""
+    seen: list[int] = []
+
+    async def hosts(request: web.Request) -> web.Response:
+        seen.append(1)
+        if len(seen) <= 2:
+            return web.json_response(
+                {"type": "urn:vifbroker:problem:unavailable", "title": "Unavailable",
+                 "status": 503, "detail": "store down"},
+                status=503, content_type="application/problem+json",
+            )  # fmt: skip
+        return web.json_response({"hosts": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/hosts", hosts)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        yield server, seen
+    finally:
+        await server.close()
+
+
+async def test_503_is_retried_with_backoff_then_succeeds(
+    flaky_server: tuple[TestServer, list[int]],
+) -> None:
+    server, seen = flaky_server
+    async with BrokerClient(str(server.make_url("")), "t", retry=FAST) as client:
+        assert await client.list_hosts() == []
+    assert len(seen) == 3
+
+
+async def test_503_after_the_last_attempt_is_unavailable(
+    flaky_server: tuple[TestServer, list[int]],
+) -> None:
+    server, seen = flaky_server
+    policy = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.01)
+    async with BrokerClient(str(server.make_url("")), "t", retry=policy) as client:
+        with pytest.raises(Unavailable) as exc:
+            await client.list_hosts()
+    assert exc.value.status == 503 and exc.value.detail == "store down"
+    assert isinstance(exc.value, ProblemError)
+    assert len(seen) == 2
