@@ -1,7 +1,8 @@
 """Broker settings: command-line flags > ``VIFBROKER_*`` environment > TOML file > defaults.
 
 The TOML file is optional (``--config PATH`` or ``VIFBROKER_CONFIG``) and uses
-the field names below as top-level keys, e.g.::
+the field names below as top-level keys (the environment spells them
+``VIFBROKER_<NAME>``), e.g.::
 
     listen = "0.0.0.0:8080"
     state_dir = "/var/lib/vifbroker"
@@ -69,7 +70,8 @@ class Settings(BaseSettings):
 
     @property
     def db_url(self) -> str:
-        return self.db or f"sqlite:///{self.state_dir / 'vifbroker.db'}"
+        # open_store strips "sqlite://": the rest must be an absolute path.
+        return self.db or f"sqlite://{(self.state_dir / 'vifbroker.db').resolve()}"
 
     @property
     def tokens_path(self) -> Path:
