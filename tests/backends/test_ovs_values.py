@@ -84,8 +84,14 @@ async def test_none_removes_the_key(ovsdb: OvsDb) -> None:
 
 @pytest.mark.parametrize(
     ("value", "reason"),
-    [("y" * (64 * 1024 + 1), "limit"), ("nul\x00inside", "NUL")],
-    ids=["above-cap", "nul"],
+    [
+        ("y" * (64 * 1024 + 1), "limit"),
+        ("nul\x00inside", "NUL"),
+        # Under the byte cap, but six times larger once JSON-escaped: above
+        # what Linux accepts as one argv element.
+        ("\x01" * 30_000, "too large for one ovs-vsctl argument"),
+    ],
+    ids=["above-cap", "nul", "escapes-above-argv-cap"],
 )
 async def test_unwritable_value_fails_that_vif_only(ovsdb: OvsDb, value: str, reason: str) -> None:
     ovsdb.add_port("br-int", "vnet1", vm_id=DOMAIN, mac=mac(1), portdata="untouched")
