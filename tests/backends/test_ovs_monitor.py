@@ -9,7 +9,7 @@ from pathlib import Path
 
 from backend_helpers import DOMAIN, OTHER_DOMAIN, mac, ovs_backend
 
-from conftest import wait_until
+from testkit import wait_until
 from ovs_harness import OvsDb
 from vifbroker.backends import PortEvent
 from vifbroker.backends.openvswitch import OpenVSwitchBackend

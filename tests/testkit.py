@@ -1,0 +1,48 @@
+"""Shared test helpers. Import them from here (``from testkit import …``), never
+from ``conftest``: several conftest.py files exist and the name is ambiguous.
+
+``require_binary`` skips a test on a developer machine that lacks a binary, but
+fails it where ``VIFBROKER_TEST_STRICT`` (set by .ci/run) or ``CI`` is set: in CI
+every test that needs ovsdb-server or libvirt must really run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpus" / "libvirt"
+
+STRICT = bool(os.environ.get("VIFBROKER_TEST_STRICT") or os.environ.get("CI"))
+
+
+def require_binary(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        msg = f"missing binaries: {', '.join(missing)}"
+        if STRICT:
+            pytest.fail(msg + " (strict mode: VIFBROKER_TEST_STRICT/CI set)")
+        pytest.skip(msg)
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
