@@ -28,6 +28,33 @@ nothing to unmount from outside.
 Guests are diskless (:func:`domain_xml`); OVS ports are always found by
 ``external_ids:vm-id`` + ``external_ids:attached-mac`` (:meth:`Host.ovs_port`),
 never by tap name, because the tap name differs on every host.
+
+How the end-to-end scenarios plug vifbroker in
+----------------------------------------------
+The baseline tests (``test_libvirt_carry.py``) run with libvirt's own carry
+only. An end-to-end test adds, around the same :class:`Testbed`:
+
+1. a broker on loopback (``vifbroker serve`` or the aiohttp app in-process),
+   with one agent token per host written to a file;
+2. one agent per host, started as a subprocess **outside** the mount
+   namespaces: ``subprocess.Popen(host.agent_argv(broker_url, token_file))``,
+   i.e. ``vifbroker agent --libvirt-uri HOST.uri --ovs-db HOST.ovs_db
+   --host A|B --broker URL --token-file PATH``. ``host.uri`` reaches that
+   host's libvirtd through its socket path (auth none, so ``virsh -r`` works
+   too) and ``host.ovs_db`` is the same OVSDB libvirt writes to. Wait for each
+   agent's heartbeat (``GET /v1/hosts``), stop them by PID in a ``finally``;
+3. the controller's steps around :func:`migrate`: create the migration, let
+   the source agent upload, wait on the ``applied`` barrier, then migrate,
+   then ``complete``. Wrap the migration in
+   ``libvirt_timing.MigrationTimer(dst)`` to get, per destination port, when
+   the value landed vs when the guest resumed; compare with the baseline.
+4. A hook-driven variant installs ``deploy/``'s libvirt hook with
+   ``Testbed(root, hooks={"qemu": script_text})``: libvirtd only looks for hooks
+   when it starts, so such a test needs its own (not the session) testbed.
+
+libvirt 9.0 still does its own position-based carry underneath; the layouts
+where it gets things wrong (a non-OVS NIC first, see the baseline) are the
+ones that show what vifbroker adds.
 """
 
 from __future__ import annotations
@@ -35,185 +62,34 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
+
+from libvirt_guest import (
+    BRIDGE,
+    Guest,
+    Nic,
+    OvsNic,
+    OvsPort,
+    UserNic,
+    domain_xml,
+    mac,
+    new_guest,
+)
+from libvirt_proc import HarnessError, free_port, free_port_range, kill_pid, run, wait_for
+
+__all__ = [
+    "BRIDGE", "REQUIRED_BINARIES", "Guest", "HarnessError", "Host", "Nic", "OvsNic",
+    "OvsPort", "Testbed", "UserNic", "domain_xml", "mac", "migrate", "new_guest", "wait_for",
+]  # fmt: skip
 
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
-BRIDGE = "br-int"
 REQUIRED_BINARIES = (
     "libvirtd", "virsh", "qemu-system-x86_64", "ovsdb-server", "ovs-vswitchd",
     "ovsdb-tool", "ovs-vsctl", "ovsdb-client", "unshare", "mount",
 )  # fmt: skip
-
-
-class HarnessError(RuntimeError):
-    """A command of the harness failed, or a condition was not met in time."""
-
-
-def run(argv: Sequence[str], *, timeout: float = 60, env: dict[str, str] | None = None) -> str:
-    try:
-        proc = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, env=env, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise HarnessError(f"{' '.join(argv)}: no answer within {timeout}s") from exc
-    if proc.returncode != 0:
-        raise HarnessError(
-            f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip() or proc.stdout}"
-        )
-    return proc.stdout
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll ``predicate`` until truthy (the harness is synchronous; tests may be async)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise HarnessError(f"{what}: not within {timeout}s")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_range(count: int) -> tuple[int, int]:
-    """``count`` consecutive ports that are free now (for a migration port range)."""
-    for _ in range(200):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return base, base + count - 1
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise HarnessError(f"no {count} consecutive free ports")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (an exited child nobody reaped yet) counts as gone.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def kill_pid(pid: int, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``timeout``; returns once the process is gone."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not pid_alive(pid):
-            return
-    raise HarnessError(f"pid {pid} survived SIGKILL")
-
-
-# --- guests -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OvsNic:
-    """``<interface type='bridge'>`` on br-int with an openvswitch virtualport."""
-
-    mac: str
-    interfaceid: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-@dataclass(frozen=True)
-class UserNic:
-    """``<interface type='user'>`` (QEMU slirp): a NIC that is not Open vSwitch."""
-
-    mac: str
-
-
-Nic = OvsNic | UserNic
-
-
-@dataclass(frozen=True)
-class Guest:
-    name: str
-    uuid: str
-    nics: tuple[Nic, ...]
-
-    @property
-    def ovs_nics(self) -> tuple[OvsNic, ...]:
-        return tuple(n for n in self.nics if isinstance(n, OvsNic))
-
-
-def _interface_xml(nic: Nic) -> str:
-    if isinstance(nic, UserNic):
-        return (
-            f"<interface type='user'><mac address={quoteattr(nic.mac)}/>"
-            "<model type='virtio'/></interface>"
-        )
-    return (
-        f"<interface type='bridge'><source bridge='{BRIDGE}'/>"
-        "<virtualport type='openvswitch'>"
-        f"<parameters interfaceid={quoteattr(nic.interfaceid)}/></virtualport>"
-        f"<mac address={quoteattr(nic.mac)}/><model type='virtio'/></interface>"
-    )
-
-
-def domain_xml(guest: Guest) -> str:
-    """The recipe's minimal diskless guest: 64 MiB, TCG, no disk/video/balloon."""
-    nics = "\n    ".join(_interface_xml(n) for n in guest.nics)
-    return f"""<domain type='qemu'>
-  <name>{guest.name}</name>
-  <uuid>{guest.uuid}</uuid>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <controller type='usb' model='none'/>
-    <video><model type='none'/></video>
-    <memballoon model='none'/>
-    {nics}
-  </devices>
-</domain>
-"""
-
-
-@dataclass(frozen=True)
-class OvsPort:
-    """One OVSDB Interface row that libvirt created for a guest NIC."""
-
-    uuid: str
-    name: str
-    external_ids: dict[str, str]
-
-    @property
-    def portdata(self) -> str | None:
-        return self.external_ids.get("PortData")
-
-
-# --- a host -------------------------------------------------------------------
 
 
 _QEMU_CONF = """
@@ -563,16 +439,6 @@ class Host:
         for nic in guest.ovs_nics:
             if self.ovs_port(guest.uuid, nic.mac) is None:
                 raise HarnessError(f"{self.name}: started {guest.name} but no port for {nic.mac}")
-
-
-def new_guest(nics: Sequence[Nic], name: str | None = None) -> Guest:
-    vm_uuid = str(uuid.uuid4())
-    return Guest(name or f"vb-{vm_uuid[:8]}", vm_uuid, tuple(nics))
-
-
-def mac(n: int) -> str:
-    """A locally administered MAC in libvirt's 52:54:00 range, distinct per ``n``."""
-    return f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
 
 
 def migrate(guest: Guest, src: Host, dst: Host, *, timeout: float = 180) -> None:

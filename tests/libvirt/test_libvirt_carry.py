@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import pytest
 from harness import Guest, Host, OvsNic, Testbed, UserNic, mac, migrate
-from libvirt_fixtures import GuestFactory, guests, testbed  # noqa: F401
+from libvirt_fixtures import GuestFactory, guests, require_binary, testbed  # noqa: F401
 from libvirt_timing import MigrationTimer, PortTiming, format_table
-
-from conftest import require_binary
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(300)]
 
