@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -29,6 +28,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from testkit import require_binary
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 REQUIRED = ("ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovsdb-client")
@@ -193,22 +194,10 @@ def ovsdb_servers() -> Iterator[Callable[[], OvsDb]]:
                 server.stop()
 
 
-def _require() -> None:
-    # Same rule as conftest.require_binary, restated here because conftest
-    # imports this module: importing it back would be circular, and under
-    # pytest "conftest" may name a nested conftest module by then.
-    missing = [n for n in REQUIRED if shutil.which(n) is None]
-    if missing:
-        msg = f"missing binaries: {', '.join(missing)}"
-        if os.environ.get("VIFBROKER_TEST_STRICT") or os.environ.get("CI"):
-            pytest.fail(msg + " (strict mode: VIFBROKER_TEST_STRICT/CI set)")
-        pytest.skip(msg)
-
-
 @pytest.fixture
 def ovsdb_factory() -> Iterator[Callable[[], OvsDb]]:
     """Make any number of throwaway servers (host A, host B, ...)."""
-    _require()
+    require_binary(*REQUIRED)
     with ovsdb_servers() as make:
         yield make
 

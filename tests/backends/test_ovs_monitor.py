@@ -9,8 +9,8 @@ from pathlib import Path
 
 from backend_helpers import DOMAIN, OTHER_DOMAIN, mac, ovs_backend
 
-from testkit import wait_until
 from ovs_harness import OvsDb
+from testkit import wait_until
 from vifbroker.backends import PortEvent
 from vifbroker.backends.openvswitch import OpenVSwitchBackend
 
