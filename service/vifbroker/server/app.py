@@ -18,7 +18,7 @@ from .config import Settings
 from .context import CTX, Context, utcnow
 from .longpoll import LongPolls
 from .metrics import Metrics
-from .middleware import echo_request_id, guard, observe, problems
+from .middleware import echo_request_id, guard, observe_middleware, problems
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def create_app(
         clock=clock,
     )
     app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[observe, problems, guard]
+        client_max_size=settings.max_body_bytes, middlewares=[observe_middleware(), problems, guard]
     )
     app[CTX] = ctx
     for module in (ops, migrations, domains, hosts, events):

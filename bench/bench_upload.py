@@ -1,0 +1,240 @@
+"""Durable single-vif uploads with 64 concurrent connections against one broker process.
+
+Anchor, measured in the same run with the same load generator: a trivial
+aiohttp+uvloop handler that parses a JSON POST and answers JSON. Both servers
+run as separate processes; the load generator is a minimal keep-alive HTTP/1.1
+client on uvloop so that it costs the servers as little CPU as possible.
+
+Prints one JSON line. Targets: ≥ 4000 uploads/s and ≥ 0.7 × the anchor.
+Usage: python bench/bench_upload.py [--seconds 5] [--connections 64] [--token-role agent]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import uvloop
+
+PORTDATA = "ovn:" + "x" * 200
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection; just enough protocol for these servers."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        chunked = False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding" and "chunked" in value:
+                chunked = True
+        if chunked:
+            data = b""
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    return status, data
+                data += chunk[:-2]
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def wait_healthy(port: int, path: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            conn = await Conn.open(port)
+            status, _ = await conn.request("GET", path)
+            conn.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
+    raise SystemExit("server never became healthy")
+
+
+async def load(
+    port: int, seconds: float, connections: int, make: list[tuple[str, str, bytes, dict[str, str]]]
+) -> float:
+    """Requests per second over ``seconds`` (after a 1 s warm-up)."""
+    done = 0
+    measuring = False
+    stop_at = 0.0
+
+    async def worker(i: int) -> None:
+        nonlocal done
+        conn = await Conn.open(port)
+        method, path, body, headers = make[i]
+        try:
+            while True:
+                status, payload = await conn.request(method, path, body, headers)
+                if status != 200:
+                    raise SystemExit(f"{method} {path}: {status} {payload[:300]!r}")
+                if measuring:
+                    done += 1
+                if time.perf_counter() >= stop_at and measuring:
+                    return
+        finally:
+            conn.close()
+
+    workers = [asyncio.create_task(worker(i)) for i in range(connections)]
+    await asyncio.sleep(1.0)
+    start = time.perf_counter()
+    stop_at = start + seconds
+    measuring = True
+    await asyncio.gather(*workers)
+    return done / (time.perf_counter() - start)
+
+
+def anchor_server(port: int) -> None:
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        doc = await request.json()
+        return web.json_response({"mac": doc.get("mac"), "generation": 1})
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_put("/upload", handler)
+    app.router.add_get("/healthz", health)
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None,
+        loop=uvloop.new_event_loop(),
+    )
+
+
+async def bench_anchor(args: argparse.Namespace) -> float:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--anchor-server", str(port)])
+    try:
+        await wait_healthy(port, "/healthz", proc)
+        body = json.dumps({"mac": "52:54:00:00:00:01", "virtualport": {"portdata": PORTDATA}})
+        make = [("PUT", "/upload", body.encode(), {"Content-Type": "application/json"})]
+        return await load(port, args.seconds, args.connections, make * args.connections)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def bench_broker(args: argparse.Namespace, state: Path) -> float:
+    port = free_port()
+    env = {**os.environ, "VIFBROKER_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vifbroker.cli", "serve", "--state-dir", str(state),
+         "--listen", f"127.0.0.1:{port}"],
+        env=env,
+    )
+    try:
+        await wait_healthy(port, "/healthz", proc)
+        controller = (state / "controller.token").read_text().strip()
+        token = controller
+        if args.token_role == "agent":
+            token = subprocess.run(
+                [sys.executable, "-m", "vifbroker.cli", "token", "add", "--tokens",
+                 str(state / "tokens.toml"), "--role", "agent", "--host", "src"],
+                check=True, capture_output=True, text=True,
+            ).stdout.strip()
+            # The broker reads its token file at start: restart it to pick the agent up.
+            proc.terminate()
+            proc.wait()
+            proc = subprocess.Popen(proc.args, env=env)
+            await wait_healthy(port, "/healthz", proc)
+        conn = await Conn.open(port)
+        make = []
+        for i in range(args.connections):
+            domain = str(uuid.uuid4())
+            status, payload = await conn.request(
+                "POST", "/v1/migrations",
+                json.dumps({"domain_uuid": domain, "source_host": "src",
+                            "destination_host": "dst"}).encode(),
+                {"Content-Type": "application/json", "Authorization": f"Bearer {controller}"},
+            )
+            assert status == 201, payload
+            mac = f"52:54:00:00:{i >> 8:02x}:{i & 0xFF:02x}"
+            body = json.dumps({"mac": mac, "virtualport": {"type": "openvswitch",
+                                                           "portdata": PORTDATA}}).encode()
+            make.append((
+                "PUT", f"/v1/domains/{domain}/interfaces/{mac}", body,
+                {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            ))
+        conn.close()
+        return await load(port, args.seconds, args.connections, make)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def main(args: argparse.Namespace) -> None:
+    anchor = await bench_anchor(args)
+    with tempfile.TemporaryDirectory(prefix="vifbroker-bench-") as tmp:
+        broker = await bench_broker(args, Path(tmp))
+    print(json.dumps({
+        "bench": "upload",
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "token_role": args.token_role,
+        "uploads_per_s": round(broker, 1),
+        "anchor_per_s": round(anchor, 1),
+        "ratio": round(broker / anchor, 3),
+        "target_ratio": 0.7,
+        "target_per_s": 4000,
+        "cpus": os.cpu_count(),
+    }))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--token-role", choices=["agent", "controller"], default="agent")
+    parser.add_argument("--anchor-server", type=int, help=argparse.SUPPRESS)
+    ns = parser.parse_args()
+    if ns.anchor_server:
+        anchor_server(ns.anchor_server)
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main(ns))
