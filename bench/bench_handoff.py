@@ -1,0 +1,226 @@
+"""Handoff latency: upload sent on the source → the destination's parked long-poll returns.
+
+Anchor, measured in the same run with the same client: a bare aiohttp+uvloop
+long-poll server whose PUT commits a row to SQLite (WAL, synchronous=FULL) in a
+thread and only then wakes the parked GET — the durable floor.
+
+Prints one JSON line with median and p99 of both, and their ratios.
+Targets: median ≤ 1.15 ×, p99 ≤ 1.3 × the anchor.
+Usage: python bench/bench_handoff.py [--rounds 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import uvloop
+from bench_upload import Conn, free_port, wait_healthy
+
+PORTDATA = "ovn:" + "x" * 200
+# A benchmark, not a test: a short pause so the long-poll is parked before the upload.
+PARK_PAUSE = 0.003
+
+
+def anchor_server(port: int, db: str) -> None:
+    from aiohttp import web
+
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS vifs (rev INTEGER PRIMARY KEY, body TEXT)")
+    pool = ThreadPoolExecutor(1)
+    state = {"rev": 0}
+    waiters: list[asyncio.Future[int]] = []
+
+    def commit(body: str) -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        cur = conn.execute("INSERT INTO vifs (body) VALUES (?)", (body,))
+        conn.execute("COMMIT")
+        return int(cur.lastrowid or 0)
+
+    async def put(request: web.Request) -> web.Response:
+        doc = await request.json()
+        rev = await asyncio.get_running_loop().run_in_executor(pool, commit, json.dumps(doc))
+        state["rev"] = rev
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(rev)
+        waiters.clear()
+        return web.json_response({"revision": rev})
+
+    async def wait(request: web.Request) -> web.Response:
+        after = int(request.query.get("after", "0"))
+        if state["rev"] <= after:
+            fut = asyncio.get_running_loop().create_future()
+            waiters.append(fut)
+            await asyncio.wait_for(fut, 60)
+        return web.json_response({"revision": state["rev"], "items": [state["rev"]]})
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_put("/put", put)
+    app.router.add_get("/wait", wait)
+    app.router.add_get("/healthz", health)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None,
+                loop=uvloop.new_event_loop())
+
+
+Round = Callable[[int], Awaitable[tuple[float, int]]]
+
+
+async def measure(rounds: int, one: Round) -> list[float]:
+    after = 0
+    samples: list[float] = []
+    for i in range(rounds + 20):
+        elapsed, after = await one(after)
+        if i >= 20:  # warm-up
+            samples.append(elapsed)
+    return samples
+
+
+async def handoff(
+    src: Conn, dst: Conn, wait_path: str, put: tuple[str, str, bytes, dict[str, str]],
+    wait_headers: dict[str, str], revision_of: Callable[[bytes], int],
+) -> tuple[float, int]:
+    poll = asyncio.create_task(dst.request("GET", wait_path, headers=wait_headers))
+    await asyncio.sleep(PARK_PAUSE)
+    start = time.perf_counter()
+    upload = asyncio.create_task(src.request(*put))
+    status, body = await poll
+    elapsed = time.perf_counter() - start
+    ustatus, ubody = await upload
+    if status != 200 or ustatus != 200:
+        raise SystemExit(f"poll {status} {body[:200]!r} / upload {ustatus} {ubody[:200]!r}")
+    return elapsed, revision_of(body)
+
+
+async def bench_anchor(rounds: int, tmp: Path) -> list[float]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--anchor-server", str(port),
+                             str(tmp / "anchor.db")])
+    try:
+        await wait_healthy(port, "/healthz", proc)
+        src, dst = await Conn.open(port), await Conn.open(port)
+        body = json.dumps({"mac": "52:54:00:00:00:01",
+                           "virtualport": {"portdata": PORTDATA}}).encode()
+        put = ("PUT", "/put", body, {"Content-Type": "application/json"})
+
+        def one(after: int) -> Awaitable[tuple[float, int]]:
+            return handoff(src, dst, f"/wait?after={after}", put, {},
+                           lambda b: int(json.loads(b)["revision"]))
+
+        return await measure(rounds, one)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def token(state: Path, role: str, host: str | None = None) -> str:
+    args = [sys.executable, "-m", "vifbroker.cli", "token", "add",
+            "--tokens", str(state / "tokens.toml"), "--role", role]
+    args += ["--host", host] if host else []
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
+
+
+async def bench_broker(rounds: int, state: Path, role: str) -> list[float]:
+    tokens = {"controller": token(state, "controller"), "src": token(state, "agent", "src"),
+              "dst": token(state, "agent", "dst")}
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vifbroker.cli", "serve", "--state-dir", str(state),
+         "--listen", f"127.0.0.1:{port}"],
+        env={**os.environ, "VIFBROKER_LOG_LEVEL": "INFO"},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_healthy(port, "/healthz", proc)
+        src, dst = await Conn.open(port), await Conn.open(port)
+        domain = str(uuid.uuid4())
+        status, body = await src.request(
+            "POST", "/v1/migrations",
+            json.dumps({"domain_uuid": domain, "source_host": "src",
+                        "destination_host": "dst"}).encode(),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {tokens['src']}"},
+        )
+        assert status == 201, body
+        mac = "52:54:00:00:00:01"
+        iface = json.dumps({"mac": mac, "virtualport": {"type": "openvswitch",
+                                                        "portdata": PORTDATA}}).encode()
+        uploader, waiter = ("src", "dst") if role == "agent" else ("controller", "controller")
+        put = ("PUT", f"/v1/domains/{domain}/interfaces/{mac}", iface,
+               {"Content-Type": "application/json",
+                "Authorization": f"Bearer {tokens[uploader]}"})
+        wait_headers = {"Authorization": f"Bearer {tokens[waiter]}"}
+
+        def revision_of(body: bytes) -> int:
+            doc = json.loads(body)
+            assert doc["items"], doc
+            return int(doc["revision"])
+
+        # Start after what is already there, so every round waits for its own upload.
+        _, first = await dst.request("GET", "/v1/hosts/dst/inbox", headers=wait_headers)
+        start_after = int(json.loads(first)["revision"])
+
+        def one(after: int) -> Awaitable[tuple[float, int]]:
+            after = max(after, start_after)
+            return handoff(src, dst, f"/v1/hosts/dst/inbox?after={after}&wait=60", put,
+                           wait_headers, revision_of)
+
+        return await measure(rounds, one)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98]
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="vifbroker-bench-") as tmp:
+        anchor = await bench_anchor(args.rounds, Path(tmp))
+        broker = await bench_broker(args.rounds, Path(tmp) / "state", args.token_role)
+    am, ap = statistics.median(anchor), p99(anchor)
+    bm, bp = statistics.median(broker), p99(broker)
+    print(json.dumps({
+        "bench": "handoff",
+        "rounds": args.rounds,
+        "token_role": args.token_role,
+        "median_ms": round(bm * 1000, 3),
+        "p99_ms": round(bp * 1000, 3),
+        "anchor_median_ms": round(am * 1000, 3),
+        "anchor_p99_ms": round(ap * 1000, 3),
+        "median_ratio": round(bm / am, 3),
+        "p99_ratio": round(bp / ap, 3),
+        "target_median_ratio": 1.15,
+        "target_p99_ratio": 1.3,
+    }))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=400)
+    parser.add_argument("--token-role", choices=["agent", "controller"], default="agent")
+    parser.add_argument("--anchor-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("anchor_db", nargs="?", help=argparse.SUPPRESS)
+    ns = parser.parse_args()
+    if ns.anchor_server:
+        anchor_server(ns.anchor_server, ns.anchor_db)
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main(ns))
