@@ -5,7 +5,7 @@ long-poll server whose PUT commits a row to SQLite (WAL, synchronous=FULL) in a
 thread and only then wakes the parked GET — the durable floor.
 
 Prints one JSON line with median and p99 of both, and their ratios.
-Targets: median ≤ 1.15 ×, p99 ≤ 1.3 × the anchor.
+Targets: median ≤ 1.15x, p99 ≤ 1.3x the anchor.
 Usage: python bench/bench_handoff.py [--rounds 400]
 """
 
@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import uvloop
+
 from bench_upload import Conn, free_port, wait_healthy
 
 PORTDATA = "ovn:" + "x" * 200

@@ -5,7 +5,7 @@ aiohttp+uvloop handler that parses a JSON POST and answers JSON. Both servers
 run as separate processes; the load generator is a minimal keep-alive HTTP/1.1
 client on uvloop so that it costs the servers as little CPU as possible.
 
-Prints one JSON line. Targets: ≥ 4000 uploads/s and ≥ 0.7 × the anchor.
+Prints one JSON line. Targets: ≥ 4000 uploads/s and ≥ 0.7x the anchor.
 Usage: python bench/bench_upload.py [--seconds 5] [--connections 64] [--token-role agent]
 """
 
