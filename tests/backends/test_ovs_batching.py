@@ -62,6 +62,7 @@ async def test_concurrent_domains_share_processes(ovsdb: OvsDb, tmp_path: Path) 
             *(backend.inspect(domain(i), [mac(i * 2), mac(i * 2 + 1)]) for i in range(domains))
         )
         assert all(all(found.values()) for found in lookups)
+        assert calls(log) == ["sets=0"]  # twelve lookups, one find
         reset(log)
         results = await asyncio.gather(
             *(

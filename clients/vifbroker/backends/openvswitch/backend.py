@@ -5,12 +5,16 @@ Ports are found by what libvirt writes on every Interface it creates,
 never by tap name (``vnet0`` here is ``vnet7`` there).
 
 apply() is ONE ovs-vsctl transaction per domain: every ``set`` (or ``remove``
-for "no port data") addressed by row UUID, then a ``find`` by vm-id in the same
-transaction that reads everything back. Row UUIDs come from the last ``find``
-for that domain (inspect/collect/apply keep them): OVSDB never reuses a UUID,
-so a stale one cannot hit another VM's port; it fails the transaction with
-"no row" and apply looks the ports up again and retries once. With no UUIDs
-cached yet, apply costs one ``find`` more.
+for "no port data") addressed by row UUID, then a ``list`` of those rows in
+the same transaction that reads everything back. Row UUIDs come from the last
+lookup of that domain (inspect, collect and apply keep them): OVSDB never
+reuses a UUID, so a stale one cannot hit another VM's port; it fails the
+transaction with "no row", and apply looks the ports up again and retries
+once. With no UUIDs known yet, apply costs one lookup (a ``find``) more.
+
+Concurrent callers share processes twice over: lookups of many domains become
+one ``find`` (lookup.py), and transactions of many domains one ovs-vsctl run
+(pool.py).
 
 A handled interface without a local port makes apply and collect raise
 :class:`PortNotFound` (nothing written): the port usually appears moments
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 
 from vifbroker.model import BackendInfo, Interface, normalize_mac, normalize_uuid, portdata_digest
 
@@ -34,11 +37,11 @@ from ..base import (
     PortEvent,
     PortNotFound,
 )
+from .lookup import Port, PortLookup, tagged_ports
 from .monitor import InterfaceMonitor
 from .pool import VsctlPool
 from .vsctl import (
     MAX_ARG_BYTES,
-    PORTDATA_KEY,
     Command,
     Transaction,
     VsctlConfig,
@@ -50,37 +53,6 @@ from .vsctl import (
 log = logging.getLogger(__name__)
 
 VIRTUALPORT_TYPE = "openvswitch"
-
-
-@dataclass(frozen=True, slots=True)
-class _Port:
-    uuid: str
-    name: str
-    portdata: str | None
-
-
-def _ports_by_mac(find: Command, domain: str) -> dict[str, _Port]:
-    ports: dict[str, _Port] = {}
-    for row in find.rows():
-        ids = row["external_ids"]
-        try:
-            mac = normalize_mac(str(ids.get("attached-mac", "")))
-        except ValueError:
-            continue
-        port = _Port(str(row["_uuid"]), str(row["name"]), ids.get(PORTDATA_KEY))
-        if mac in ports:
-            # Two rows for one vif (an old port not yet deleted): pick one
-            # deterministically rather than write to both.
-            log.warning(
-                "domain %s mac %s has several ports: %s, %s",
-                domain,
-                mac,
-                ports[mac].name,
-                port.name,
-            )
-            port = min(port, ports[mac], key=lambda p: p.name)
-        ports[mac] = port
-    return ports
 
 
 class OpenVSwitchBackend(Backend):
@@ -104,7 +76,8 @@ class OpenVSwitchBackend(Backend):
         self.monitor_backoff_max = monitor_backoff_max
         self.runner = VsctlRunner(self.config)
         self.pool = VsctlPool(self.runner, workers=workers)
-        self._uuids: dict[str, dict[str, _Port]] = {}  # domain -> mac -> port, from finds
+        self.lookup = PortLookup(self.pool)
+        self._known: dict[str, dict[str, Port]] = {}  # domain -> mac -> port, last seen
         self._monitors: set[InterfaceMonitor] = set()
 
     # -- seam ------------------------------------------------------------------------
@@ -184,6 +157,7 @@ class OpenVSwitchBackend(Backend):
     async def close(self) -> None:
         for monitor in list(self._monitors):
             await monitor.close()
+        await self.lookup.close()
         await self.pool.close()
 
     # -- internals -----------------------------------------------------------------------
@@ -205,52 +179,52 @@ class OpenVSwitchBackend(Backend):
             return "port data is too large for one ovs-vsctl argument once JSON-escaped"
         return None
 
-    async def _find(self, domain: str) -> dict[str, _Port]:
-        txn = Transaction()
-        find = txn.find_interfaces(vm_id=domain)
-        await self.pool.run(txn)
-        ports = _ports_by_mac(find, domain)
-        self._remember(domain, ports)
+    async def _find(self, domain: str) -> dict[str, Port]:
+        ports = await self.lookup.ports(domain)
+        if ports:
+            self._known[domain] = ports
+        else:
+            self._known.pop(domain, None)  # remember only domains that have ports here
         return ports
 
-    def _remember(self, domain: str, ports: dict[str, _Port]) -> None:
-        if ports:
-            self._uuids[domain] = ports
-        else:
-            self._uuids.pop(domain, None)  # keep the cache to domains that have ports
-
-    async def _write(self, domain: str, interfaces: list[Interface]) -> list[_Port | None]:
+    async def _write(self, domain: str, interfaces: list[Interface]) -> list[Port | None]:
         """Write every interface's port data in one transaction; the rows read back."""
         for attempt in (1, 2):
-            ports = self._uuids.get(domain, {})
+            ports = self._known.get(domain, {})
             if attempt == 2 or any(i.mac not in ports for i in interfaces):
                 ports = await self._find(domain)
             missing = [i.mac for i in interfaces if i.mac not in ports]
             if missing:
                 raise PortNotFound(domain, missing[0], missing)
+            targets = [ports[i.mac].uuid for i in interfaces]
             txn = Transaction()
-            for interface in interfaces:
-                uuid = ports[interface.mac].uuid
+            for interface, uuid in zip(interfaces, targets, strict=True):
                 if interface.portdata is None:
                     txn.remove_portdata(uuid)
                 else:
                     txn.set_portdata(uuid, interface.portdata)
-            find = txn.find_interfaces(vm_id=domain)
+            # Read back in the same transaction, by UUID: no scan of every row.
+            readback = txn.list_interfaces(sorted(set(targets)))
             try:
                 await self.pool.run(txn)
             except VsctlError as exc:
                 if exc.no_row and attempt == 1:
-                    log.info("domain %s: cached port row gone, looking ports up again", domain)
-                    self._uuids.pop(domain, None)
+                    log.info("domain %s: a known port row is gone, looking ports up again", domain)
+                    self._known.pop(domain, None)
                     continue
                 raise
-            after = _ports_by_mac(find, domain)
-            self._remember(domain, after)
-            by_uuid = {p.uuid: p for p in after.values()}
-            return [by_uuid.get(ports[i.mac].uuid) for i in interfaces]
+            rows = {p.uuid: p for p in tagged_ports(readback)}
+            # A row that no longer carries this domain's vm-id and the vif's
+            # MAC was re-plugged under us: it vouches for nothing.
+            read = [
+                row if row and row.domain == domain and row.mac == i.mac else None
+                for i, row in ((i, rows.get(u)) for i, u in zip(interfaces, targets, strict=True))
+            ]
+            self._known.setdefault(domain, {}).update({r.mac: r for r in read if r})
+            return read
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _result(self, domain: str, interface: Interface, read: _Port | None) -> ApplyResult:
+    def _result(self, domain: str, interface: Interface, read: Port | None) -> ApplyResult:
         if read is None:
             # The row we wrote no longer carries this domain's vm-id: a port
             # re-plugged under us. Nothing to vouch for.

@@ -28,6 +28,7 @@ from ..base import BackendError, BackendTimeout, BackendUnavailable
 log = logging.getLogger(__name__)
 
 PORTDATA_KEY = "PortData"
+INTERFACE_COLUMNS = "--columns=_uuid,name,external_ids"
 
 #: Linux refuses any single argv element above MAX_ARG_STRLEN (32 pages).
 MAX_ARG_BYTES = 128 * 1024 - 1
@@ -107,15 +108,27 @@ class Transaction:
         self.commands.append(command)
         return command
 
-    def find_interfaces(self, **conditions: str) -> Command:
-        conds = tuple(f"external_ids:{k.replace('_', '-')}={v}" for k, v in conditions.items())
+    def find_domains(self, domains: Sequence[str]) -> Command:
+        """Interface rows whose vm-id is one of ``domains``, in one scan.
+
+        ``{in}`` also matches rows without a vm-id (an absent key is the empty
+        set): callers filter by vm-id. One ``find`` per domain would scan
+        every row once per domain, seconds for hundreds of domains.
+        """
+        wanted = ",".join(json.dumps(d) for d in domains)
         return self.add(
             Command(
                 "find",
-                ("Interface", *conds),
-                options=("--columns=_uuid,name,external_ids",),
+                ("Interface", f"external_ids:vm-id{{in}}[{wanted}]"),
+                options=(INTERFACE_COLUMNS,),
                 table=True,
             )
+        )
+
+    def list_interfaces(self, records: Sequence[str]) -> Command:
+        """These rows (by name or UUID, looked up directly, no scan)."""
+        return self.add(
+            Command("list", ("Interface", *records), options=(INTERFACE_COLUMNS,), table=True)
         )
 
     def set_portdata(self, record: str, value: str) -> Command:
