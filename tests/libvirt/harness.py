@@ -18,6 +18,10 @@ directory (``HOSTDIR``) and every process it starts:
     namespace ``/run`` is a fresh tmpfs, so the mount points ``/run/libvirt`` and
     ``/run/openvswitch`` never have to be created on the real host.
 
+Host B's libvirtd, like A's, reads the MTU of ``br-int`` from the kernel when
+it plugs a tap; with a dummy datapath B has no such device and finds A's (both
+share one network namespace). So B needs A up, and hosts start A first.
+
 The real ``/etc`` is never edited; nothing outside ``HOSTDIR`` is written.
 Teardown is by PID: every domain is destroyed, libvirtd is stopped, any
 process still inside libvirtd's mount namespace (a QEMU that outlived it) is
