@@ -17,12 +17,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
-
-import pytest
 
 from ovs_harness import OvsDb
 from vifbroker.agent.domainxml import DirectorySource
@@ -34,21 +31,6 @@ from vifbroker.client import BrokerClient, RetryPolicy
 from vifbroker.server.auth import Role, add_token
 
 BRIDGE = "br-int"
-
-
-async def eventually(
-    predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.02
-) -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds.
-
-    (tests/conftest.py's ``wait_until`` cannot be imported from here: this
-    directory's conftest.py shadows the module name.)
-    """
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 def mac(i: int) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from agent_harness import BrokerProcess, Host, Vif, eventually, mac
+from agent_harness import BrokerProcess, Host, Vif, mac
 
+from testkit import wait_until
 from vifbroker.client import BrokerClient
 from vifbroker.model import MigrationState, VifStatus, portdata_digest
 
@@ -84,7 +85,7 @@ async def test_source_change_after_upload_arrives_as_generation_2(
         rec = await controller.get_interface(dom, mac(1))
         return rec.generation == 2 and rec.result.applied_generation == 2
 
-    await eventually(gen2_applied, timeout=30)
+    await wait_until(gen2_applied, timeout=30)
     assert b.portdata("tap7") == 'second "value"\n'
     untouched = await controller.get_interface(dom, mac(2))
     assert untouched.generation == 1
@@ -106,7 +107,7 @@ async def test_destination_port_created_after_upload_still_gets_it(
     async def uploaded() -> bool:
         return (await controller.get_migration(mid)).state == MigrationState.UPLOADED
 
-    await eventually(uploaded, timeout=30)
+    await wait_until(uploaded, timeout=30)
     rec = await controller.get_interface(dom, vif.mac)
     assert rec.result.status == VifStatus.PENDING
 

@@ -8,8 +8,9 @@ import signal
 import uuid
 
 import pytest
-from agent_harness import BrokerProcess, Host, Vif, eventually, mac
+from agent_harness import BrokerProcess, Host, Vif, mac
 
+from testkit import wait_until
 from vifbroker.client import BrokerClient
 from vifbroker.model import MigrationState, VifStatus
 
@@ -34,7 +35,7 @@ async def test_destination_agent_sigkilled_mid_migration_applies_every_vif_once(
         status = {s.mac: s.status for s in (await controller.get_migration(mid)).interfaces}
         return all(status.get(v.mac) == VifStatus.APPLIED for v in vifs[:2])
 
-    await eventually(first_two_applied)
+    await wait_until(first_two_applied, timeout=30)
     # The agent is now waiting for the ports of vifs 2 and 3.
     first.send_signal(signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
@@ -97,7 +98,7 @@ async def test_destination_ovsdb_down_for_a_while_delays_but_does_not_lose_the_a
             for r in caplog.records
         )
 
-    await eventually(destination_retrying)
+    await wait_until(destination_retrying, timeout=30)
     assert (await controller.get_migration(mid)).state == MigrationState.UPLOADED
     b.ovs.start()
 
@@ -126,7 +127,7 @@ async def test_restarted_source_agent_resumes_following_without_reuploading(
     async def resumed() -> bool:
         return a.agent is not None and (mid, "outgoing") in a.agent.active()
 
-    await eventually(resumed)
+    await wait_until(resumed, timeout=30)
     assert (await controller.get_interface(dom, mac(40))).generation == 1
     a.ovs.set_portdata("vnet0", "after restart")
 
@@ -134,7 +135,7 @@ async def test_restarted_source_agent_resumes_following_without_reuploading(
         rec = await controller.get_interface(dom, mac(40))
         return rec.generation == 2 and rec.result.applied_generation == 2
 
-    await eventually(gen2_applied)
+    await wait_until(gen2_applied, timeout=30)
     assert b.portdata("t5") == "after restart"
 
 
@@ -160,4 +161,4 @@ async def test_terminal_migration_stops_the_source_following(
             for h in (a, b)
         )
 
-    await eventually(nobody_tracks_it)
+    await wait_until(nobody_tracks_it, timeout=30)
