@@ -14,7 +14,7 @@ from vifbroker.backends import BackendError, PortEvent
 from vifbroker.client import ClientError, NoActiveMigration, NotFound
 from vifbroker.model import Interface, normalize_mac
 
-from .errors import AgentError
+from .errors import AgentError, DomainNotFound
 from .portwatch import Subscription
 from .retry import Backoff, monotonic_deadline, remaining
 from .tracker import Tracker
@@ -75,17 +75,34 @@ class Outgoing(Tracker):
                         self.migration_id, len(desired),
                     )
                 return {i.mac: i for i in desired}
-            except (AgentError, BackendError, ClientError) as exc:
-                if remaining(deadline) <= 0:
-                    log.error("migration %s: gave up uploading: %s", self.migration_id, exc)
+            except DomainNotFound as exc:
+                kept = {i.mac: i for i in (r.interface for r in self.item.interfaces) if i}
+                if kept:
+                    # Gone from this host after the upload (migrated away, or the
+                    # agent restarted late): nothing local can change any more.
+                    log.info(
+                        "migration %s: domain not here (%s); keeping the uploaded records",
+                        self.migration_id, exc,
+                    )
+                    return kept
+                if not await self._retry_later(exc, deadline, backoff):
                     return None
-                delay = backoff.next()
-                log.warning(
-                    "migration %s: upload failed (%s); retrying in %.2fs",
-                    self.migration_id, exc, delay,
-                )
-                await self.wait_changed(delay)
+            except (AgentError, BackendError, ClientError) as exc:
+                if not await self._retry_later(exc, deadline, backoff):
+                    return None
         return None
+
+    async def _retry_later(self, exc: Exception, deadline: float, backoff: Backoff) -> bool:
+        """Wait before the next attempt; False when the migration's deadline passed."""
+        if remaining(deadline) <= 0:
+            log.error("migration %s: gave up uploading: %s", self.migration_id, exc)
+            return False
+        delay = backoff.next()
+        log.warning(
+            "migration %s: upload failed (%s); retrying in %.2fs", self.migration_id, exc, delay
+        )
+        await self.wait_changed(delay)
+        return True
 
     async def _upload(self, interfaces: Sequence[Interface]) -> None:
         try:
