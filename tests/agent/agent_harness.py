@@ -202,7 +202,8 @@ class Host:
             for n in names
         ]  # fmt: skip
         client = BrokerClient(
-            broker.url, broker.token("agent", self.name),
+            broker.url,
+            broker.token("agent", self.name),
             retry=RetryPolicy(attempts=50, base_delay=0.05, max_delay=0.5),
         )
         self.clients.append(client)

@@ -33,7 +33,10 @@ async def migrate(
     controller: BrokerClient, dom: str, a: Host, b: Host, *, mismatch: str | None = None
 ) -> str:
     m = await controller.create_migration(
-        dom, a.name, b.name, on_backend_mismatch=mismatch  # type: ignore[arg-type]
+        dom,
+        a.name,
+        b.name,
+        on_backend_mismatch=mismatch,  # type: ignore[arg-type]
     )
     return m.id
 
@@ -163,3 +166,39 @@ async def test_non_ovs_interface_is_skipped_while_ovs_ones_apply(
     status = {v.mac: v.status for v in done.interfaces}
     assert status == {ovs.mac: VifStatus.APPLIED, macvtap.mac: VifStatus.SKIPPED}
     assert b.portdata("vnet9") == "ovs data"
+
+
+async def test_agents_heartbeat_their_backends(
+    broker_proc: BrokerProcess, controller: BrokerClient, hosts: tuple[Host, Host]
+) -> None:
+    a, b = hosts
+    a.start_agent(broker_proc)
+    b.start_agent(broker_proc, backends=["noop"])
+
+    async def both_registered() -> bool:
+        return {h.name for h in await controller.list_hosts()} >= {"host-a", "host-b"}
+
+    await wait_until(both_registered, timeout=30)
+    listed = {h.name: h for h in await controller.list_hosts()}
+    assert [(x.name, x.available) for x in listed["host-a"].backends] == [("openvswitch", True)]
+    assert "openvswitch" in listed["host-a"].backends[0].virtualport_types
+    assert [x.name for x in listed["host-b"].backends] == ["noop"]
+
+
+async def test_port_that_never_appears_is_reported_failed_before_expiry(
+    broker_proc: BrokerProcess, controller: BrokerClient, hosts: tuple[Host, Host]
+) -> None:
+    a, b = hosts
+    dom = str(uuid.uuid4())
+    a.define(dom, [Vif(mac(7), "vnet7", "never lands")])
+    a.start_agent(broker_proc)
+    b.start_agent(broker_proc)
+    m = await controller.create_migration(dom, a.name, b.name, ttl_seconds=3)
+
+    done = await controller.wait_applied(m.id, 30)
+
+    assert done.state == MigrationState.FAILED
+    rec = await controller.get_interface(dom, mac(7))
+    assert rec.result.status == VifStatus.FAILED
+    assert rec.result.detail is not None
+    assert "deadline" in rec.result.detail and "no local port" in rec.result.detail

@@ -94,8 +94,7 @@ async def test_destination_ovsdb_down_for_a_while_delays_but_does_not_lose_the_a
 
     async def destination_retrying() -> bool:
         return any(
-            r.name == "vifbroker.agent.incoming" and mid in r.getMessage()
-            for r in caplog.records
+            r.name == "vifbroker.agent.incoming" and mid in r.getMessage() for r in caplog.records
         )
 
     await wait_until(destination_retrying, timeout=30)
@@ -157,8 +156,7 @@ async def test_terminal_migration_stops_the_source_following(
 
     async def nobody_tracks_it() -> bool:
         return all(
-            h.agent is not None and not any(k[0] == mid for k in h.agent.active())
-            for h in (a, b)
+            h.agent is not None and not any(k[0] == mid for k in h.agent.active()) for h in (a, b)
         )
 
     await wait_until(nobody_tracks_it, timeout=30)

@@ -21,9 +21,7 @@ CLI = [sys.executable, "-m", "vifbroker.cli"]
 
 
 def vifbroker(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], input=stdin, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([*CLI, *args], input=stdin, capture_output=True, text=True, timeout=120)
 
 
 async def test_push_creates_the_migration_and_uploads_the_domain_xml(
@@ -50,7 +48,10 @@ async def test_push_creates_the_migration_and_uploads_the_domain_xml(
     assert [i["generation"] for i in out["interfaces"]] == [1, 1]
     m = await controller.get_migration("push-1")
     assert (m.domain_uuid, m.domain_name, m.source_host, m.destination_host) == (
-        dom, "web-7", "host-a", "host-b"
+        dom,
+        "web-7",
+        "host-a",
+        "host-b",
     )
     assert m.state == MigrationState.UPLOADED
     rec = await controller.get_interface(dom, mac(1))

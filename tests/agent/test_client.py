@@ -30,17 +30,16 @@ FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, timeout=5)
 
 
 def iface(mac: str, portdata: str) -> Interface:
-    return Interface(
-        mac=mac, virtualport=VirtualPort(type="openvswitch", portdata=portdata)
-    )
+    return Interface(mac=mac, virtualport=VirtualPort(type="openvswitch", portdata=portdata))
 
 
 async def test_first_broker_url_down_fails_over_to_the_next(
     broker_proc: BrokerProcess,
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    async with BrokerClient(f"{dead},{broker_proc.url}", broker_proc.token("controller"),
-                            retry=FAST) as client:
+    async with BrokerClient(
+        f"{dead},{broker_proc.url}", broker_proc.token("controller"), retry=FAST
+    ) as client:
         dom = str(uuid.uuid4())
         m = await client.create_migration(dom, "host-a", "host-b", domain_name="web-1")
         again = await client.get_migration(m.id)

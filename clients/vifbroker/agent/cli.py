@@ -42,11 +42,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     agent.add_argument("--host", required=True, help="this hypervisor's name at the broker")
     add_backend_options(agent)
     agent.add_argument(
-        "--domain-xml-dir", type=Path, metavar="DIR",
+        "--domain-xml-dir",
+        type=Path,
+        metavar="DIR",
         help="read DIR/<uuid>.xml instead of `virsh -r dumpxml UUID`",
     )
     agent.add_argument(
-        "--state-dir", type=Path, metavar="DIR",
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
         help="where the inbox position is kept across restarts (default: not kept)",
     )
     agent.add_argument("--poll-wait", type=float, default=25.0, metavar="S")

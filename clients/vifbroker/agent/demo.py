@@ -229,9 +229,7 @@ def _show(value: str | None, width: int = 26) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-async def _print_table(
-    observer: Observer, ovs: dict[str, DemoOvs], vifs: list[DemoVif]
-) -> bool:
+async def _print_table(observer: Observer, ovs: dict[str, DemoOvs], vifs: list[DemoVif]) -> bool:
     header = ("DOMAIN", "MAC", "TAP A -> B", "SOURCE VALUE", "DESTINATION VALUE", "GEN",
               "STATUS", "UPLOAD->APPLIED")  # fmt: skip
     rows, notes, ok = [header], [], True

@@ -123,9 +123,7 @@ class DemoOvs:
         )  # fmt: skip
 
     async def set_portdata(self, tap: str, portdata: str) -> None:
-        await self.vsctl(
-            "set", "Interface", tap, "external_ids:PortData=" + json.dumps(portdata)
-        )
+        await self.vsctl("set", "Interface", tap, "external_ids:PortData=" + json.dumps(portdata))
 
     async def portdata(self, tap: str) -> str | None:
         out = await self.vsctl(

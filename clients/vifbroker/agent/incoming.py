@@ -27,7 +27,7 @@ from vifbroker.model import (
     portdata_digest,
 )
 
-from .retry import Backoff, monotonic_deadline, remaining
+from .retry import Backoff, monotonic_deadline, remaining, report_deadline
 from .router import describe_interface
 from .tracker import Deps, Tracker
 
@@ -82,7 +82,7 @@ class Incoming(Tracker):
     # -- applying ----------------------------------------------------------------------
 
     async def _apply(self, migration: Migration, pending: Sequence[VifRecord]) -> list[ResultIn]:
-        deadline = monotonic_deadline(migration.expires_at)
+        deadline = report_deadline(migration.expires_at)
         generations = {rec.mac: rec.generation for rec in pending}
         interfaces = [rec.interface for rec in pending if rec.interface is not None]
         owned, unowned = self.deps.router.group(interfaces)
@@ -98,7 +98,10 @@ class Incoming(Tracker):
             result = self._judge(migration, iface, generations[iface.mac], outcome)
             log.info(
                 "migration %s mac %s: %s generation %d%s",
-                migration.id, iface.mac, result.status, result.generation,
+                migration.id,
+                iface.mac,
+                result.status,
+                result.generation,
                 f" ({result.detail})" if result.detail else "",
             )
             results.append(result)
@@ -187,7 +190,9 @@ class Incoming(Tracker):
                 delay = backoff.next()
                 log.warning(
                     "migration %s: posting results failed (%s); retrying in %.2fs",
-                    migration.id, exc, delay,
+                    migration.id,
+                    exc,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 continue

@@ -72,7 +72,8 @@ class Outgoing(Tracker):
                 else:
                     log.info(
                         "migration %s: %d vif records already current",
-                        self.migration_id, len(desired),
+                        self.migration_id,
+                        len(desired),
                     )
                 return {i.mac: i for i in desired}
             except DomainNotFound as exc:
@@ -82,7 +83,8 @@ class Outgoing(Tracker):
                     # agent restarted late): nothing local can change any more.
                     log.info(
                         "migration %s: domain not here (%s); keeping the uploaded records",
-                        self.migration_id, exc,
+                        self.migration_id,
+                        exc,
                     )
                     return kept
                 if not await self._retry_later(exc, deadline, backoff):
@@ -112,7 +114,9 @@ class Outgoing(Tracker):
         for iface in interfaces:
             log.info(
                 "migration %s mac %s: uploaded generation %s",
-                self.migration_id, iface.mac, result.generations.get(iface.mac),
+                self.migration_id,
+                iface.mac,
+                result.generations.get(iface.mac),
             )
 
     async def _follow(
@@ -131,7 +135,9 @@ class Outgoing(Tracker):
                     delay = backoff.next()
                     log.warning(
                         "migration %s: upload failed (%s); retrying in %.2fs",
-                        self.migration_id, exc, delay,
+                        self.migration_id,
+                        exc,
+                        delay,
                     )
                     event = await sub.get(delay)
                 else:

@@ -106,7 +106,9 @@ class PortWatch:
                 delay = backoff.next()
                 log.warning(
                     "backend %s: port watch failed (%s); restarting in %.1fs",
-                    backend.name, exc, delay,
+                    backend.name,
+                    exc,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 continue

@@ -32,5 +32,17 @@ def monotonic_deadline(expires_at: datetime) -> float:
     return time.monotonic() + remaining
 
 
+def report_deadline(expires_at: datetime, margin: float = 1.0) -> float:
+    """When to give up retrying so a failure can still be reported before expiry.
+
+    At ``expires_at`` the broker expires the migration and takes no results any
+    more; ``margin`` seconds earlier (at most half of what is left) the agent
+    stops retrying and reports what went wrong.
+    """
+    end = monotonic_deadline(expires_at)
+    left = end - time.monotonic()
+    return end - min(margin, max(0.0, left) / 2)
+
+
 def remaining(deadline: float) -> float:
     return deadline - time.monotonic()

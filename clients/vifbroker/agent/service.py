@@ -60,7 +60,8 @@ class Agent:
         heartbeats = asyncio.create_task(self._heartbeats(), name="heartbeats")
         log.info(
             "agent %s started: backends %s, broker %s",
-            self.settings.host, ", ".join(b.name for b in self.backends) or "none",
+            self.settings.host,
+            ", ".join(b.name for b in self.backends) or "none",
             ", ".join(self.client.urls),
         )
         try:
@@ -131,8 +132,12 @@ class Agent:
         tracker = cls(item, self.deps)
         log.info(
             "migration %s: %s, domain %s, %s -> %s, %d vif records",
-            migration.id, item.direction, migration.domain_uuid, migration.source_host,
-            migration.destination_host, len(item.interfaces),
+            migration.id,
+            item.direction,
+            migration.domain_uuid,
+            migration.source_host,
+            migration.destination_host,
+            len(item.interfaces),
         )
         task = asyncio.create_task(tracker.run(), name=f"{item.direction}-{migration.id}")
         self._trackers[key] = tracker
@@ -143,9 +148,7 @@ class Agent:
         self._trackers.pop(key, None)
         self._tasks.pop(key, None)
         if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "migration %s: %s worker crashed", key[0], key[1], exc_info=task.exception()
-            )
+            log.error("migration %s: %s worker crashed", key[0], key[1], exc_info=task.exception())
 
     def active(self) -> set[_Key]:
         """(migration id, direction) of every migration this agent is working on."""

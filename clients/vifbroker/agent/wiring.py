@@ -23,7 +23,9 @@ DEFAULT_BACKENDS = ("openvswitch",)
 
 def add_broker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--broker", required=True, metavar="URL[,URL...]",
+        "--broker",
+        required=True,
+        metavar="URL[,URL...]",
         help="broker base URL(s); the next is tried when one is down",
     )
     parser.add_argument(
@@ -36,19 +38,25 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
 
 def add_backend_options(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
     parser.add_argument(
-        "--backend", action="append", dest="backends", metavar="NAME",
+        "--backend",
+        action="append",
+        dest="backends",
+        metavar="NAME",
         help="backend to load, in order of preference (repeatable; default: "
-        + (", ".join(DEFAULT_BACKENDS) if default else "none") + ")",
+        + (", ".join(DEFAULT_BACKENDS) if default else "none")
+        + ")",
     )
     parser.add_argument(
         "--ovs-db", metavar="unix:SOCK", help="OVSDB to talk to (default: ovs-vsctl's own)"
     )
     parser.add_argument(
-        "--ovs-no-wait", action="store_true",
+        "--ovs-no-wait",
+        action="store_true",
         help="pass --no-wait to ovs-vsctl (no ovs-vswitchd, e.g. tests)",
     )
     parser.add_argument(
-        "--exec-command", metavar="CMD",
+        "--exec-command",
+        metavar="CMD",
         help="the exec backend's command (split like a shell would; never run by one)",
     )
 

@@ -126,7 +126,12 @@ class BrokerClient:
         deadline_s: float | None = None,
     ) -> Response:
         resp = await self._t.request(
-            method, path, params=params, json_body=json_body, data=data, headers=headers,
+            method,
+            path,
+            params=params,
+            json_body=json_body,
+            data=data,
+            headers=headers,
             deadline_s=deadline_s,
         )
         raise_for_problem(resp)
@@ -218,7 +223,9 @@ class BrokerClient:
             remaining = max(0.0, deadline - time.monotonic())
             wait = min(remaining, _MAX_SERVER_WAIT)
             resp = await self._call(
-                "GET", path, params={"wait_for": "applied", "timeout": _num(wait)},
+                "GET",
+                path,
+                params={"wait_for": "applied", "timeout": _num(wait)},
                 deadline_s=wait + _WAIT_MARGIN,
             )
             migration = _parse(Migration, decode_json(resp), "wait_applied")
@@ -262,8 +269,7 @@ class BrokerClient:
         (PreconditionFailed otherwise; 0: only when no record exists). Returns the
         new generation."""
         path = (
-            f"/v1/domains/{quote(domain_uuid, safe='')}/interfaces/"
-            f"{quote(interface.mac, safe='')}"
+            f"/v1/domains/{quote(domain_uuid, safe='')}/interfaces/{quote(interface.mac, safe='')}"
         )
         headers = {"If-Match": f'"{if_match}"'} if if_match is not None else None
         resp = await self._call("PUT", path, json_body=_interface_json(interface), headers=headers)

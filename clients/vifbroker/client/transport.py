@@ -163,7 +163,12 @@ class Transport:
         )
         try:
             async with self._get_session().request(
-                method, url, params=params, json=json_body, data=data, headers=headers,
+                method,
+                url,
+                params=params,
+                json=json_body,
+                data=data,
+                headers=headers,
                 timeout=limit,
             ) as r:
                 body = await r.read()
