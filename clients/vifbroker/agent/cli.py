@@ -48,6 +48,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="read DIR/<uuid>.xml instead of `virsh -r dumpxml UUID`",
     )
     agent.add_argument(
+        "--libvirt-uri",
+        metavar="URI",
+        help="libvirt connection for `virsh -r -c URI dumpxml` (default: virsh's own)",
+    )
+    agent.add_argument(
         "--state-dir",
         type=Path,
         metavar="DIR",

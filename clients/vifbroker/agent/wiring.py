@@ -106,7 +106,7 @@ def make_backends(args: argparse.Namespace, *, default: bool = True) -> list[Bac
 def make_domain_source(args: argparse.Namespace) -> DomainSource:
     if args.domain_xml_dir is not None:
         return DirectorySource(args.domain_xml_dir)
-    return VirshSource()
+    return VirshSource(uri=getattr(args, "libvirt_uri", None))
 
 
 def configure_logging(level: str) -> None:
