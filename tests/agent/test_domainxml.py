@@ -6,8 +6,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from testkit import require_binary
 
+from testkit import require_binary
 from vifbroker.agent.domainxml import DirectorySource, VirshSource
 from vifbroker.agent.errors import DomainNotFound, DomainXmlError
 
