@@ -184,3 +184,20 @@ async def test_503_after_the_last_attempt_is_unavailable(
     assert exc.value.status == 503 and exc.value.detail == "store down"
     assert isinstance(exc.value, ProblemError)
     assert len(seen) == 2
+
+
+async def test_upload_of_libvirt_xml_text(broker_proc: BrokerProcess) -> None:
+    dom = str(uuid.uuid4())
+    xml = (
+        f"<domain><name>x</name><uuid>{dom}</uuid><devices>"
+        "<interface type='bridge'><mac address='52:54:00:00:00:0A'/>"
+        "<virtualport type='openvswitch'><portdata>a &lt;b&gt; \"c\"</portdata></virtualport>"
+        "</interface></devices></domain>"
+    )
+    async with BrokerClient(broker_proc.url, broker_proc.token("controller"), retry=FAST) as ctl:
+        await ctl.create_migration(dom, "host-a", "host-b")
+        up = await ctl.upload(dom, xml)
+        rec = await ctl.get_interface(dom, "52:54:00:00:00:0a")
+
+    assert up.generations == {"52:54:00:00:00:0a": 1}
+    assert rec.interface is not None and rec.interface.portdata == 'a <b> "c"'
