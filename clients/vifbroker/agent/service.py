@@ -43,6 +43,7 @@ class Agent:
         self.after = 0
         self._trackers: dict[_Key, Tracker] = {}
         self._tasks: dict[_Key, asyncio.Task[None]] = {}
+        self._crashes: dict[_Key, int] = {}
         self._stop = asyncio.Event()
 
     @property
@@ -145,10 +146,25 @@ class Agent:
         task.add_done_callback(functools.partial(self._finished, key))
 
     def _finished(self, key: _Key, task: asyncio.Task[None]) -> None:
-        self._trackers.pop(key, None)
+        tracker = self._trackers.pop(key, None)
         self._tasks.pop(key, None)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("migration %s: %s worker crashed", key[0], key[1], exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            self._crashes.pop(key, None)
+            return
+        # A bug or an unforeseen error: start the worker again from the latest
+        # state after a growing pause, rather than forget the migration.
+        crashes = self._crashes[key] = self._crashes.get(key, 0) + 1
+        delay = min(30.0, 0.5 * 2 ** (crashes - 1))
+        log.error(
+            "migration %s: %s worker crashed (%d times); restarting in %.1fs",
+            key[0], key[1], crashes, delay, exc_info=task.exception(),
+        )  # fmt: skip
+        if tracker is not None and not self._stop.is_set():
+            asyncio.get_running_loop().call_later(delay, self._restart, tracker.item)
+
+    def _restart(self, item: InboxItem) -> None:
+        if not self._stop.is_set() and (item.migration.id, item.direction) not in self._trackers:
+            self._dispatch(item)
 
     def active(self) -> set[_Key]:
         """(migration id, direction) of every migration this agent is working on."""
