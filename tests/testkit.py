@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus" / "libvirt"
+# A copy of ../shared/corpus/libvirt (LGPL data, see its README), so a clone is self-contained.
+CORPUS = REPO / "tests" / "corpus" / "libvirt"
 
 STRICT = bool(os.environ.get("VIFBROKER_TEST_STRICT") or os.environ.get("CI"))
 

@@ -14,7 +14,7 @@ from vifbroker.store.sqlite import SQLiteStore
 
 PROBLEM = "application/problem+json"
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus" / "libvirt"
+CORPUS = REPO / "tests" / "corpus" / "libvirt"
 
 PORTDATA_HOSTILE = 'q"uote\'s\nnew\r\nline -- a=b=c <tag> &amp; é ü 日本 🚀🧪 \t end'
 

@@ -9,7 +9,7 @@ from vifbroker.model import Bandwidth, Interface, Rate, Source, VirtualPort, Vla
 
 # As in tests/conftest.py; not imported from there because "conftest" is
 # ambiguous as a module name once another test folder has its own conftest.py.
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "libvirt"
+CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "libvirt"
 STRICT = bool(os.environ.get("VIFBROKER_TEST_STRICT") or os.environ.get("CI"))
 
 # The example from DESIGN.md, verbatim.
