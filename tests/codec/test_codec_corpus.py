@@ -1,4 +1,4 @@
-"""Real libvirt domain XML (tests/corpus/libvirt, a copy of ../shared/corpus/libvirt) through the codec."""
+"""Real libvirt domain XML (tests/corpus/libvirt) through the codec."""
 
 from __future__ import annotations
 
