@@ -26,6 +26,7 @@ from vifbroker.store import (
     NotFound,
     PreconditionFailed,
     Store,
+    WrongHost,
 )
 
 DOM = "6f1a3c2e-0000-4000-8000-000000000001"
@@ -106,6 +107,16 @@ async def test_upload_generations_and_if_match(store: Store) -> None:
     assert got[0].interface is not None and got[0].interface.portdata == "two"
 
 
+async def test_upload_checks_the_source_host_in_the_same_write(store: Store) -> None:
+    await store.create_migration(req(), T0)
+    with pytest.raises(WrongHost):
+        await store.put_interfaces(DOM, [iface(MAC1)], T0, source_host="b")
+    with pytest.raises(NotFound):
+        await store.get_interfaces(DOM)
+    _, recs = await store.put_interfaces(DOM, [iface(MAC1)], T0, source_host="a")
+    assert recs[0].generation == 1
+
+
 async def test_bulk_upload_is_all_or_nothing(store: Store) -> None:
     await store.create_migration(req(), T0)
     await store.put_interfaces(DOM, [iface(MAC1, "v1")], T0)
@@ -182,9 +193,13 @@ async def test_terminal_transitions_purge_port_data(store: Store) -> None:
     assert recs[0].interface is not None and recs[0].interface.portdata is None
     with pytest.raises(Conflict):
         await store.post_results(m.id, [ok(MAC1, 1, "secret")], T0)
-    # The domain can migrate again.
+    assert (await store.latest_migration(DOM)).id == m.id
+    # The domain can migrate again; the new migration is now the latest.
     m2, created = await store.create_migration(req(), T0)
     assert created and m2.id != m.id
+    assert (await store.latest_migration(DOM)).id == m2.id
+    with pytest.raises(NotFound):
+        await store.latest_migration(DOM2)
     with pytest.raises(NotFound):
         await store.transition("nope", MigrationState.CANCELLED, T0)
 

@@ -125,4 +125,3 @@ async def _serve(app: web.Application, settings: Settings, token_count: int) -> 
     finally:
         await runner.cleanup()
     return 0
-

@@ -7,7 +7,6 @@ import logging
 from aiohttp import web
 
 from vifbroker.model import Interface, Migration, VifRecord
-from vifbroker.store import NoActiveMigration
 
 from .context import CTX, Context
 from .errors import Invalid, Malformed, NotFound
@@ -50,16 +49,20 @@ async def _put(
 ) -> tuple[Migration, list[VifRecord]]:
     check_portdata(interfaces, ctx.settings.max_portdata_bytes)
     who = principal(request)
-    if not who.is_controller:
-        active = await ctx.store.active_migration(domain_uuid)
-        who.require_host(active.source_host)
+    # An agent may upload only as the source host: checked inside the write.
     migration, records = await ctx.store.put_interfaces(
-        domain_uuid, interfaces, ctx.now(), if_match=if_match
+        domain_uuid,
+        interfaces,
+        ctx.now(),
+        if_match=if_match,
+        source_host=None if who.is_controller else who.host,
     )
     for record in records:
         log.info(
             "vif uploaded migration=%s mac=%s generation=%d",
-            migration.id, record.mac, record.generation,
+            migration.id,
+            record.mac,
+            record.generation,
         )
     return migration, records
 
@@ -101,23 +104,6 @@ async def put_interfaces(request: web.Request) -> web.Response:
     )
 
 
-async def _records_migration(ctx: Context, domain_uuid: str) -> Migration | None:
-    """The migration a domain's records belong to: the active one, else the latest."""
-    try:
-        return await ctx.store.active_migration(domain_uuid)
-    except NoActiveMigration:
-        pass
-    latest: Migration | None = None
-    cursor: str | None = None
-    while True:
-        page, cursor = await ctx.store.list_migrations(
-            domain_uuid=domain_uuid, cursor=cursor, limit=500
-        )
-        latest = page[-1] if page else latest
-        if cursor is None:
-            return latest
-
-
 async def _readable_records(
     request: web.Request, domain_uuid: str, mac: str | None
 ) -> list[VifRecord]:
@@ -125,9 +111,7 @@ async def _readable_records(
     who = principal(request)
     records = await ctx.store.get_interfaces(domain_uuid, mac)
     if not who.is_controller:
-        owner = await _records_migration(ctx, domain_uuid)
-        if owner is None:
-            raise NotFound(f"no migration for domain {domain_uuid}")
+        owner = await ctx.store.latest_migration(domain_uuid)
         who.require_host(owner.source_host, owner.destination_host)
     if not records:
         raise NotFound(f"no interface records for domain {domain_uuid}")

@@ -159,11 +159,11 @@ def from_store_error(exc: store_errors.StoreError) -> Problem:
     if isinstance(exc, store_errors.Conflict | store_errors.InvalidTransition):
         return Conflict(detail)
     if isinstance(exc, store_errors.PreconditionFailed):
-        return PreconditionFailed(
-            detail, mac=exc.mac, current_generation=exc.current_generation
-        )
+        return PreconditionFailed(detail, mac=exc.mac, current_generation=exc.current_generation)
     if isinstance(exc, store_errors.InvalidInput):
         return Invalid(detail)
+    if isinstance(exc, store_errors.WrongHost):
+        return Forbidden(detail)
     if isinstance(exc, store_errors.StoreUnavailable):
         return Unavailable(detail)
     return Internal(detail)

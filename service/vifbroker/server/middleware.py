@@ -106,20 +106,14 @@ async def _observe(
         return response
     finally:
         elapsed = time.perf_counter() - start
-        request.app[CTX].metrics.observe(
-            route_template(request), request.method, status, elapsed
-        )
-        access_log.debug(
-            "%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000
-        )
+        request.app[CTX].metrics.observe(route_template(request), request.method, status, elapsed)
+        access_log.debug("%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000)
         REQUEST_ID.reset(token)
 
 
 def _from_http_exception(exc: web.HTTPException) -> Problem:
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return MethodNotAllowed(
-            f"{exc.method} not allowed here", sorted(exc.allowed_methods)
-        )
+        return MethodNotAllowed(f"{exc.method} not allowed here", sorted(exc.allowed_methods))
     if exc.status == 404:
         return NotFound("no such resource")
     if exc.status == 413:

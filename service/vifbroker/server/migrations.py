@@ -34,7 +34,10 @@ async def create_migration(request: web.Request) -> web.Response:
     if created:
         log.info(
             "migration created migration=%s domain=%s %s -> %s",
-            migration.id, migration.domain_uuid, migration.source_host, migration.destination_host,
+            migration.id,
+            migration.domain_uuid,
+            migration.source_host,
+            migration.destination_host,
         )
     return json_response(
         migration_doc(migration), status=201 if created else 200, headers=_location(migration)
@@ -60,8 +63,11 @@ async def list_migrations(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 100, 1, 500)
     try:
         migrations, next_cursor = await request.app[CTX].store.list_migrations(
-            state=state, domain_uuid=domain_uuid, host=q.get("host") or None,
-            cursor=cursor, limit=limit,
+            state=state,
+            domain_uuid=domain_uuid,
+            host=q.get("host") or None,
+            cursor=cursor,
+            limit=limit,
         )
     except InvalidInput as exc:  # an unreadable cursor
         raise Malformed(str(exc)) from None
@@ -137,7 +143,10 @@ async def post_results(request: web.Request) -> web.Response:
     for result in results:
         log.info(
             "result migration=%s mac=%s generation=%d status=%s",
-            migration.id, result.mac, result.generation, result.status,
+            migration.id,
+            result.mac,
+            result.generation,
+            result.status,
         )
     return json_response(migration_doc(migration))
 

@@ -10,6 +10,7 @@ from .errors import (
     PreconditionFailed,
     StoreError,
     StoreUnavailable,
+    WrongHost,
 )
 from .hub import ChangeHub
 
@@ -24,6 +25,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "WrongHost",
 ]
 
 

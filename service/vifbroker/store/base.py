@@ -92,12 +92,18 @@ class Store(Protocol):
         now: datetime,
         *,
         if_match: dict[str, int] | None = None,
+        source_host: str | None = None,
     ) -> tuple[Migration, list[VifRecord]]:
         """Store new generations of these vifs in the active migration, atomically.
 
         ``if_match`` maps MAC to the generation the writer last saw
         (PreconditionFailed when it is not the current one; 0 = must not exist).
+        ``source_host``, when given, must be the migration's source (else WrongHost):
+        the check and the write happen in one transaction.
         """
+
+    async def latest_migration(self, domain_uuid: str) -> Migration:
+        """The domain's active migration, else its newest one; NotFound when none."""
 
     async def get_interfaces(self, domain_uuid: str, mac: str | None = None) -> list[VifRecord]:
         """Records of the domain's active migration (else its latest one)."""

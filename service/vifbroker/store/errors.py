@@ -40,6 +40,10 @@ class InvalidTransition(StoreError):
     pass
 
 
+class WrongHost(StoreError):
+    pass
+
+
 class InvalidInput(StoreError):
     pass
 

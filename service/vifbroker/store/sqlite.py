@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from vifbroker.model import (
     Host,
@@ -31,6 +32,7 @@ from .errors import (
     NotFound,
     PreconditionFailed,
     StoreUnavailable,
+    WrongHost,
 )
 from .hub import ChangeHub
 from .sqlite_engine import Engine, WriteContext
@@ -220,6 +222,7 @@ class SQLiteStore:
         now: datetime,
         *,
         if_match: dict[str, int] | None = None,
+        source_host: str | None = None,
     ) -> tuple[Migration, list[VifRecord]]:
         rules.check_unique_macs([i.mac for i in interfaces])
         prepared = [(i.mac, *rows.split_interface(i)) for i in interfaces]
@@ -230,12 +233,19 @@ class SQLiteStore:
             ).fetchone()
             if row is None:
                 raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
+            if source_host is not None and row["source_host"] != source_host:
+                raise WrongHost(f"{source_host} is not the source host of {row['id']}")
             mid = row["id"]
-            current = {
-                r["mac"]: r for r in c.execute("SELECT * FROM vifs WHERE migration_id = ?", (mid,))
+            # Work on the vifs in memory: read once, write the changes, derive the
+            # state and the answer from what is already at hand.
+            vifs = {
+                r["mac"]: dict(r)
+                for r in c.execute(
+                    "SELECT * FROM vifs WHERE migration_id = ? ORDER BY position", (mid,)
+                )
             }
             for mac, expected in (if_match or {}).items():
-                have = current[mac]["generation"] if mac in current else 0
+                have = vifs[mac]["generation"] if mac in vifs else 0
                 if have != expected:
                     raise PreconditionFailed(
                         f"{mac} is at generation {have}, not {expected}",
@@ -243,45 +253,73 @@ class SQLiteStore:
                         current_generation=have,
                     )
             rev = ctx.next_revision()
-            position = max((r["position"] for r in current.values()), default=-1)
+            position = max((v["position"] for v in vifs.values()), default=-1)
+            inserts, updates = [], []
             for mac, iface_json, portdata in prepared:
-                old = current.get(mac)
+                old = vifs.get(mac)
                 if old is None:
                     position += 1
-                    c.execute(
-                        "INSERT INTO vifs (migration_id, mac, position, generation, interface,"
-                        " portdata, status, applied_generation, revision)"
-                        " VALUES (?,?,?,?,?,?,?,?,?)",
-                        (mid, mac, position, 1, iface_json, portdata, "pending", 0, rev),
-                    )
+                    new = {
+                        "migration_id": mid,
+                        "mac": mac,
+                        "position": position,
+                        "generation": 1,
+                        "interface": iface_json,
+                        "portdata": portdata,
+                        "status": "pending",
+                        "applied_generation": 0,
+                        "detail": None,
+                        "digest": None,
+                        "revision": rev,
+                    }
+                    vifs[mac] = new
+                    inserts.append(new)
                 else:
-                    c.execute(
-                        "UPDATE vifs SET generation = generation + 1, interface = ?,"
-                        " portdata = ?, status = 'pending', detail = NULL, digest = NULL,"
-                        " revision = ? WHERE migration_id = ? AND mac = ?",
-                        (iface_json, portdata, rev, mid, mac),
+                    old.update(
+                        generation=old["generation"] + 1,
+                        interface=iface_json,
+                        portdata=portdata,
+                        status="pending",
+                        detail=None,
+                        digest=None,
+                        revision=rev,
                     )
-            updated = _touch(c, ctx, mid, rev, now)
-            macs = {mac for mac, _, _ in prepared}
-            recs = [
-                rows.record(r, domain_uuid)
-                for r in c.execute(
-                    "SELECT * FROM vifs WHERE migration_id = ? ORDER BY position", (mid,)
+                    updates.append(old)
+            if inserts:
+                c.executemany(
+                    "INSERT INTO vifs (migration_id, mac, position, generation, interface,"
+                    " portdata, status, applied_generation, revision) VALUES (:migration_id,"
+                    " :mac, :position, :generation, :interface, :portdata, :status,"
+                    " :applied_generation, :revision)",
+                    inserts,
                 )
-                if r["mac"] in macs
-            ]
+            if updates:
+                c.executemany(
+                    "UPDATE vifs SET generation = :generation, interface = :interface,"
+                    " portdata = :portdata, status = 'pending', detail = NULL, digest = NULL,"
+                    " revision = :revision WHERE migration_id = :migration_id AND mac = :mac",
+                    updates,
+                )
+            updated = _update_migration(c, ctx, dict(row), list(vifs.values()), rev, now)
+            recs = [rows.record(vifs[i.mac], domain_uuid, i) for i in interfaces]
             return updated, recs
 
         result: tuple[Migration, list[VifRecord]] = await self._engine.write(op)
         return result
 
+    async def latest_migration(self, domain_uuid: str) -> Migration:
+        def q(c: sqlite3.Connection) -> Migration | None:
+            row = _latest(c, domain_uuid)
+            return rows.load_migration(c, row["id"]) if row else None
+
+        found = await self._engine.read(q)
+        if found is None:
+            raise NotFound(f"no migration for domain {domain_uuid}")
+        return found
+
     async def get_interfaces(self, domain_uuid: str, mac: str | None = None) -> list[VifRecord]:
         def q(c: sqlite3.Connection) -> list[VifRecord]:
-            row = c.execute(
-                "SELECT id FROM migrations WHERE domain_uuid = ?"
-                f" ORDER BY ({_ACTIVE}) DESC, seq DESC LIMIT 1",
-                (domain_uuid,),
-            ).fetchone()
+            row = _latest(c, domain_uuid)
             if row is None:
                 return []
             sql, args = "SELECT * FROM vifs WHERE migration_id = ?", [row["id"]]
@@ -415,6 +453,16 @@ class SQLiteStore:
         return [rows.host(r) for r in found]
 
 
+def _latest(c: sqlite3.Connection, domain_uuid: str) -> sqlite3.Row | None:
+    """The domain's active migration row, else its newest."""
+    row: sqlite3.Row | None = c.execute(
+        f"SELECT * FROM migrations WHERE domain_uuid = ? ORDER BY ({_ACTIVE}) DESC, seq DESC"
+        " LIMIT 1",
+        (domain_uuid,),
+    ).fetchone()
+    return row
+
+
 def _revision(c: sqlite3.Connection) -> int:
     row = c.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
     return int(row[0]) if row else 0
@@ -438,15 +486,28 @@ def _touch(
     """Re-derive the state of migration ``mid`` after its vifs changed at ``rev``."""
     row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
     vifs = rows.fetch_vifs(c, [mid])[mid]
+    return _update_migration(c, ctx, dict(row), [dict(v) for v in vifs], rev, now)
+
+
+def _update_migration(
+    c: sqlite3.Connection,
+    ctx: WriteContext,
+    row: dict[str, Any],
+    vifs: list[dict[str, Any]],
+    rev: int,
+    now: datetime,
+) -> Migration:
+    """Store the state implied by ``vifs`` (already written) and answer the migration."""
     state = rules.derive_state(
         MigrationState(row["state"]), (rows.vif_row(v) for v in vifs), row["on_backend_mismatch"]
     )
+    row.update(state=state.value, updated_at=rows.to_micros(now), revision=rev)
     c.execute(
-        "UPDATE migrations SET state = ?, updated_at = ?, revision = ? WHERE id = ?",
-        (state.value, rows.to_micros(now), rev, mid),
+        "UPDATE migrations SET state = :state, updated_at = :updated_at, revision = :revision"
+        " WHERE id = :id",
+        row,
     )
-    updated = rows.load_migration(c, mid)
-    assert updated is not None
+    updated = rows.migration(row, vifs)
     ctx.keys |= rules.keys_for(updated)
     return updated
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from vifbroker.model import (
     BackendInfo,
@@ -88,14 +89,19 @@ def join_interface(interface_json: str, portdata: str | None) -> Interface:
     return iface.with_portdata(portdata) if portdata is not None else iface
 
 
-def vif_row(row: sqlite3.Row) -> VifRow:
+# Rows were validated on the way in, so models are built from them with
+# model_construct (no re-validation): it is most of the cost of a write.
+Row = Mapping[str, Any] | sqlite3.Row
+
+
+def vif_row(row: Row) -> VifRow:
     return VifRow(
         row["mac"], row["generation"], VifStatus(row["status"]), row["applied_generation"]
     )
 
 
-def summary(row: sqlite3.Row) -> VifSummary:
-    return VifSummary(
+def summary(row: Row) -> VifSummary:
+    return VifSummary.model_construct(
         mac=row["mac"],
         generation=row["generation"],
         status=VifStatus(row["status"]),
@@ -104,13 +110,14 @@ def summary(row: sqlite3.Row) -> VifSummary:
     )
 
 
-def record(row: sqlite3.Row, domain_uuid: str) -> VifRecord:
-    return VifRecord(
+def record(row: Row, domain_uuid: str, interface: Interface | None = None) -> VifRecord:
+    """The record of a vif row; pass ``interface`` when it is at hand to skip parsing."""
+    return VifRecord.model_construct(
         domain_uuid=domain_uuid,
         mac=row["mac"],
         generation=row["generation"],
-        interface=join_interface(row["interface"], row["portdata"]),
-        result=VifResult(
+        interface=interface or join_interface(row["interface"], row["portdata"]),
+        result=VifResult.model_construct(
             status=VifStatus(row["status"]),
             applied_generation=row["applied_generation"],
             detail=row["detail"],
@@ -120,8 +127,8 @@ def record(row: sqlite3.Row, domain_uuid: str) -> VifRecord:
     )
 
 
-def migration(row: sqlite3.Row, vifs: Iterable[sqlite3.Row]) -> Migration:
-    return Migration(
+def migration(row: Row, vifs: Iterable[Row]) -> Migration:
+    return Migration.model_construct(
         id=row["id"],
         domain_uuid=row["domain_uuid"],
         domain_name=row["domain_name"],
@@ -137,7 +144,7 @@ def migration(row: sqlite3.Row, vifs: Iterable[sqlite3.Row]) -> Migration:
     )
 
 
-def host(row: sqlite3.Row) -> Host:
+def host(row: Row) -> Host:
     return Host(
         name=row["name"],
         last_seen=from_micros(row["last_seen"]),
