@@ -32,6 +32,7 @@ from .ids import normalize_mac, normalize_uuid
 from .interface import Interface, Rate
 from .xmldoc import (
     XMLCodecError,
+    XMLMalformed,
     attributes,
     child_text,
     elements,
@@ -49,6 +50,7 @@ __all__ = [
     "DocumentKind",
     "InterfaceDocument",
     "XMLCodecError",
+    "XMLMalformed",
     "interface_from_element",
     "interface_to_element",
     "interface_to_xml",

@@ -20,6 +20,10 @@ class XMLCodecError(ValueError):
     """The document is not well-formed XML, or not a valid ``<interface>`` subset."""
 
 
+class XMLMalformed(XMLCodecError):
+    """Not a readable XML document at all (syntax, encoding, empty, a DOCTYPE)."""
+
+
 class _NoExternalLoads(etree.Resolver):
     """Answers every external DTD or entity load with an empty document.
 
@@ -51,17 +55,17 @@ def parse_xml(data: bytes | str) -> etree._Element:
         # text is already decoded, so the declaration has nothing to say.
         data, options["encoding"] = data.encode("utf-8", "surrogatepass"), "utf-8"
     if not data.strip():
-        raise XMLCodecError("empty document")
+        raise XMLMalformed("empty document")
     parser = etree.XMLParser(**options)
     parser.resolvers.add(_NoExternalLoads())
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
-        raise XMLCodecError(f"not well-formed XML: {exc}") from exc
+        raise XMLMalformed(f"not well-formed XML: {exc}") from exc
     except (etree.LxmlError, ValueError) as exc:  # e.g. an unknown encoding declaration
-        raise XMLCodecError(f"unreadable XML: {exc}") from exc
+        raise XMLMalformed(f"unreadable XML: {exc}") from exc
     if root.getroottree().docinfo.internalDTD is not None:
-        raise XMLCodecError("a DOCTYPE is not accepted")
+        raise XMLMalformed("a DOCTYPE is not accepted")
     return root
 
 

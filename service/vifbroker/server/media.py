@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 from aiohttp import web
-from lxml import etree
 from pydantic import BaseModel, Field, ValidationError
 
 from vifbroker.model import Interface, codec, normalize_mac, normalize_uuid
@@ -125,15 +124,8 @@ class InterfacesIn(BaseModel):
     interfaces: list[Interface] = Field(min_length=1, max_length=4096)
 
 
-def _is_malformed(exc: codec.XMLCodecError) -> bool:
-    if isinstance(exc.__cause__, etree.XMLSyntaxError | UnicodeError):
-        return True
-    text = str(exc)
-    return text.startswith(("not well-formed", "unreadable XML", "empty document", "a DOCTYPE"))
-
-
 def _codec_problem(exc: codec.XMLCodecError) -> Malformed | Invalid:
-    if _is_malformed(exc):
+    if isinstance(exc, codec.XMLMalformed):
         return Malformed(str(exc))
     return Invalid(str(exc), [{"loc": ["body"], "msg": str(exc), "type": "xml"}])
 
