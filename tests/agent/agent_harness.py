@@ -23,9 +23,11 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ovs_harness import OvsDb
 from vifbroker.agent.domainxml import DirectorySource
+from vifbroker.agent.lifecycle import DomainFeed
 from vifbroker.agent.service import Agent
 from vifbroker.agent.state import StateFile
 from vifbroker.agent.tracker import AgentSettings
+from vifbroker.backends import Backend
 from vifbroker.backends.openvswitch import OpenVSwitchBackend
 from vifbroker.client import BrokerClient, RetryPolicy
 from vifbroker.server.auth import Role, add_token
@@ -192,11 +194,18 @@ class Host:
         return self.ovs.get_portdata(tap)
 
     # -- in-process agent --------------------------------------------------------------
-    def start_agent(self, broker: BrokerProcess, *, backends: list[str] | None = None) -> Agent:
+    def start_agent(
+        self,
+        broker: BrokerProcess,
+        *,
+        backends: list[str] | None = None,
+        backend_objs: list[Backend] | None = None,
+        feed: DomainFeed | None = None,
+    ) -> Agent:
         names = backends or ["openvswitch"]
         from vifbroker.backends.noop import NoopBackend
 
-        objs = [
+        objs = backend_objs or [
             OpenVSwitchBackend(db=self.ovs.db, no_wait=True) if n == "openvswitch"
             else NoopBackend()
             for n in names
@@ -213,7 +222,7 @@ class Host:
         )  # fmt: skip
         self.agent = Agent(
             client, objs, DirectorySource(self.xml_dir), StateFile(self.state_dir, self.name),
-            settings,
+            settings, feed=feed,
         )  # fmt: skip
         self.agent_task = asyncio.create_task(self.agent.run())
         return self.agent

@@ -19,7 +19,9 @@ from vifbroker.model import Interface
 from vifbroker.model.codec import parse_document
 from vifbroker.model.migration import HOST_PATTERN
 
+from .domainxml import DomainSource
 from .errors import AgentError, ConfigError
+from .lifecycle import DomainFeed
 from .router import Router
 from .service import Agent
 from .state import StateFile
@@ -50,7 +52,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     agent.add_argument(
         "--libvirt-uri",
         metavar="URI",
-        help="libvirt connection for `virsh -r -c URI dumpxml` (default: virsh's own)",
+        help="libvirt connection (read-only) for domain XML and lifecycle events "
+        "(default: libvirt's own)",
+    )
+    agent.add_argument(
+        "--libvirt-client",
+        choices=["auto", "python", "virsh"],
+        default="auto",
+        help="reach libvirt through libvirt-python or `virsh -r` "
+        "(auto: libvirt-python when installed)",
     )
     agent.add_argument(
         "--state-dir",
@@ -97,6 +107,7 @@ def run_agent(args: argparse.Namespace) -> int:
         return 2
     try:
         backends = make_backends(args)
+        domains, feed = make_domain_source(args)
         client = make_client(args)
     except ConfigError as exc:
         print(f"vifbroker agent: {exc}", file=sys.stderr)
@@ -112,17 +123,18 @@ def run_agent(args: argparse.Namespace) -> int:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_agent_main(client, backends, args, state, settings))
+        return runner.run(_agent_main(client, backends, (domains, feed), state, settings))
 
 
 async def _agent_main(
     client: BrokerClient,
     backends: list[Backend],
-    args: argparse.Namespace,
+    domains: tuple[DomainSource, DomainFeed | None],
     state: StateFile,
     settings: AgentSettings,
 ) -> int:
-    agent = Agent(client, backends, make_domain_source(args), state, settings)
+    log.info("agent %s: domain XML from %r", settings.host, domains[0])
+    agent = Agent(client, backends, domains[0], state, settings, feed=domains[1])
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)

@@ -1,7 +1,9 @@
 """Where the source agent reads a domain's ``<interface>`` elements from.
 
-A seam with two implementations: a directory of ``<uuid>.xml`` files (tests,
-demos, hosts without libvirt) and read-only ``virsh dumpxml``.
+A seam with three implementations: a directory of ``<uuid>.xml`` files (tests,
+demos, hosts without libvirt), read-only ``virsh dumpxml`` and libvirt-python
+(:mod:`.libvirtapi`, when installed). The destination agent reads its own
+view of an incoming domain through the same seam.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class DomainSource(Protocol):
         """Every ``<interface>`` of the running domain (DomainNotFound if none)."""
 
 
-def _parse(xml: bytes, where: str) -> list[Interface]:
+def parse_domain_xml(xml: bytes, where: str) -> list[Interface]:
     try:
         return parse_interfaces(xml)
     except ValueError as exc:
@@ -35,6 +37,9 @@ class DirectorySource:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
 
+    def __repr__(self) -> str:
+        return f"DirectorySource({str(self.directory)!r})"
+
     async def interfaces(self, domain_uuid: str) -> list[Interface]:
         path = self.directory / f"{normalize_uuid(domain_uuid)}.xml"
         try:
@@ -43,7 +48,7 @@ class DirectorySource:
             raise DomainNotFound(f"no domain XML at {path}") from exc
         except OSError as exc:
             raise DomainXmlError(f"{path}: {exc}") from exc
-        return _parse(data, str(path))
+        return parse_domain_xml(data, str(path))
 
 
 class VirshSource:
@@ -55,6 +60,9 @@ class VirshSource:
         self.virsh = virsh
         self.uri = uri
         self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"VirshSource({self.uri!r})"
 
     async def interfaces(self, domain_uuid: str) -> list[Interface]:
         argv = [self.virsh, "-r"]
@@ -83,4 +91,4 @@ class VirshSource:
             if "failed to get domain" in text or "Domain not found" in text:
                 raise DomainNotFound(f"virsh: {text}")
             raise DomainXmlError(f"virsh dumpxml {domain_uuid} failed: {text}")
-        return _parse(out, f"virsh dumpxml {domain_uuid}")
+        return parse_domain_xml(out, f"virsh dumpxml {domain_uuid}")

@@ -6,6 +6,18 @@ exist (or, once some exist, after ``port_grace`` seconds; the rest follow).
 Backend errors are retried with backoff until the migration's ``expires_at``;
 then the vifs are reported failed with the last reason. Applying is
 idempotent, so a restarted agent simply applies again what has no result.
+
+While it waits for ports, the agent reads its own libvirt's view of the
+incoming domain (the same domain source the source side uses): a vif whose
+local NIC the owning backend does not handle (a ``type='user'`` NIC where the
+source had Open vSwitch) is decided at once, not at the deadline.
+
+After applying, the worker keeps watching until the migration ends: when the
+guest resumes here (a lifecycle event) or a port's data changes to something
+else (libvirt's own in-band carry writes its value at its Finish phase, paired
+by NIC position), every applied port is read again, and one that no longer
+holds the value of the latest generation gets it again; the re-apply is
+logged and posted as that generation's result, with a detail saying so.
 """
 
 from __future__ import annotations
@@ -15,7 +27,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from vifbroker.backends import ApplyResult, Backend, BackendError, Outcome
+from vifbroker.backends import ApplyResult, Backend, BackendError, Outcome, PortEvent
 from vifbroker.client import ClientError, Conflict, NotFound
 from vifbroker.model import (
     InboxItem,
@@ -24,9 +36,12 @@ from vifbroker.model import (
     ResultIn,
     VifRecord,
     VifStatus,
+    normalize_mac,
     portdata_digest,
 )
 
+from .errors import DomainNotFound, DomainXmlError
+from .portwatch import Subscription
 from .retry import Backoff, monotonic_deadline, remaining, report_deadline
 from .router import describe_interface
 from .tracker import Deps, Tracker
@@ -42,6 +57,8 @@ class Incoming(Tracker):
         #: MAC → the newest generation this process posted a result for
         self._posted: dict[str, int] = {}
         self._busy_since: int | None = item.revision
+        #: MAC → (generation, interface) this process applied and read back
+        self._applied: dict[str, tuple[int, Interface]] = {}
 
     @property
     def resume_revision(self) -> int | None:
@@ -51,6 +68,8 @@ class Incoming(Tracker):
         super().update(item)
         if self._busy_since is None and self._pending(item):
             self._busy_since = item.revision
+        for sub in self._subs:  # the idle worker waits on its port subscription
+            sub.wake()
 
     def _pending(self, item: InboxItem) -> list[VifRecord]:
         out = []
@@ -64,20 +83,21 @@ class Incoming(Tracker):
         return out
 
     async def run(self) -> None:
-        while not self.stopping:
-            item = self.item
-            if item.migration.state.terminal:
-                return
-            pending = self._pending(item)
-            if not pending:
-                self._busy_since = None
-                await self.wait_changed()
-                continue
-            if self._busy_since is None:
-                self._busy_since = item.revision
-            results = await self._apply(item.migration, pending)
-            if results and not await self._post(item.migration, results):
-                return
+        with self.subscribe(self.item.migration.domain_uuid) as sub:
+            while not self.stopping:
+                item = self.item
+                if item.migration.state.terminal:
+                    return
+                pending = self._pending(item)
+                if not pending:
+                    self._busy_since = None
+                    await self._idle(item.migration, sub)
+                    continue
+                if self._busy_since is None:
+                    self._busy_since = item.revision
+                results = await self._apply(item.migration, pending)
+                if results and not await self._post(item.migration, results):
+                    return
 
     # -- applying ----------------------------------------------------------------------
 
@@ -104,6 +124,10 @@ class Incoming(Tracker):
                 result.generation,
                 f" ({result.detail})" if result.detail else "",
             )
+            if result.status == Outcome.APPLIED.value:
+                self._applied[iface.mac] = (result.generation, iface)
+            else:
+                self._applied.pop(iface.mac, None)
             results.append(result)
         return results
 
@@ -141,8 +165,16 @@ class Incoming(Tracker):
         backoff = Backoff(0.05, 1.0)
         first_present: float | None = None
         reason = "the local port never appeared"
+        local_known = False
         with self.subscribe(domain) as sub:
             while not self.stopping:
+                if not local_known:
+                    local = await self._local_view(domain)
+                    if local is not None:
+                        local_known = True
+                        decided, ifaces = self._triage(backend, ifaces, local)
+                        if decided:
+                            return decided  # the rest in the next round
                 try:
                     ports = await backend.inspect(domain, [i.mac for i in ifaces])
                     present = [i for i in ifaces if ports.get(i.mac) is not None]
@@ -170,6 +202,99 @@ class Incoming(Tracker):
                 # Any port event of this domain (a port appeared) ends the wait early.
                 await sub.get(wait)
         return []
+
+    async def _local_view(self, domain: str) -> dict[str, Interface] | None:
+        """This host's own NICs of ``domain`` by MAC; None while it is not here (yet)."""
+        try:
+            return {i.mac: i for i in await self.deps.domains.interfaces(domain)}
+        except DomainNotFound:
+            return None
+        except DomainXmlError as exc:
+            log.debug("domain %s: no local view (%s)", domain, exc)
+            return None
+
+    def _triage(
+        self, backend: Backend, ifaces: list[Interface], local: dict[str, Interface]
+    ) -> tuple[list[tuple[Interface, ApplyResult]], list[Interface]]:
+        """Vifs whose local NIC ``backend`` cannot serve (decided now), and the rest."""
+        decided: list[tuple[Interface, ApplyResult]] = []
+        rest: list[Interface] = []
+        for iface in ifaces:
+            here = local.get(iface.mac)
+            if here is None:
+                detail = "the domain here has no NIC with this MAC"
+            elif not backend.handles(here):
+                detail = (
+                    f"the NIC here is {describe_interface(here)}, which {backend.name} "
+                    f"does not handle (the source's was {describe_interface(iface)})"
+                )
+            else:
+                rest.append(iface)
+                continue
+            decided.append((iface, ApplyResult(iface.mac, Outcome.SKIPPED, detail)))
+        return decided, rest
+
+    # -- after applying: the guest resumes, libvirt writes its own value --------------
+
+    async def _idle(self, migration: Migration, sub: Subscription) -> None:
+        """Wait for an inbox change or a local event; verify the ports when one asks for it."""
+        first = await sub.get()
+        events = ([first] if first is not None else []) + sub.drain()
+        resumed = [e for e in sub.take_lifecycle() if e.resumed]
+        if self.stopping or not self._applied:
+            return
+        if resumed:
+            await self._verify(migration, f"after the guest resumed ({resumed[-1].detail})")
+        elif changed := self._overwritten(events):
+            await self._verify(migration, f"after port {changed} changed")
+
+    def _overwritten(self, events: Sequence[PortEvent]) -> str | None:
+        """The name of a port whose data an event shows differing from what was applied."""
+        for event in events:
+            try:
+                applied = self._applied.get(normalize_mac(event.mac))
+            except ValueError:
+                continue
+            if applied is not None and not event.removed and event.portdata != applied[1].portdata:
+                return event.name
+        return None
+
+    async def _verify(self, migration: Migration, why: str) -> None:
+        """Read every applied port again; re-apply the latest generation where it is gone."""
+        domain = migration.domain_uuid
+        latest = {rec.mac: rec.generation for rec in self.item.interfaces}
+        current = [iface for gen, iface in self._applied.values() if latest.get(iface.mac) == gen]
+        owned, _ = self.deps.router.group(current)
+        results: list[ResultIn] = []
+        for backend, ifaces in owned.values():
+            try:
+                ports = await backend.inspect(domain, [i.mac for i in ifaces])
+                held = {
+                    i.mac: port
+                    for i in ifaces
+                    if (port := ports.get(i.mac)) is not None and port.portdata != i.portdata
+                }
+                stale = [i for i in ifaces if i.mac in held]
+                outcomes = await backend.apply(domain, stale) if stale else []
+            except BackendError as exc:
+                log.warning("migration %s: verifying ports %s failed: %s", migration.id, why, exc)
+                continue
+            for iface, outcome in zip(stale, outcomes, strict=True):
+                port = held[iface.mac]
+                generation = latest[iface.mac]
+                result = self._judge(migration, iface, generation, outcome)
+                detail = (
+                    f"re-applied {why}: port {port.name} held {_describe(port.portdata)}"
+                    f" instead of generation {generation}"
+                )
+                log.info("migration %s mac %s: %s", migration.id, iface.mac, detail)
+                if result.status == Outcome.APPLIED.value:
+                    result = result.model_copy(update={"detail": detail})
+                results.append(result)
+        if not results:
+            log.debug("migration %s: ports verified %s: all hold their data", migration.id, why)
+            return
+        await self._post(migration, results)
 
     # -- reporting ---------------------------------------------------------------------
 
@@ -199,3 +324,11 @@ class Incoming(Tracker):
             for r in results:
                 self._posted[r.mac] = max(self._posted.get(r.mac, 0), r.generation)
             return True
+
+
+def _describe(portdata: str | None) -> str:
+    """Port data for a log line: its size and digest, never the (opaque) value itself."""
+    if portdata is None:
+        return "no port data"
+    size, digest = len(portdata.encode()), portdata_digest(portdata)[:12]
+    return f"other port data ({size} bytes, sha256 {digest})"

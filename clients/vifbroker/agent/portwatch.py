@@ -2,7 +2,9 @@
 
 Every backend's stream is read by one task; events go to the subscribers of
 the event's domain. A stream that fails is restarted with backoff; one that
-simply ends (the backend has no feed) is not.
+simply ends (the backend has no feed) is not. The local libvirt's lifecycle
+events (a :class:`.lifecycle.DomainFeed`, when there is one) reach the same
+subscribers: they are kept in :attr:`Subscription.lifecycle` and wake ``get()``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from vifbroker.backends import Backend, PortEvent
 from vifbroker.model import normalize_uuid
 
+from .lifecycle import DomainEvent, DomainFeed
 from .retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -26,6 +29,12 @@ class Subscription:
     def __init__(self, domain_uuid: str) -> None:
         self.domain_uuid = domain_uuid
         self.queue: asyncio.Queue[PortEvent | None] = asyncio.Queue()
+        #: lifecycle events of the domain not yet taken (see :meth:`take_lifecycle`)
+        self.lifecycle: list[DomainEvent] = []
+
+    def take_lifecycle(self) -> list[DomainEvent]:
+        events, self.lifecycle = self.lifecycle, []
+        return events
 
     async def get(self, within: float | None = None) -> PortEvent | None:
         """The next event; None when ``within`` seconds pass without one or on :meth:`wake`."""
@@ -51,8 +60,9 @@ class Subscription:
 
 
 class PortWatch:
-    def __init__(self, backends: Sequence[Backend]) -> None:
+    def __init__(self, backends: Sequence[Backend], feed: DomainFeed | None = None) -> None:
         self._backends = list(backends)
+        self._feed = feed
         self._subs: dict[str, set[Subscription]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -60,6 +70,10 @@ class PortWatch:
         for backend in self._backends:
             self._tasks.append(
                 asyncio.create_task(self._follow(backend), name=f"watch-{backend.name}")
+            )
+        if self._feed is not None:
+            self._tasks.append(
+                asyncio.create_task(self._follow_feed(self._feed), name="watch-domains")
             )
 
     async def close(self) -> None:
@@ -90,6 +104,25 @@ class PortWatch:
             return
         for sub in self._subs.get(key, ()):
             sub.queue.put_nowait(event)
+
+    def notify(self, event: DomainEvent) -> None:
+        for sub in self._subs.get(event.domain_uuid, ()):
+            sub.lifecycle.append(event)
+            sub.wake()
+
+    async def _follow_feed(self, feed: DomainFeed) -> None:
+        backoff = Backoff(0.1, 5.0)
+        while True:
+            try:
+                async for event in feed.events():
+                    backoff.reset()
+                    log.debug("domain %s: %s %s", event.domain_uuid, event.event, event.detail)
+                    self.notify(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("domain events failed (%s); subscribing again", exc)
+            await asyncio.sleep(backoff.next())
 
     async def _follow(self, backend: Backend) -> None:
         backoff = Backoff(0.1, 5.0)

@@ -14,6 +14,7 @@ from vifbroker.model import BackendInfo, InboxItem
 
 from .domainxml import DomainSource
 from .incoming import Incoming
+from .lifecycle import DomainFeed
 from .outgoing import Outgoing
 from .portwatch import PortWatch
 from .retry import Backoff
@@ -34,11 +35,13 @@ class Agent:
         domains: DomainSource,
         state: StateFile,
         settings: AgentSettings,
+        feed: DomainFeed | None = None,
     ) -> None:
         self.backends = list(backends)
         self.state = state
         self.settings = settings
-        self.watch = PortWatch(self.backends)
+        # Port changes and (with a feed) the local libvirt's lifecycle events.
+        self.watch = PortWatch(self.backends, feed)
         self.deps = Deps(client, Router(self.backends), self.watch, domains, settings)
         self.after = 0
         self._trackers: dict[_Key, Tracker] = {}

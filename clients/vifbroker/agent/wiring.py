@@ -17,6 +17,7 @@ from vifbroker.client import BrokerClient
 
 from .domainxml import DirectorySource, DomainSource, VirshSource
 from .errors import ConfigError
+from .lifecycle import DomainFeed, VirshEvents
 
 DEFAULT_BACKENDS = ("openvswitch",)
 
@@ -103,10 +104,33 @@ def make_backends(args: argparse.Namespace, *, default: bool = True) -> list[Bac
     return backends
 
 
-def make_domain_source(args: argparse.Namespace) -> DomainSource:
+def libvirt_python_available() -> bool:
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_domain_source(args: argparse.Namespace) -> tuple[DomainSource, DomainFeed | None]:
+    """Where domain XML comes from, and the lifecycle events of those domains (if any).
+
+    ``--libvirt-client auto`` takes libvirt-python when it is installed (XML
+    and events over one library, events as callbacks), else ``virsh -r``.
+    """
     if args.domain_xml_dir is not None:
-        return DirectorySource(args.domain_xml_dir)
-    return VirshSource(uri=getattr(args, "libvirt_uri", None))
+        return DirectorySource(args.domain_xml_dir), None
+    uri = getattr(args, "libvirt_uri", None)
+    client = getattr(args, "libvirt_client", "auto")
+    if client == "python" or (client == "auto" and libvirt_python_available()):
+        try:
+            from .libvirtapi import LibvirtSource
+        except ImportError as exc:
+            msg = f"--libvirt-client python: {exc} (pip install vifbroker[libvirt])"
+            raise ConfigError(msg) from exc
+        source = LibvirtSource(uri)
+        return source, source
+    return VirshSource(uri=uri), VirshEvents(uri=uri)
 
 
 def configure_logging(level: str) -> None:

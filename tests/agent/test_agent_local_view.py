@@ -1,0 +1,140 @@
+"""The destination agent's own view: its domain XML, its port watch, lifecycle events.
+
+Real broker, real ovsdb-servers; the destination's domain XML comes from its
+directory source (what ``virsh dumpxml`` / libvirt-python print on a real host,
+covered in tests/libvirt). Lifecycle events come through the agent's
+DomainFeed seam, fed by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from agent_harness import BrokerProcess, Host, Vif, mac
+
+from testkit import wait_until
+from vifbroker.agent.lifecycle import DomainEvent
+from vifbroker.backends import PortEvent
+from vifbroker.backends.openvswitch import OpenVSwitchBackend
+from vifbroker.client import BrokerClient
+from vifbroker.model import MigrationState, VifStatus
+
+pytestmark = pytest.mark.ovs
+
+
+@pytest.mark.parametrize(
+    ("policy", "state", "status"),
+    [
+        ("skip", MigrationState.APPLIED, VifStatus.SKIPPED),
+        ("fail", MigrationState.FAILED, VifStatus.FAILED),
+    ],
+)
+async def test_destination_nic_that_is_not_ovs_is_decided_at_once(
+    broker_proc: BrokerProcess,
+    controller: BrokerClient,
+    hosts: tuple[Host, Host],
+    policy: str,
+    state: MigrationState,
+    status: VifStatus,
+) -> None:
+    """The source's NIC is Open vSwitch, the destination's NIC with that MAC is
+    macvtap: decided as soon as the destination domain is there, long before
+    the migration's deadline (the barrier is asked for far less than the TTL)."""
+    a, b = hosts
+    dom = str(uuid.uuid4())
+    a.define(dom, [Vif(mac(60), "vnet0", "ovs on the source")])
+    b.define(dom, [Vif(mac(60), "macvtap0", None, virtualport=None, type="direct")], plug=False)
+    a.start_agent(broker_proc)
+    b.start_agent(broker_proc)
+    m = await controller.create_migration(
+        dom,
+        a.name,
+        b.name,
+        ttl_seconds=600,
+        on_backend_mismatch=policy,  # type: ignore[arg-type]
+    )
+
+    done = await controller.wait_applied(m.id, 20)
+
+    assert done.state == state
+    rec = await controller.get_interface(dom, mac(60))
+    assert rec.result.status == status
+    assert rec.result.detail is not None and "type=direct" in rec.result.detail
+
+
+async def test_overwritten_port_is_reapplied_and_reported(
+    broker_proc: BrokerProcess, controller: BrokerClient, hosts: tuple[Host, Host]
+) -> None:
+    """Something else (libvirt's Finish phase, on a real host) writes other port
+    data on an applied port while the migration is active: the agent puts the
+    latest generation back and says so in the vif's result."""
+    a, b = hosts
+    dom = str(uuid.uuid4())
+    a.define(dom, [Vif(mac(61), "vnet0", "the broker's value")])
+    b.plug(dom, Vif(mac(61), "tap61"))
+    a.start_agent(broker_proc)
+    b.start_agent(broker_proc)
+    m = await controller.create_migration(dom, a.name, b.name)
+    assert (await controller.wait_applied(m.id, 30)).state == MigrationState.APPLIED
+
+    b.ovs.set_portdata("tap61", "stale value from a position-based carry")
+
+    async def reapplied() -> bool:
+        rec = await controller.get_interface(dom, mac(61))
+        return b.portdata("tap61") == "the broker's value" and "re-applied" in (
+            rec.result.detail or ""
+        )
+
+    await wait_until(reapplied, timeout=20)
+    rec = await controller.get_interface(dom, mac(61))
+    assert rec.result.status == VifStatus.APPLIED and rec.generation == 1
+    assert "changed" in (rec.result.detail or "") and "tap61" in (rec.result.detail or "")
+
+
+class _QueueFeed:
+    """A DomainFeed the test pushes lifecycle events into."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[DomainEvent] = asyncio.Queue()
+
+    async def events(self) -> AsyncIterator[DomainEvent]:
+        while True:
+            yield await self.queue.get()
+
+
+class _Blind(OpenVSwitchBackend):
+    """Open vSwitch without a port feed: only a lifecycle event can start a check."""
+
+    async def watch(self) -> AsyncIterator[PortEvent]:
+        return
+        yield  # pragma: no cover
+
+
+async def test_resume_event_triggers_verification(
+    broker_proc: BrokerProcess, controller: BrokerClient, hosts: tuple[Host, Host]
+) -> None:
+    a, b = hosts
+    dom = str(uuid.uuid4())
+    a.define(dom, [Vif(mac(62), "vnet0", "latest")])
+    b.plug(dom, Vif(mac(62), "tap62"))
+    feed = _QueueFeed()
+    a.start_agent(broker_proc)
+    b.start_agent(broker_proc, backend_objs=[_Blind(db=b.ovs.db, no_wait=True)], feed=feed)
+    m = await controller.create_migration(dom, a.name, b.name)
+    assert (await controller.wait_applied(m.id, 30)).state == MigrationState.APPLIED
+
+    b.ovs.set_portdata("tap62", "overwritten before the resume")
+    # An event of another domain changes nothing; this domain's resume does.
+    await feed.queue.put(DomainEvent(str(uuid.uuid4()), "resumed", "migrated"))
+    await feed.queue.put(DomainEvent(dom, "resumed", "migrated"))
+
+    async def reapplied() -> bool:
+        return b.portdata("tap62") == "latest"
+
+    await wait_until(reapplied, timeout=20)
+    rec = await controller.get_interface(dom, mac(62))
+    assert rec.result.status == VifStatus.APPLIED
+    assert "after the guest resumed (migrated)" in (rec.result.detail or "")
