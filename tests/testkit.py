@@ -9,10 +9,12 @@ every test that needs ovsdb-server or libvirt must really run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,41 @@ async def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+class LoopBlockGuard(logging.Handler):
+    """Collects asyncio's debug-mode reports of callbacks that held the loop too long."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reports: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing") and " took " in message:
+            self.reports.append(message)
+
+
+@contextlib.asynccontextmanager
+async def no_loop_blocking(threshold: float = 0.25) -> AsyncIterator[LoopBlockGuard]:
+    """Fail the test if any callback blocks the running loop for ``threshold`` seconds.
+
+    The threshold is generous on purpose: a shared 2-core CI machine must not
+    turn scheduling noise into failures, while a blocking call (a sync sleep, a
+    database commit on the loop) still shows.
+    """
+    loop = asyncio.get_running_loop()
+    guard = LoopBlockGuard()
+    logger = logging.getLogger("asyncio")
+    was_debug, was_slow = loop.get_debug(), loop.slow_callback_duration
+    loop.set_debug(True)
+    loop.slow_callback_duration = threshold
+    logger.addHandler(guard)
+    try:
+        yield guard
+    finally:
+        logger.removeHandler(guard)
+        loop.set_debug(was_debug)
+        loop.slow_callback_duration = was_slow
+    if guard.reports:
+        pytest.fail("the event loop was blocked:\n" + "\n".join(guard.reports))

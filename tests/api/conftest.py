@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from api_helpers import Broker, Clock
 
 from openapi_check import SpecChecker, conformance_middleware
+from testkit import no_loop_blocking
 from vifbroker.server import Settings, create_app
 from vifbroker.server.auth import Role, add_token, load_tokens
 from vifbroker.store.sqlite import SQLiteStore
@@ -55,6 +56,7 @@ async def broker(
     app = create_app(settings, store, load_tokens(token_file), clock=clock)
     violations: list[str] = []
     app.middlewares.insert(0, conformance_middleware(spec_checker, violations))
-    client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
-    yield Broker(client, store, clock, tokens, violations)
+    async with no_loop_blocking():
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
+        yield Broker(client, store, clock, tokens, violations)
     assert not violations, "\n".join(violations)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit import no_loop_blocking
 from vifbroker.store import Store
 from vifbroker.store.sqlite import SQLiteStore
 
@@ -37,9 +38,10 @@ async def store_factory(
         opened.append(store)
         return store
 
-    yield factory
-    for store in reversed(opened):
-        await store.close()
+    async with no_loop_blocking():
+        yield factory
+        for store in reversed(opened):
+            await store.close()
 
 
 @pytest.fixture
