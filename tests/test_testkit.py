@@ -13,6 +13,7 @@ from testkit import no_loop_blocking
 async def test_loop_block_guard_catches_a_blocking_call() -> None:
     with pytest.raises(pytest.fail.Exception, match="event loop was blocked"):
         async with no_loop_blocking(threshold=0.05):
+            await asyncio.sleep(0)  # debug timing applies from the next callback on
             time.sleep(0.2)
             await asyncio.sleep(0)
 
