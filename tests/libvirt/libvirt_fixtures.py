@@ -2,44 +2,23 @@
 
 Kept out of a ``tests/libvirt/conftest.py`` on purpose: conftest files outside
 packages all share the module name ``conftest``; one more would only add to the
-ambiguity (see :func:`_root_conftest`).
+ambiguity. Shared helpers come from ``testkit``, never from ``conftest``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from harness import REQUIRED_BINARIES, Guest, Host, Nic, Testbed, new_guest
+from libvirt_harness import REQUIRED_BINARIES, Guest, Host, Nic, Testbed, new_guest
 
+from testkit import STRICT, require_binary
 
-def _root_conftest() -> ModuleType:
-    """tests/conftest.py itself, whatever ``conftest`` means in sys.modules right now.
-
-    pytest drops the previous ``conftest`` from sys.modules whenever it loads
-    another folder's conftest.py (tests/agent, tests/api, … have one), so a
-    plain ``from conftest import require_binary`` can land on the wrong file.
-    """
-    name = "_vifbroker_tests_root_conftest"
-    if name not in sys.modules:
-        path = Path(__file__).parents[1] / "conftest.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-require_binary: Callable[..., None] = _root_conftest().require_binary
-STRICT: bool = _root_conftest().STRICT
+__all__ = ["STRICT", "GuestFactory", "guests", "require_binary", "require_root", "testbed"]
 
 GuestFactory = Callable[..., Guest]
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 
-from harness import Guest, HarnessError, Host, domain_xml, new_guest, wait_for
+from libvirt_harness import Guest, HarnessError, Host, domain_xml, new_guest, wait_for
 
 _EVENT = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}): "

@@ -1,6 +1,6 @@
 """Baseline: what libvirt 9.0's own in-band PortData carry does, with no vifbroker.
 
-Real libvirtd + QEMU + Open vSwitch on hosts A and B (see ``harness.py``); each
+Real libvirtd + QEMU + Open vSwitch on hosts A and B (see ``libvirt_harness.py``); each
 test live-migrates a diskless guest and records, per destination port (found
 by vm-id + attached-mac), the PortData it holds, when that value landed in the
 destination OVSDB and when the guest resumed there. The tables are printed
@@ -12,8 +12,8 @@ Run alone: ``.venv/bin/python -m pytest tests/libvirt -q -m libvirt``.
 from __future__ import annotations
 
 import pytest
-from harness import Guest, Host, OvsNic, Testbed, UserNic, mac, migrate
 from libvirt_fixtures import GuestFactory, guests, require_binary, testbed  # noqa: F401
+from libvirt_harness import Guest, Host, OvsNic, Testbed, UserNic, mac, migrate
 from libvirt_timing import MigrationTimer, PortTiming, format_table
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.timeout(300)]

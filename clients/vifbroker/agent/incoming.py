@@ -246,7 +246,7 @@ class Incoming(Tracker):
         if resumed:
             await self._verify(migration, f"after the guest resumed ({resumed[-1].detail})")
         elif changed := self._overwritten(events):
-            await self._verify(migration, f"after port {changed} changed")
+            await self._verify(migration, f"after an event on port {changed}")
 
     def _overwritten(self, events: Sequence[PortEvent]) -> str | None:
         """The name of a port whose data an event shows differing from what was applied."""
@@ -292,7 +292,11 @@ class Incoming(Tracker):
                     result = result.model_copy(update={"detail": detail})
                 results.append(result)
         if not results:
-            log.debug("migration %s: ports verified %s: all hold their data", migration.id, why)
+            # After a resume this is the check the operator wants to see; after a
+            # port event (often our own write, seen late) it is routine.
+            level = logging.INFO if why.startswith("after the guest") else logging.DEBUG
+            log.log(level, "migration %s: %d ports verified %s: all hold the latest generation",
+                    migration.id, len(current), why)  # fmt: skip
             return
         await self._post(migration, results)
 

@@ -33,28 +33,8 @@ Guests are diskless (:func:`domain_xml`); OVS ports are always found by
 ``external_ids:vm-id`` + ``external_ids:attached-mac`` (:meth:`Host.ovs_port`),
 never by tap name, because the tap name differs on every host.
 
-How the end-to-end scenarios plug vifbroker in
-----------------------------------------------
-The baseline tests (``test_libvirt_carry.py``) run with libvirt's own carry
-only. An end-to-end test adds, around the same :class:`Testbed`:
-
-1. a broker on loopback (``vifbroker serve`` or the aiohttp app in-process),
-   with one agent token per host written to a file;
-2. one agent per host, started as a subprocess **outside** the mount
-   namespaces: ``subprocess.Popen(host.agent_argv(broker_url, token_file))``,
-   i.e. ``vifbroker agent --libvirt-uri HOST.uri --ovs-db HOST.ovs_db
-   --host A|B --broker URL --token-file PATH``. ``host.uri`` reaches that
-   host's libvirtd through its socket path (auth none, so ``virsh -r`` works
-   too) and ``host.ovs_db`` is the same OVSDB libvirt writes to. Wait for each
-   agent's heartbeat (``GET /v1/hosts``), stop them by PID in a ``finally``;
-3. the controller's steps around :func:`migrate`: create the migration, let
-   the source agent upload, wait on the ``applied`` barrier, then migrate,
-   then ``complete``. Wrap the migration in
-   ``libvirt_timing.MigrationTimer(dst)`` to get, per destination port, when
-   the value landed vs when the guest resumed; compare with the baseline.
-4. A hook-driven variant installs ``deploy/``'s libvirt hook with
-   ``Testbed(root, hooks={"qemu": script_text})``: libvirtd only looks for hooks
-   when it starts, so such a test needs its own (not the session) testbed.
+vifbroker around this testbed (a broker, one agent per host, the controller's
+steps) is in ``libvirt_stack.py`` and ``libvirt_scenarios.py``.
 
 libvirt 9.0 still does its own position-based carry underneath; the layouts
 where it gets things wrong (a non-OVS NIC first, see the baseline) are the
@@ -65,12 +45,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from libvirt_config import BINDS, write_libvirt_config
 from libvirt_guest import (
     BRIDGE,
     Guest,
@@ -94,45 +75,6 @@ REQUIRED_BINARIES = (
     "libvirtd", "virsh", "qemu-system-x86_64", "ovsdb-server", "ovs-vswitchd",
     "ovsdb-tool", "ovs-vsctl", "ovsdb-client", "unshare", "mount",
 )  # fmt: skip
-
-
-_QEMU_CONF = """
-# --- vifbroker test harness ---
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-cgroup_controllers = [ ]
-namespaces = [ ]
-stdio_handler = "file"
-migration_port_min = {mig_min}
-migration_port_max = {mig_max}
-"""
-
-_LIBVIRTD_CONF = """
-# --- vifbroker test harness ---
-listen_tls = 0
-listen_tcp = 1
-listen_addr = "127.0.0.1"
-tcp_port = "{tcp_port}"
-auth_tcp = "none"
-auth_unix_rw = "none"
-auth_unix_ro = "none"
-host_uuid = "{host_uuid}"
-log_filters = "1:util.command 1:util.netdevopenvswitch 1:qemu.qemu_migration 3:*"
-log_outputs = "1:file:/var/log/libvirt/libvirtd.log"
-"""
-
-# HOSTDIR subdirectory -> where libvirtd sees it inside its mount namespace.
-_BINDS = {
-    "etc": "/etc/libvirt",
-    "run": "/run/libvirt",
-    "lib": "/var/lib/libvirt",
-    "log": "/var/log/libvirt",
-    "cache": "/var/cache/libvirt",
-    "ovs": "/run/openvswitch",
-}
 
 
 class Host:
@@ -187,9 +129,9 @@ class Host:
         return run(["virsh", "-q", "-c", self.uri, *args], timeout=timeout)
 
     def agent_argv(self, broker_url: str, token_file: Path) -> list[str]:
-        """The command line of this host's ``vifbroker agent`` (see the module docstring)."""
+        """This host's ``vifbroker agent`` options: its libvirt (read-only), its OVSDB."""
         return [
-            "vifbroker", "agent", "--libvirt-uri", self.uri, "--ovs-db", self.ovs_db,
+            "agent", "--libvirt-uri", self.uri, "--ovs-db", self.ovs_db,
             "--host", self.name, "--broker", broker_url, "--token-file", str(token_file),
         ]  # fmt: skip
 
@@ -199,7 +141,7 @@ class Host:
     # -- lifecycle --
 
     def start(self) -> None:
-        for sub in _BINDS:
+        for sub in BINDS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._start_ovs()
         self._prepare_libvirt_config()
@@ -252,15 +194,21 @@ class Host:
 
     def _stop_ovs(self) -> None:
         vswitchd = self.ovs_procs.get("ovs-vswitchd")
-        if vswitchd is not None and vswitchd.poll() is None:
-            # The netdev datapath's kernel tap outlives ovs-vswitchd: delete the
-            # bridge while vswitchd still runs, so it removes the tap itself.
-            self.vsctl("--if-exists", "del-br", BRIDGE)
-            if not self.dummy_datapath:
-                wait_for(
-                    lambda: not Path(f"/sys/class/net/{BRIDGE}").exists(),
-                    20, f"{self.name}: kernel tap {BRIDGE} removed",
-                )  # fmt: skip
+        try:
+            if vswitchd is not None and vswitchd.poll() is None:
+                # The netdev datapath's kernel tap outlives ovs-vswitchd: delete the
+                # bridge while vswitchd still runs, so it removes the tap itself.
+                self.vsctl("--if-exists", "del-br", BRIDGE)
+                if not self.dummy_datapath:
+                    wait_for(
+                        lambda: not Path(f"/sys/class/net/{BRIDGE}").exists(),
+                        60, f"{self.name}: kernel tap {BRIDGE} removed",
+                    )  # fmt: skip
+        finally:
+            # Even when the tap lingers, the daemons go: nothing outlives the run.
+            self._terminate_ovs()
+
+    def _terminate_ovs(self) -> None:
         for daemon in ("ovs-vswitchd", "ovsdb-server"):
             proc = self.ovs_procs.pop(daemon, None)
             if proc is None:
@@ -273,27 +221,16 @@ class Host:
                 proc.wait(timeout=10)
 
     def _prepare_libvirt_config(self) -> None:
-        etc = self.root / "etc"
-        shutil.rmtree(etc)
-        shutil.copytree("/etc/libvirt", etc, symlinks=True)
-        for link in (etc / "qemu" / "networks" / "autostart").glob("*"):
-            link.unlink()
-        mig_min, mig_max = self.migration_ports
-        with (etc / "qemu.conf").open("a") as f:
-            f.write(_QEMU_CONF.format(mig_min=mig_min, mig_max=mig_max))
-        with (etc / "libvirtd.conf").open("a") as f:
-            f.write(_LIBVIRTD_CONF.format(tcp_port=self.tcp_port, host_uuid=self.host_uuid))
-        for hook, text in self.hooks.items():
-            path = etc / "hooks" / hook
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(text)
-            path.chmod(0o755)
+        write_libvirt_config(
+            self.root / "etc", migration_ports=self.migration_ports, tcp_port=self.tcp_port,
+            host_uuid=self.host_uuid, hooks=self.hooks,
+        )  # fmt: skip
 
     def _start_libvirtd(self) -> None:
         # /run becomes a private tmpfs first, so the mount points are created
         # there and never on the real host.
         script = ["set -e", "mount -t tmpfs -o mode=0755 vifbroker-run /run"]
-        for sub, target in _BINDS.items():
+        for sub, target in BINDS.items():
             script += [f"mkdir -p {target}", f"mount --bind {self.root / sub} {target}"]
         script.append(f"exec libvirtd --listen --pid-file {self.root}/libvirtd.pid")
         env = {
@@ -445,11 +382,17 @@ class Host:
                 raise HarnessError(f"{self.name}: started {guest.name} but no port for {nic.mac}")
 
 
-def migrate(guest: Guest, src: Host, dst: Host, *, timeout: float = 180) -> None:
-    """Live-migrate ``guest`` from ``src`` to ``dst`` the way the recipe does."""
+def migrate(
+    guest: Guest, src: Host, dst: Host, *, extra: Sequence[str] = (), timeout: float = 180
+) -> None:
+    """Live-migrate ``guest`` from ``src`` to ``dst`` the way the recipe does.
+
+    ``extra``: more ``virsh migrate`` options (``--bandwidth 1`` stretches the
+    memory copy to about 1.5 s, a window to change port data in).
+    """
     src.virsh(
         "migrate", "--live", "--persistent", "--undefinesource", guest.name, dst.tcp_uri,
-        "--migrateuri", "tcp://127.0.0.1", "--listen-address", "127.0.0.1",
+        "--migrateuri", "tcp://127.0.0.1", "--listen-address", "127.0.0.1", *extra,
         timeout=timeout,
     )  # fmt: skip
 
