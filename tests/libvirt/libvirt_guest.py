@@ -16,6 +16,9 @@ class OvsNic:
 
     mac: str
     interfaceid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    #: e1000 lets the NIC become ``type='user'`` on the destination (``migrate
+    #: --xml``): virtio-net's state needs a tap with vnet_hdr on both sides
+    model: str = "virtio"
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ def _interface_xml(nic: Nic) -> str:
         f"<interface type='bridge'><source bridge='{BRIDGE}'/>"
         "<virtualport type='openvswitch'>"
         f"<parameters interfaceid={quoteattr(nic.interfaceid)}/></virtualport>"
-        f"<mac address={quoteattr(nic.mac)}/><model type='virtio'/></interface>"
+        f"<mac address={quoteattr(nic.mac)}/><model type={quoteattr(nic.model)}/></interface>"
     )
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -46,6 +48,8 @@ class Leg:
     migration: Migration | None = None
     #: MAC → the broker's record just before ``complete`` (vifbroker only)
     records: dict[str, VifRecord] = field(default_factory=dict)
+    #: when the applied barrier answered (epoch seconds; vifbroker only)
+    barrier_at: float | None = None
 
     @property
     def held(self) -> dict[str, str | None]:
@@ -107,7 +111,12 @@ class Controller:
         vifbroker: bool,
         during: During | None = None,
         extra: Sequence[str] = (),
+        dst_view: Guest | None = None,
     ) -> Leg:
+        """One migration; ``dst_view``: the guest as the destination defines it, when
+        ``extra`` passes it another XML (``--xml``)."""
+        view = dst_view or guest
+        ovs_here = {n.mac for n in view.ovs_nics}
         sent = {n.mac: p.portdata for n in guest.ovs_nics if (p := src.ovs_port(guest.uuid, n.mac))}
         migration: Migration | None = None
         if vifbroker:
@@ -125,22 +134,29 @@ class Controller:
                     n.mac: p.portdata for n in guest.ovs_nics
                     if (p := src.ovs_port(guest.uuid, n.mac))
                 }  # fmt: skip
+            barrier_at = None
             if migration is not None:
-                barrier = asyncio.ensure_future(self.client.wait_applied(migration.id, 120))
+                barrier = asyncio.ensure_future(self._barrier(migration.id))
                 await asyncio.wait({moving, barrier}, return_when=asyncio.FIRST_EXCEPTION)
                 if moving.done() and moving.exception() is not None:
                     barrier.cancel()
-                migration = await barrier
+                migration, barrier_at = await barrier
             await moving
-            timings = await asyncio.to_thread(timer.collect, guest)
+            timings = await asyncio.to_thread(timer.collect, view)
         evidence = [
             f"{h.name}: {line}" for h in (src, dst) for line in h.portdata_log(offsets[h.name])
         ]
-        leg = Leg(title, guest, src, dst, {m: v for m, v in sent.items() if v}, timings, evidence)
+        sent = {m: v for m, v in sent.items() if v and m in ovs_here}
+        leg = Leg(title, guest, src, dst, sent, timings, evidence, barrier_at=barrier_at)
         if migration is not None:
             leg.migration = migration
             await self._after_resume(leg, migration)
         return leg
+
+    async def _barrier(self, migration_id: str) -> tuple[Migration, float]:
+        """The applied barrier, and when it answered."""
+        migration = await self.client.wait_applied(migration_id, 120)
+        return migration, time.time()
 
     async def _after_resume(self, leg: Leg, migration: Migration) -> None:
         """Wait for the destination agent's post-resume check, then complete."""
@@ -219,6 +235,17 @@ def side_by_side(libvirt_only: Leg, vifbroker: Leg) -> str:
             f"{show_value(base.portdata):<30}  {show_value(ours.portdata):<30}  {margin}"
         )
     return "\n".join(lines)
+
+
+def user_nic_xml(src: Host, guest: Guest, mac: str) -> str:
+    """``guest``'s migratable XML with NIC ``mac`` turned into ``type='user'`` (same
+    MAC, model and PCI address), for ``virsh migrate --xml``."""
+    xml = src.virsh("dumpxml", "--migratable", guest.name)
+    for block in re.findall(r"<interface type='bridge'>.*?</interface>", xml, re.S):
+        if f"<mac address='{mac}'/>" in block:
+            keep = re.findall(r"<mac [^>]*/>|<model [^>]*/>|<address [^>]*/>", block)
+            return xml.replace(block, f"<interface type='user'>{''.join(keep)}</interface>", 1)
+    raise HarnessError(f"{src.name}: no bridge NIC {mac} in {guest.name}")
 
 
 async def expect_refused(guest: Guest, src: Host, dst: Host) -> str:

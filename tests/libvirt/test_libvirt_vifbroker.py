@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from libvirt_fixtures import GuestFactory, guests, testbed  # noqa: F401
-from libvirt_harness import OvsNic, Testbed, UserNic, domain_xml, mac, new_guest
+from libvirt_harness import Guest, OvsNic, Testbed, UserNic, domain_xml, mac, new_guest
 from libvirt_proc import wait_for
 from libvirt_scenarios import (
     Controller,
@@ -30,6 +30,7 @@ from libvirt_scenarios import (
     expect_refused,
     leg_table,
     side_by_side,
+    user_nic_xml,
 )
 from libvirt_stack import AgentPair, Broker
 
@@ -196,12 +197,32 @@ async def round_trip(c: Controller, vifbroker: bool) -> list[Leg]:
     return [there, back]
 
 
+async def not_ovs_on_destination(c: Controller, vifbroker: bool) -> list[Leg]:
+    """The destination defines NIC 1 as ``type='user'`` (``migrate --xml``): it has
+    no OVS port there, and vifbroker must say so at once; NIC 2 is OVS on both."""
+    a, b = c.bed.a, c.bed.b
+    first = OvsNic(_mac(0x7001, vifbroker), model="e1000")
+    second = OvsNic(_mac(0x7002, vifbroker))
+    guest = c.make_guest([first, second], a)
+    a.set_portdata(guest, first.mac, "one, for a NIC that is not OVS over there")
+    a.set_portdata(guest, second.mac, "two")
+    xml = a.root / f"{guest.name}-dst.xml"
+    xml.write_text(user_nic_xml(a, guest, first.mac))
+    view = Guest(guest.name, guest.uuid, (UserNic(first.mac), second))
+    title = "7. NIC 1 is type='user' on the destination"
+    leg = await c.leg(
+        title, guest, a, b, vifbroker=vifbroker, extra=("--xml", str(xml)), dst_view=view
+    )
+    return [leg]
+
+
 SCENARIOS: dict[str, Scenario] = {
     "1-one-nic": one_nic,
     "2-user-nic-first": user_nic_first,
     "3-hostile-values": hostile_values,
     "4-change-while-migrating": change_while_migrating,
     "6-round-trip": round_trip,
+    "7-not-ovs-on-destination": not_ovs_on_destination,
 }
 
 
@@ -244,6 +265,28 @@ async def test_round_trip(ctl: Controller, capsys: pytest.CaptureFixture[str]) -
     for leg in legs:
         check_vifbroker_leg(leg)
     assert legs[1].held == {legs[1].guest.ovs_nics[0].mac: "updated on B"}
+
+
+async def test_destination_nic_not_ovs_is_decided_at_once(
+    ctl: Controller, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The destination agent reads its own domain XML: the NIC that is not OVS
+    there is skipped before the guest even resumes (the TTL is 300 s)."""
+    ctl.agents.start()
+    (leg,) = await not_ovs_on_destination(ctl, True)
+    show(capsys, [leg])
+    first, second = leg.guest.nics
+    assert leg.held == leg.sent == {second.mac: "two"}
+    check_landed_before_resume(leg)
+    result = leg.records[first.mac].result
+    assert result.status == VifStatus.SKIPPED
+    assert result.detail is not None and "type=user" in result.detail
+    assert leg.records[second.mac].result.status == VifStatus.APPLIED
+    assert leg.migration is not None and leg.migration.state == MigrationState.APPLIED
+    assert leg.barrier_at is not None and leg.barrier_at < leg.timings[0].resumed_at
+    with capsys.disabled():
+        margin = (leg.timings[0].resumed_at - leg.barrier_at) * 1000
+        print(f"  barrier (NIC 1 skipped: {result.detail}) answered {margin:+.1f} ms before resume")
 
 
 async def test_refused_migration_is_cancelled_and_leaves_nothing(
