@@ -1,4 +1,4 @@
-"""pytest fixtures for the real-libvirt tests; a test module imports them by name.
+"""pytest fixtures for the real-libvirt tests, registered once by ``conftest.py``.
 
 Kept out of a ``tests/libvirt/conftest.py`` on purpose: conftest files outside
 packages all share the module name ``conftest``; one more would only add to the
@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 from libvirt_harness import REQUIRED_BINARIES, Guest, Host, Nic, Testbed, new_guest
+from libvirt_stack import AgentPair, Broker
 
 from testkit import STRICT, require_binary
 
-__all__ = ["STRICT", "GuestFactory", "guests", "require_binary", "require_root", "testbed"]
+__all__ = [
+    "STRICT", "GuestFactory", "agent_pair", "broker", "guests", "require_binary",
+    "require_root", "testbed",
+]  # fmt: skip
 
 GuestFactory = Callable[..., Guest]
 
@@ -41,7 +45,7 @@ def testbed() -> Iterator[Testbed]:
     root = Path(tempfile.mkdtemp(prefix="vifbroker-libvirt-"))
     bed = Testbed(root)
     try:
-        bed.start()
+        bed.start(lock_timeout=240)  # within the 300 s test timeout
         yield bed
     finally:
         try:
@@ -72,3 +76,29 @@ def guests(testbed: Testbed) -> Iterator[GuestFactory]:
     for guest in made:
         for host in testbed.hosts:
             host.destroy_domain(guest.name)
+
+
+@pytest.fixture(scope="session")
+def broker(testbed: Testbed) -> Iterator[Broker]:
+    b = Broker(testbed.root / "broker", [h.name for h in testbed.hosts])
+    try:
+        b.start()
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture
+def agent_pair(testbed: Testbed, broker: Broker) -> Iterator[AgentPair]:
+    """Agents for A and B, not started: a test starts them (or runs libvirt alone)."""
+    directory = testbed.root / "agents"
+    directory.mkdir(exist_ok=True)
+    pair = AgentPair(testbed.hosts, broker, directory)
+    try:
+        yield pair
+    finally:
+        logs = {name: agent.log() for name, agent in pair.agents.items()}
+        codes = pair.stop()
+        for name, text in logs.items():
+            assert "Traceback" not in text, f"agent {name} logged a traceback:\n{text[-4000:]}"
+        assert all(code == 0 for code in codes.values()), f"agents exited {codes}"

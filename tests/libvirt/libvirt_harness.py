@@ -63,7 +63,15 @@ from libvirt_guest import (
     mac,
     new_guest,
 )
-from libvirt_proc import HarnessError, free_port, free_port_range, kill_pid, run, wait_for
+from libvirt_proc import (
+    HarnessError,
+    MachineLock,
+    free_port,
+    free_port_range,
+    kill_pid,
+    run,
+    wait_for,
+)
 
 __all__ = [
     "BRIDGE", "REQUIRED_BINARIES", "Guest", "HarnessError", "Host", "Nic", "OvsNic",
@@ -180,6 +188,9 @@ class Host:
             wait_for(
                 Path(f"/sys/class/net/{BRIDGE}").exists, 20, f"{self.name}: kernel tap {BRIDGE}"
             )
+        error = self.vsctl("--if-exists", "get", "Interface", BRIDGE, "error").strip()
+        if error not in ("", "[]"):
+            raise HarnessError(f"{self.name}: ovs-vswitchd could not create {BRIDGE}: {error}")
 
     def _spawn_ovs(self, daemon: str, *args: str, env: dict[str, str]) -> None:
         d = self.ovs_dir
@@ -407,8 +418,10 @@ class Testbed:
     hooks: dict[str, str] = field(default_factory=dict)
     a: Host = field(init=False)
     b: Host = field(init=False)
+    lock: MachineLock = field(init=False)
 
     def __post_init__(self) -> None:
+        self.lock = MachineLock()
         self.a = Host("A", self.root / "A", dummy_datapath=False, hooks=self.hooks)
         self.b = Host("B", self.root / "B", dummy_datapath=True, hooks=self.hooks)
 
@@ -416,8 +429,16 @@ class Testbed:
     def hosts(self) -> tuple[Host, Host]:
         return (self.a, self.b)
 
-    def start(self) -> None:
+    def start(self, lock_timeout: float = 900) -> None:
+        self.lock.acquire(lock_timeout)
         try:
+            # A tap left by a run that was killed (or still being unregistered
+            # by the kernel) would make A's ovs-vswitchd fail to open its datapath.
+            for tap in (BRIDGE, "ovs-netdev"):
+                wait_for(
+                    lambda t=tap: not Path(f"/sys/class/net/{t}").exists(),
+                    60, f"kernel device {tap} from an earlier run gone",
+                )  # fmt: skip
             for host in self.hosts:
                 host.start()
         except BaseException:
@@ -431,5 +452,6 @@ class Testbed:
                 host.stop()
             except Exception as exc:
                 errors.append(str(exc))
+        self.lock.release()
         if errors:
             raise HarnessError("; ".join(errors))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -90,3 +91,39 @@ def kill_pid(pid: int, timeout: float = 10.0) -> None:
         if not pid_alive(pid):
             return
     raise HarnessError(f"pid {pid} survived SIGKILL")
+
+
+class MachineLock:
+    """An exclusive ``flock`` on ``path``, shared by every testbed on this machine.
+
+    Host A's kernel taps (``br-int``, ``ovs-netdev``) have fixed names in the one
+    network namespace, so two test sessions at once (two engineers, or a CI run
+    next to a local run) would take each other's taps. The second waits here.
+    """
+
+    def __init__(self, path: Path = Path("/tmp/vifbroker-libvirt-testbed.lock")) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, timeout: float) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise HarnessError(
+                        f"another libvirt testbed held {self.path} for {timeout}s"
+                    ) from None
+                time.sleep(0.2)
+                continue
+            self._fd = fd
+            return
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

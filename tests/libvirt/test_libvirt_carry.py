@@ -12,7 +12,7 @@ Run alone: ``.venv/bin/python -m pytest tests/libvirt -q -m libvirt``.
 from __future__ import annotations
 
 import pytest
-from libvirt_fixtures import GuestFactory, guests, require_binary, testbed  # noqa: F401
+from libvirt_fixtures import GuestFactory, require_binary
 from libvirt_harness import Guest, Host, OvsNic, Testbed, UserNic, mac, migrate
 from libvirt_timing import MigrationTimer, PortTiming, format_table
 
@@ -52,8 +52,8 @@ def show(
 
 
 def test_one_ovs_nic_portdata_is_carried(
-    testbed: Testbed,  # noqa: F811 (fixture imported from libvirt_fixtures)
-    guests: GuestFactory,  # noqa: F811
+    testbed: Testbed,
+    guests: GuestFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The harness works: libvirt's own carry moves one NIC's PortData A → B → A."""
@@ -78,8 +78,8 @@ def test_one_ovs_nic_portdata_is_carried(
 
 
 def test_user_nic_before_two_ovs_nics(
-    testbed: Testbed,  # noqa: F811 (fixture imported from libvirt_fixtures)
-    guests: GuestFactory,  # noqa: F811
+    testbed: Testbed,
+    guests: GuestFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A non-OVS NIC first shifts libvirt's position-based pairing.

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from libvirt_fixtures import GuestFactory, guests, testbed  # noqa: F401
+from libvirt_fixtures import GuestFactory
 from libvirt_harness import Guest, OvsNic, Testbed, UserNic, domain_xml, mac, new_guest
 from libvirt_proc import wait_for
 from libvirt_scenarios import (
@@ -44,38 +44,12 @@ Scenario = Callable[[Controller, bool], Awaitable[list[Leg]]]
 # -- fixtures ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def broker(testbed: Testbed) -> Iterator[Broker]:  # noqa: F811
-    b = Broker(testbed.root / "broker", [h.name for h in testbed.hosts])
-    try:
-        b.start()
-        yield b
-    finally:
-        b.stop()
-
-
-@pytest.fixture
-def agent_pair(testbed: Testbed, broker: Broker) -> Iterator[AgentPair]:  # noqa: F811
-    """Agents for A and B, not started: a test starts them (or runs libvirt alone)."""
-    directory = testbed.root / "agents"
-    directory.mkdir(exist_ok=True)
-    pair = AgentPair(testbed.hosts, broker, directory)
-    try:
-        yield pair
-    finally:
-        logs = {name: agent.log() for name, agent in pair.agents.items()}
-        codes = pair.stop()
-        for name, text in logs.items():
-            assert "Traceback" not in text, f"agent {name} logged a traceback:\n{text[-4000:]}"
-        assert all(code == 0 for code in codes.values()), f"agents exited {codes}"
-
-
 @pytest.fixture
 async def ctl(
-    testbed: Testbed,  # noqa: F811
+    testbed: Testbed,
     broker: Broker,
     agent_pair: AgentPair,
-    guests: GuestFactory,  # noqa: F811
+    guests: GuestFactory,
 ) -> AsyncIterator[Controller]:
     c = Controller(testbed, broker, agent_pair, lambda nics, host: guests(nics, host))
     try:
