@@ -285,7 +285,7 @@ async def test_refused_migration_is_cancelled_and_leaves_nothing(
         cancelled = await ctl.client.cancel(m.id)
         records = await ctl.client.get_interfaces(guest.uuid)
         with capsys.disabled():
-            print(f"\n5. refused by B: {error.splitlines()[-1][:200]}")
+            print(f"\n5. refused by B: {error.rsplit('error: ', 1)[-1].strip()[:200]}")
             print(f"   broker: {cancelled.state}; records: {[r.interface for r in records]}")
 
         assert cancelled.state == MigrationState.CANCELLED
