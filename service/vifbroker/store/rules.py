@@ -9,10 +9,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from vifbroker.model import (
+    Inbox,
+    InboxItem,
     Migration,
     MigrationCreate,
     MigrationState,
     ResultIn,
+    VifRecord,
     VifStatus,
     portdata_digest,
 )
@@ -124,3 +127,32 @@ def keys_for(m: Migration) -> set[str]:
         f"host:{m.destination_host}",
         f"domain:{m.domain_uuid}",
     }
+
+
+_DIRECTIONS = (("incoming", "destination_host"), ("outgoing", "source_host"))
+
+
+def inbox(
+    host: str,
+    after: int,
+    page: Sequence[tuple[Migration, list[VifRecord]]],
+    truncated: bool,
+    current: int,
+) -> Inbox:
+    """The inbox answer for ``page`` (migrations changed after ``after``, by revision).
+
+    Shared by the SQL query and the watch cache so they cannot drift: an item
+    per direction in which ``host`` takes part; a truncated page resumes after
+    its last item, a complete one at the current revision.
+    """
+    items = []
+    for mig, recs in page:
+        for direction, side in _DIRECTIONS:
+            if getattr(mig, side) == host:
+                items.append(
+                    InboxItem(
+                        revision=mig.revision, direction=direction, migration=mig, interfaces=recs
+                    )
+                )
+    revision = page[-1][0].revision if truncated else max(current, after)
+    return Inbox(revision=revision, items=items)

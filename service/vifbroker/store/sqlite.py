@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -14,7 +15,6 @@ from vifbroker.model import (
     Host,
     HostIn,
     Inbox,
-    InboxItem,
     Interface,
     Migration,
     MigrationCreate,
@@ -35,22 +35,38 @@ from .errors import (
     WrongHost,
 )
 from .hub import ChangeHub
+from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Event, Pruned, WatchCache, change
 from .sqlite_engine import Engine, WriteContext
 
 _ACTIVE = f"state NOT IN {rows.TERMINAL_SQL}"
-_DIRECTIONS = (("incoming", "destination_host"), ("outgoing", "source_host"))
+log = logging.getLogger(__name__)
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        cache_entries: int = DEFAULT_MAX_ENTRIES,
+        cache_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.path = str(path)
         self.hub = ChangeHub()
-        self._engine = Engine(self.path, self.hub, rows.SCHEMA)
+        self.cache = WatchCache(cache_entries, cache_bytes)
+        self._engine = Engine(self.path, self.hub, rows.SCHEMA, self._committed)
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.hub.revision = await self._engine.open()
+        self.cache.reset(self.hub.revision)
+
+    def _committed(self, revision: int, events: list[Event]) -> None:
+        try:
+            self.cache.apply(revision, events)
+        except Exception:  # a bug here must not cost answers: SQL still has them
+            log.exception("watch cache lost track; starting it over at %d", revision)
+            self.cache.reset(revision)
 
     async def close(self) -> None:
         await self._engine.close()
@@ -122,6 +138,7 @@ class SQLiteStore:
             created = rows.load_migration(c, mid)
             assert created is not None
             ctx.keys |= rules.keys_for(created)
+            ctx.changes.append(change(created, []))
             return created, True
 
         result: tuple[Migration, bool] = await self._engine.write(op)
@@ -193,11 +210,17 @@ class SQLiteStore:
 
     async def prune(self, older_than: datetime) -> int:
         def op(c: sqlite3.Connection, ctx: WriteContext) -> int:
-            cur = c.execute(
-                f"DELETE FROM migrations WHERE state IN {rows.TERMINAL_SQL} AND updated_at < ?",
-                (rows.to_micros(older_than),),
+            ids = frozenset(
+                r[0]
+                for r in c.execute(
+                    f"DELETE FROM migrations WHERE state IN {rows.TERMINAL_SQL}"
+                    " AND updated_at < ? RETURNING id",
+                    (rows.to_micros(older_than),),
+                )
             )
-            return cur.rowcount
+            if ids:
+                ctx.changes.append(Pruned(ids))
+            return len(ids)
 
         pruned: int = await self._engine.write(op)
         return pruned
@@ -300,7 +323,8 @@ class SQLiteStore:
                     " revision = :revision WHERE migration_id = :migration_id AND mac = :mac",
                     updates,
                 )
-            updated = _update_migration(c, ctx, dict(row), list(vifs.values()), rev, now)
+            known = {i.mac: i for i in interfaces}
+            updated = _update_migration(c, ctx, dict(row), list(vifs.values()), rev, now, known)
             recs = [rows.record(vifs[i.mac], domain_uuid, i) for i in interfaces]
             return updated, recs
 
@@ -380,6 +404,16 @@ class SQLiteStore:
 
     # ----------------------------------------------------------------- inbox
     async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
+        # A reader near the head (a woken long-poll) is answered from memory:
+        # no thread hop, no query. Older positions fall back to SQL.
+        cached = self.cache.inbox(host, after, limit)
+        if cached is not None:
+            return cached
+        return await self.inbox_sql(host, after, limit)
+
+    async def inbox_sql(self, host: str, after: int, limit: int = 500) -> Inbox:
+        """The inbox straight from the database (the watch cache's reference)."""
+
         def q(c: sqlite3.Connection) -> Inbox:
             current = _revision(c)
             found = c.execute(
@@ -389,23 +423,11 @@ class SQLiteStore:
             ).fetchall()
             page = found[:limit]
             vifs = rows.fetch_vifs(c, [r["id"] for r in page])
-            items = []
+            done = []
             for r in page:
                 mig = rows.migration(r, vifs[r["id"]])
-                recs = [rows.record(v, mig.domain_uuid) for v in vifs[r["id"]]]
-                for direction, side in _DIRECTIONS:
-                    if r[side] == host:
-                        items.append(
-                            InboxItem(
-                                revision=mig.revision,
-                                direction=direction,
-                                migration=mig,
-                                interfaces=recs,
-                            )
-                        )
-            # A truncated page resumes after its last item, not at the head.
-            revision = page[-1]["revision"] if len(found) > limit else max(current, after)
-            return Inbox(revision=revision, items=items)
+                done.append((mig, [rows.record(v, mig.domain_uuid) for v in vifs[r["id"]]]))
+            return rules.inbox(host, after, done, len(found) > limit, current)
 
         return await self._engine.read(q)
 
@@ -486,16 +508,17 @@ def _touch(
     """Re-derive the state of migration ``mid`` after its vifs changed at ``rev``."""
     row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
     vifs = rows.fetch_vifs(c, [mid])[mid]
-    return _update_migration(c, ctx, dict(row), [dict(v) for v in vifs], rev, now)
+    return _update_migration(c, ctx, dict(row), vifs, rev, now)
 
 
 def _update_migration(
     c: sqlite3.Connection,
     ctx: WriteContext,
     row: dict[str, Any],
-    vifs: list[dict[str, Any]],
+    vifs: Sequence[rows.Row],
     rev: int,
     now: datetime,
+    known: dict[str, Interface] | None = None,
 ) -> Migration:
     """Store the state implied by ``vifs`` (already written) and answer the migration."""
     state = rules.derive_state(
@@ -509,6 +532,7 @@ def _update_migration(
     )
     updated = rows.migration(row, vifs)
     ctx.keys |= rules.keys_for(updated)
+    ctx.changes.append(change(updated, vifs, known))
     return updated
 
 
@@ -524,7 +548,9 @@ def _finish(
     c.execute(
         "UPDATE vifs SET portdata = NULL, revision = ? WHERE migration_id = ?", (rev, current.id)
     )
-    updated = rows.load_migration(c, current.id)
-    assert updated is not None
+    row = c.execute("SELECT * FROM migrations WHERE id = ?", (current.id,)).fetchone()
+    vifs = rows.fetch_vifs(c, [current.id])[current.id]
+    updated = rows.migration(row, vifs)
     ctx.keys |= rules.keys_for(updated)
+    ctx.changes.append(change(updated, vifs))
     return updated

@@ -35,6 +35,8 @@ class WriteContext:
 
     revision: int
     keys: set[str] = field(default_factory=set)
+    # What the operations changed, in order, for whoever watches commits.
+    changes: list[Any] = field(default_factory=list)
 
     def next_revision(self) -> int:
         self.revision += 1
@@ -42,6 +44,9 @@ class WriteContext:
 
 
 WriteOp = Callable[[sqlite3.Connection, WriteContext], Any]
+#: Called on the loop with (revision, changes) after each durable commit,
+#: before any caller is answered or any long-poll woken.
+OnCommit = Callable[[int, list[Any]], None]
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -54,8 +59,11 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 class Engine:
-    def __init__(self, path: str, hub: ChangeHub, schema: str) -> None:
+    def __init__(
+        self, path: str, hub: ChangeHub, schema: str, on_commit: OnCommit | None = None
+    ) -> None:
         self._path = path
+        self._on_commit = on_commit
         self._hub = hub
         self._schema = schema
         self._rexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-read")
@@ -132,7 +140,7 @@ class Engine:
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                results, revision, keys = await loop.run_in_executor(
+                results, revision, keys, changes = await loop.run_in_executor(
                     self._wexec, self._run_batch, [op for op, _ in batch]
                 )
             except BaseException as exc:  # commit failed: nobody's write happened
@@ -144,6 +152,8 @@ class Engine:
                     raise
                 log.error("sqlite batch of %d failed: %s", len(batch), exc)
                 continue
+            if self._on_commit is not None:
+                self._on_commit(revision, changes)
             for (_, fut), result in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -154,7 +164,7 @@ class Engine:
             if keys:
                 self._hub.publish(revision, keys)
 
-    def _run_batch(self, ops: list[WriteOp]) -> tuple[list[Any], int, set[str]]:
+    def _run_batch(self, ops: list[WriteOp]) -> tuple[list[Any], int, set[str], list[Any]]:
         conn = self._wconn
         assert conn is not None
         ctx = WriteContext(self._revision)
@@ -164,11 +174,13 @@ class Engine:
             for op in ops:
                 conn.execute("SAVEPOINT op")
                 start_rev, start_keys = ctx.revision, set(ctx.keys)
+                start_changes = len(ctx.changes)
                 try:
                     results.append(op(conn, ctx))
                 except Exception as exc:
                     conn.execute("ROLLBACK TO op")
                     ctx.revision, ctx.keys = start_rev, start_keys
+                    del ctx.changes[start_changes:]
                     results.append(exc)
                 conn.execute("RELEASE op")
             if ctx.revision != self._revision:
@@ -183,4 +195,4 @@ class Engine:
                 conn.execute("ROLLBACK")
             raise
         self._revision = ctx.revision
-        return results, ctx.revision, ctx.keys
+        return results, ctx.revision, ctx.keys, ctx.changes
