@@ -154,6 +154,11 @@ class Engine:
                 continue
             if self._on_commit is not None:
                 self._on_commit(revision, changes)
+            # Durable now. Wake the long-polls first: their callbacks then run before
+            # the writers' (whose answers nobody else waits for), which takes the
+            # writer's response work off the handoff path.
+            if keys:
+                self._hub.publish(revision, keys)
             for (_, fut), result in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -161,8 +166,6 @@ class Engine:
                     fut.set_exception(result)
                 else:
                     fut.set_result(result)
-            if keys:
-                self._hub.publish(revision, keys)
 
     def _run_batch(self, ops: list[WriteOp]) -> tuple[list[Any], int, set[str], list[Any]]:
         conn = self._wconn
