@@ -11,7 +11,7 @@ from vifbroker.model import HostIn, Inbox
 from .context import CTX
 from .media import JSON_TYPES, json_model, path_host, query_float, query_int, read_body
 from .middleware import principal
-from .render import host_doc, inbox_doc, json_response
+from .render import host_doc, inbox_json, json_bytes_response, json_response
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ async def inbox(request: web.Request) -> web.Response:
     box = await ctx.longpolls.poll(
         f"host:{name}", wait, lambda: ctx.store.inbox(name, after), has_items
     )
-    return json_response(inbox_doc(box))
+    return json_bytes_response(inbox_json(box))
 
 
 def add_routes(app: web.Application) -> None:

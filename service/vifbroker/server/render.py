@@ -66,6 +66,39 @@ def inbox_doc(inbox: Inbox) -> dict[str, Any]:
     }
 
 
+def inbox_json(inbox: Inbox) -> bytes:
+    """``inbox_doc`` as JSON bytes, with no dicts in between (the long-poll's answer).
+
+    pydantic writes each model straight to JSON; the same documents, keys and
+    compact form as ``_dumps(inbox_doc(inbox))`` (tests/api/test_render.py).
+    """
+    items = ",".join(
+        f'{{"revision":{item.revision:d},"direction":{_str(item.direction)},'
+        f'"migration":{item.migration.model_dump_json()},'
+        f'"interfaces":[{",".join(_record_json(r) for r in item.interfaces)}]}}'
+        for item in inbox.items
+    )
+    return f'{{"revision":{inbox.revision:d},"items":[{items}]}}'.encode()
+
+
+def _record_json(record: VifRecord) -> str:
+    iface = record.interface
+    return (
+        f'{{"domain_uuid":{_str(record.domain_uuid)},"mac":{_str(record.mac)},'
+        f'"generation":{record.generation:d},'
+        f'"interface":{iface.model_dump_json(exclude_none=True) if iface else "null"},'
+        f'"result":{record.result.model_dump_json()},"revision":{record.revision:d}}}'
+    )
+
+
+def _str(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def json_bytes_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
 def host_doc(host: Host) -> dict[str, Any]:
     return host.model_dump(mode="json")
 
