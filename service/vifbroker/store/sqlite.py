@@ -135,10 +135,10 @@ class SQLiteStore:
                     rev,
                 ),
             )
-            created = rows.load_migration(c, mid)
-            assert created is not None
+            new_row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
+            created = rows.migration(new_row, [])
             ctx.keys |= rules.keys_for(created)
-            ctx.changes.append(change(created, []))
+            ctx.changes.append(change(new_row, []))
             return created, True
 
         result: tuple[Migration, bool] = await self._engine.write(op)
@@ -323,8 +323,7 @@ class SQLiteStore:
                     " revision = :revision WHERE migration_id = :migration_id AND mac = :mac",
                     updates,
                 )
-            known = {i.mac: i for i in interfaces}
-            updated = _update_migration(c, ctx, dict(row), list(vifs.values()), rev, now, known)
+            updated = _update_migration(c, ctx, dict(row), list(vifs.values()), rev, now)
             recs = [rows.record(vifs[i.mac], domain_uuid, i) for i in interfaces]
             return updated, recs
 
@@ -518,7 +517,6 @@ def _update_migration(
     vifs: Sequence[rows.Row],
     rev: int,
     now: datetime,
-    known: dict[str, Interface] | None = None,
 ) -> Migration:
     """Store the state implied by ``vifs`` (already written) and answer the migration."""
     state = rules.derive_state(
@@ -532,7 +530,7 @@ def _update_migration(
     )
     updated = rows.migration(row, vifs)
     ctx.keys |= rules.keys_for(updated)
-    ctx.changes.append(change(updated, vifs, known))
+    ctx.changes.append(change(row, vifs))
     return updated
 
 
@@ -552,5 +550,5 @@ def _finish(
     vifs = rows.fetch_vifs(c, [current.id])[current.id]
     updated = rows.migration(row, vifs)
     ctx.keys |= rules.keys_for(updated)
-    ctx.changes.append(change(updated, vifs))
+    ctx.changes.append(change(row, vifs))
     return updated
