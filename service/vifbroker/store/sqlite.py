@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from vifbroker.model import (
     Host,
@@ -25,20 +25,18 @@ from vifbroker.model import (
 
 from . import rules
 from . import sqlite_rows as rows
+from . import sqlite_writes as writes
 from .errors import (
-    Conflict,
     InvalidInput,
     NoActiveMigration,
     NotFound,
-    PreconditionFailed,
     StoreUnavailable,
-    WrongHost,
 )
 from .hub import ChangeHub
-from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Event, Pruned, WatchCache, change
+from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Event, Pruned, WatchCache
 from .sqlite_engine import Engine, WriteContext
 
-_ACTIVE = f"state NOT IN {rows.TERMINAL_SQL}"
+_ACTIVE = writes.ACTIVE
 log = logging.getLogger(__name__)
 
 
@@ -90,56 +88,7 @@ class SQLiteStore:
     async def create_migration(self, req: MigrationCreate, now: datetime) -> tuple[Migration, bool]:
         mid = req.id or str(uuid.uuid4())
 
-        def op(c: sqlite3.Connection, ctx: WriteContext) -> tuple[Migration, bool]:
-            row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
-            if row is not None:
-                stored = MigrationCreate(
-                    domain_uuid=row["domain_uuid"],
-                    source_host=row["source_host"],
-                    destination_host=row["destination_host"],
-                    domain_name=row["domain_name"],
-                    ttl_seconds=row["ttl_seconds"],
-                    on_backend_mismatch=row["on_backend_mismatch"],
-                )
-                if not rules.same_request(req, stored):
-                    raise Conflict(f"migration {mid} exists with a different request")
-                existing = rows.load_migration(c, mid)
-                assert existing is not None
-                return existing, False
-            other = c.execute(
-                f"SELECT id FROM migrations WHERE domain_uuid = ? AND {_ACTIVE}",
-                (req.domain_uuid,),
-            ).fetchone()
-            if other is not None:
-                raise Conflict(
-                    f"domain {req.domain_uuid} already has active migration {other['id']}"
-                )
-            rev = ctx.next_revision()
-            t = rows.to_micros(now)
-            c.execute(
-                "INSERT INTO migrations (id, domain_uuid, domain_name, source_host,"
-                " destination_host, state, on_backend_mismatch, ttl_seconds, created_at,"
-                " updated_at, expires_at, revision) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    mid,
-                    req.domain_uuid,
-                    req.domain_name,
-                    req.source_host,
-                    req.destination_host,
-                    MigrationState.PENDING.value,
-                    req.on_backend_mismatch,
-                    req.ttl_seconds,
-                    t,
-                    t,
-                    rows.to_micros(now + timedelta(seconds=req.ttl_seconds)),
-                    rev,
-                ),
-            )
-            new_row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
-            created = rows.migration(new_row, [])
-            ctx.keys |= rules.keys_for(created)
-            ctx.changes.append(change(new_row, []))
-            return created, True
+        op = functools.partial(writes.create, req=req, mid=mid, now=now)
 
         result: tuple[Migration, bool] = await self._engine.write(op)
         return result
@@ -188,7 +137,7 @@ class SQLiteStore:
                 raise NotFound(f"no migration {migration_id}")
             if not rules.check_transition(current.state, to):
                 return current
-            return _finish(c, ctx, current, to, now)
+            return writes.finish(c, ctx, current, to, now)
 
         result: Migration = await self._engine.write(op)
         return result
@@ -202,7 +151,7 @@ class SQLiteStore:
             for r in due:
                 current = rows.load_migration(c, r["id"])
                 assert current is not None
-                _finish(c, ctx, current, MigrationState.EXPIRED, now)
+                writes.finish(c, ctx, current, MigrationState.EXPIRED, now)
             return [r["id"] for r in due]
 
         expired: list[str] = await self._engine.write(op)
@@ -250,82 +199,15 @@ class SQLiteStore:
         rules.check_unique_macs([i.mac for i in interfaces])
         prepared = [(i.mac, *rows.split_interface(i)) for i in interfaces]
 
-        def op(c: sqlite3.Connection, ctx: WriteContext) -> tuple[Migration, list[VifRecord]]:
-            row = c.execute(
-                f"SELECT * FROM migrations WHERE domain_uuid = ? AND {_ACTIVE}", (domain_uuid,)
-            ).fetchone()
-            if row is None:
-                raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
-            if source_host is not None and row["source_host"] != source_host:
-                raise WrongHost(f"{source_host} is not the source host of {row['id']}")
-            mid = row["id"]
-            # Work on the vifs in memory: read once, write the changes, derive the
-            # state and the answer from what is already at hand.
-            vifs = {
-                r["mac"]: dict(r)
-                for r in c.execute(
-                    "SELECT * FROM vifs WHERE migration_id = ? ORDER BY position", (mid,)
-                )
-            }
-            for mac, expected in (if_match or {}).items():
-                have = vifs[mac]["generation"] if mac in vifs else 0
-                if have != expected:
-                    raise PreconditionFailed(
-                        f"{mac} is at generation {have}, not {expected}",
-                        mac=mac,
-                        current_generation=have,
-                    )
-            rev = ctx.next_revision()
-            position = max((v["position"] for v in vifs.values()), default=-1)
-            inserts, updates = [], []
-            for mac, iface_json, portdata in prepared:
-                old = vifs.get(mac)
-                if old is None:
-                    position += 1
-                    new = {
-                        "migration_id": mid,
-                        "mac": mac,
-                        "position": position,
-                        "generation": 1,
-                        "interface": iface_json,
-                        "portdata": portdata,
-                        "status": "pending",
-                        "applied_generation": 0,
-                        "detail": None,
-                        "digest": None,
-                        "revision": rev,
-                    }
-                    vifs[mac] = new
-                    inserts.append(new)
-                else:
-                    old.update(
-                        generation=old["generation"] + 1,
-                        interface=iface_json,
-                        portdata=portdata,
-                        status="pending",
-                        detail=None,
-                        digest=None,
-                        revision=rev,
-                    )
-                    updates.append(old)
-            if inserts:
-                c.executemany(
-                    "INSERT INTO vifs (migration_id, mac, position, generation, interface,"
-                    " portdata, status, applied_generation, revision) VALUES (:migration_id,"
-                    " :mac, :position, :generation, :interface, :portdata, :status,"
-                    " :applied_generation, :revision)",
-                    inserts,
-                )
-            if updates:
-                c.executemany(
-                    "UPDATE vifs SET generation = :generation, interface = :interface,"
-                    " portdata = :portdata, status = 'pending', detail = NULL, digest = NULL,"
-                    " revision = :revision WHERE migration_id = :migration_id AND mac = :mac",
-                    updates,
-                )
-            updated = _update_migration(c, ctx, dict(row), list(vifs.values()), rev, now)
-            recs = [rows.record(vifs[i.mac], domain_uuid, i) for i in interfaces]
-            return updated, recs
+        op = functools.partial(
+            writes.put,
+            domain_uuid=domain_uuid,
+            interfaces=interfaces,
+            prepared=prepared,
+            now=now,
+            if_match=if_match,
+            source_host=source_host,
+        )
 
         result: tuple[Migration, list[VifRecord]] = await self._engine.write(op)
         return result
@@ -362,41 +244,9 @@ class SQLiteStore:
     ) -> Migration:
         rules.check_unique_macs([r.mac for r in results])
 
-        def op(c: sqlite3.Connection, ctx: WriteContext) -> Migration:
-            current = rows.load_migration(c, migration_id)
-            if current is None:
-                raise NotFound(f"no migration {migration_id}")
-            rules.ensure_active(current.state, "post results")
-            stored = {
-                r["mac"]: r
-                for r in c.execute("SELECT * FROM vifs WHERE migration_id = ?", (migration_id,))
-            }
-            updates = []
-            for res in results:
-                if res.mac not in stored:
-                    raise InvalidInput(f"migration {migration_id} has no interface {res.mac}")
-                row = stored[res.mac]
-                change = rules.apply_result(res, row["generation"], row["portdata"])
-                if change is not None:
-                    updates.append((res.mac, change))
-            if not updates:
-                return current
-            rev = ctx.next_revision()
-            for mac, ch in updates:
-                c.execute(
-                    "UPDATE vifs SET status = ?, applied_generation = ?, detail = ?, digest = ?,"
-                    " revision = ? WHERE migration_id = ? AND mac = ?",
-                    (
-                        ch.status.value,
-                        ch.applied_generation,
-                        ch.detail,
-                        ch.digest,
-                        rev,
-                        migration_id,
-                        mac,
-                    ),
-                )
-            return _touch(c, ctx, migration_id, rev, now)
+        op = functools.partial(
+            writes.post_results, migration_id=migration_id, results=results, now=now
+        )
 
         result: Migration = await self._engine.write(op)
         return result
@@ -499,56 +349,3 @@ def _parse_cursor(cursor: str | None) -> int:
     if value < 0:
         raise InvalidInput(f"bad cursor {cursor!r}")
     return value
-
-
-def _touch(
-    c: sqlite3.Connection, ctx: WriteContext, mid: str, rev: int, now: datetime
-) -> Migration:
-    """Re-derive the state of migration ``mid`` after its vifs changed at ``rev``."""
-    row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
-    vifs = rows.fetch_vifs(c, [mid])[mid]
-    return _update_migration(c, ctx, dict(row), vifs, rev, now)
-
-
-def _update_migration(
-    c: sqlite3.Connection,
-    ctx: WriteContext,
-    row: dict[str, Any],
-    vifs: Sequence[rows.Row],
-    rev: int,
-    now: datetime,
-) -> Migration:
-    """Store the state implied by ``vifs`` (already written) and answer the migration."""
-    state = rules.derive_state(
-        MigrationState(row["state"]), (rows.vif_row(v) for v in vifs), row["on_backend_mismatch"]
-    )
-    row.update(state=state.value, updated_at=rows.to_micros(now), revision=rev)
-    c.execute(
-        "UPDATE migrations SET state = :state, updated_at = :updated_at, revision = :revision"
-        " WHERE id = :id",
-        row,
-    )
-    updated = rows.migration(row, vifs)
-    ctx.keys |= rules.keys_for(updated)
-    ctx.changes.append(change(row, vifs))
-    return updated
-
-
-def _finish(
-    c: sqlite3.Connection, ctx: WriteContext, current: Migration, to: MigrationState, now: datetime
-) -> Migration:
-    """Move to terminal state ``to`` and purge the port data (outcomes stay)."""
-    rev = ctx.next_revision()
-    c.execute(
-        "UPDATE migrations SET state = ?, updated_at = ?, revision = ? WHERE id = ?",
-        (to.value, rows.to_micros(now), rev, current.id),
-    )
-    c.execute(
-        "UPDATE vifs SET portdata = NULL, revision = ? WHERE migration_id = ?", (rev, current.id)
-    )
-    row = c.execute("SELECT * FROM migrations WHERE id = ?", (current.id,)).fetchone()
-    vifs = rows.fetch_vifs(c, [current.id])[current.id]
-    updated = rows.migration(row, vifs)
-    ctx.keys |= rules.keys_for(updated)
-    ctx.changes.append(change(row, vifs))
-    return updated
