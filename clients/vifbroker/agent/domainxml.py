@@ -9,7 +9,6 @@ view of an incoming domain through the same seam.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 from typing import Protocol
 
@@ -17,6 +16,7 @@ from vifbroker.model import Interface, normalize_uuid
 from vifbroker.model.codec import parse_interfaces
 
 from .errors import DomainNotFound, DomainXmlError
+from .virsh import run_virsh
 
 
 class DomainSource(Protocol):
@@ -65,29 +65,16 @@ class VirshSource:
         return f"VirshSource({self.uri!r})"
 
     async def interfaces(self, domain_uuid: str) -> list[Interface]:
-        argv = [self.virsh, "-r"]
-        if self.uri:
-            argv += ["-c", self.uri]
-        argv += ["dumpxml", normalize_uuid(domain_uuid)]
+        domain_uuid = normalize_uuid(domain_uuid)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            rc, out, text = await run_virsh(
+                self.virsh, self.uri, "dumpxml", domain_uuid, seconds=self.timeout
             )
         except OSError as exc:
             raise DomainXmlError(f"cannot run {self.virsh}: {exc}") from exc
-        try:
-            async with asyncio.timeout(self.timeout):
-                out, err = await proc.communicate()
         except TimeoutError as exc:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
             raise DomainXmlError(f"virsh dumpxml {domain_uuid}: timed out") from exc
-        if proc.returncode != 0:
-            text = err.decode("utf-8", "replace").strip()
+        if rc != 0:
             if "failed to get domain" in text or "Domain not found" in text:
                 raise DomainNotFound(f"virsh: {text}")
             raise DomainXmlError(f"virsh dumpxml {domain_uuid} failed: {text}")

@@ -21,6 +21,7 @@ from typing import Protocol
 from vifbroker.model import normalize_uuid
 
 from .errors import DomainXmlError
+from .virsh import run_virsh, virsh_argv
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +105,10 @@ class VirshEvents:
         self.uri = uri
         self.timeout = timeout
 
-    def _argv(self, *args: str) -> list[str]:
-        return [self.virsh, "-r", *(["-c", self.uri] if self.uri else []), *args]
-
     async def events(self) -> AsyncIterator[DomainEvent]:
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self._argv("event", "--loop", "--event", "lifecycle"),
+                *virsh_argv(self.virsh, self.uri, "event", "--loop", "--event", "lifecycle"),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.DEVNULL,
@@ -134,21 +132,13 @@ class VirshEvents:
         raise FeedBroken(f"virsh event exited {proc.returncode}")
 
     async def _uuid(self, name: str) -> str | None:
-        proc = await asyncio.create_subprocess_exec(
-            *self._argv("domuuid", name),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
         try:
-            async with asyncio.timeout(self.timeout):
-                out, _ = await proc.communicate()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
+            rc, out, _ = await run_virsh(
+                self.virsh, self.uri, "domuuid", name, seconds=self.timeout
+            )
+        except (OSError, TimeoutError):
             return None
         try:
-            return normalize_uuid(out.decode().strip()) if proc.returncode == 0 else None
+            return normalize_uuid(out.decode().strip()) if rc == 0 else None
         except ValueError:
             return None
