@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -26,13 +27,17 @@ CORPUS = REPO / "tests" / "corpus" / "libvirt"
 STRICT = bool(os.environ.get("VIFBROKER_TEST_STRICT") or os.environ.get("CI"))
 
 
+def skip_or_fail(msg: str) -> NoReturn:
+    """Skip the test for a missing prerequisite; in strict mode (CI) fail it instead."""
+    if STRICT:
+        pytest.fail(msg + " (strict mode: VIFBROKER_TEST_STRICT/CI set)")
+    pytest.skip(msg)
+
+
 def require_binary(*names: str) -> None:
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
-        msg = f"missing binaries: {', '.join(missing)}"
-        if STRICT:
-            pytest.fail(msg + " (strict mode: VIFBROKER_TEST_STRICT/CI set)")
-        pytest.skip(msg)
+        skip_or_fail(f"missing binaries: {', '.join(missing)}")
 
 
 async def wait_until(
