@@ -134,7 +134,7 @@ def test_nesting_beyond_libxml2s_limit_is_a_codec_error_not_a_crash() -> None:
 
 
 def test_large_portdata_is_read_whole() -> None:
-    # Capping is the broker's policy (PORTDATA_DEFAULT_MAX, configurable); the
+    # Capping is the broker's policy (Settings.max_portdata_bytes); the
     # codec must not truncate what it was given.
     big = "x" * (4 * 1024 * 1024)
     doc = EXAMPLE.replace("any UTF-8 text, XML-escaped", big)

@@ -2,7 +2,6 @@
 
 from .ids import DomainUUID, Mac, normalize_mac, normalize_uuid
 from .interface import (
-    PORTDATA_DEFAULT_MAX,
     Bandwidth,
     Interface,
     Rate,
@@ -12,7 +11,6 @@ from .interface import (
     VlanTag,
 )
 from .migration import (
-    ACTIVE_STATES,
     TERMINAL_STATES,
     BackendInfo,
     Host,
@@ -33,8 +31,6 @@ from .migration import (
 )
 
 __all__ = [
-    "ACTIVE_STATES",
-    "PORTDATA_DEFAULT_MAX",
     "TERMINAL_STATES",
     "BackendInfo",
     "Bandwidth",

@@ -171,8 +171,9 @@ def interface_from_element(el: etree._Element) -> Interface:
 
 
 def _interfaces_of(items: Iterable[etree._Element]) -> tuple[Interface, ...]:
+    # A MAC named twice is kept as given: refusing an upload that names a vif
+    # twice is the store's rule (store/rules.py), the same for JSON and XML.
     result: list[Interface] = []
-    seen: dict[str, int] = {}
     for index, item in enumerate(items):
         try:
             teaming = one(item, "teaming", "interface")
@@ -181,11 +182,6 @@ def _interfaces_of(items: Iterable[etree._Element]) -> tuple[Interface, ...]:
             iface = interface_from_element(item)
         except XMLCodecError as exc:
             raise XMLCodecError(f"<interface> #{index + 1}: {exc}") from exc
-        if iface.mac in seen:
-            raise XMLCodecError(
-                f"<interface> #{index + 1}: MAC {iface.mac} repeats <interface> #{seen[iface.mac]}"
-            )
-        seen[iface.mac] = index + 1
         result.append(iface)
     return tuple(result)
 

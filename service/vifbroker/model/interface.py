@@ -13,19 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from .ids import Mac
 from .xmlsafe import PortDataText, XmlName, XmlText
 
-#: Interface types with a backend; other types are kept verbatim.
-KNOWN_INTERFACE_TYPES = ("bridge", "network", "direct", "hostdev", "vhostuser", "ethernet")
-
-#: Parameters each virtualport type may carry (libvirt's names).
-VIRTUALPORT_PARAMETERS: dict[str | None, frozenset[str]] = {
-    "openvswitch": frozenset({"interfaceid", "profileid"}),
-    "802.1Qbg": frozenset({"managerid", "typeid", "typeidversion", "instanceid"}),
-    "802.1Qbh": frozenset({"profileid"}),
-    "midonet": frozenset({"interfaceid"}),
-}
-
-PORTDATA_DEFAULT_MAX = 64 * 1024
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +36,8 @@ class Source(BaseModel):
 
 
 class VirtualPort(_Strict):
+    # Parameters are kept as given, whatever the type: libvirt validates them
+    # per virtualport type, and a backend reads only the ones it knows.
     type: XmlText | None = None
     parameters: dict[XmlName, XmlText] = Field(default_factory=dict)
     portdata: PortDataText | None = None

@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from .ids import DomainUUID, Mac
 from .interface import Interface
 
-HostName = str  # validated by HOST_PATTERN where it enters
 HOST_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"
 
 
@@ -33,7 +32,6 @@ class MigrationState(enum.StrEnum):
 TERMINAL_STATES = frozenset(
     {MigrationState.COMPLETED, MigrationState.CANCELLED, MigrationState.EXPIRED}
 )
-ACTIVE_STATES = frozenset(MigrationState) - TERMINAL_STATES
 
 
 class VifStatus(enum.StrEnum):

@@ -18,7 +18,7 @@
         └── Internal                 500 internal (a bug; never on purpose)
 
 Store errors are translated at the boundary by :func:`from_store_error`; the one
-place that turns any of these into a response is ``middleware.problem_middleware``.
+place that turns any of these into a response is ``middleware.problems``.
 """
 
 from __future__ import annotations
@@ -149,21 +149,24 @@ def invalid_from_validation(exc: ValidationError, where: str = "body") -> Invali
     return Invalid(detail, errors)
 
 
+#: The one table from store errors to problems. Looked up along the error's
+#: class hierarchy, so a subclass without a row of its own takes its parent's.
+STORE_PROBLEMS: Mapping[type[store_errors.StoreError], type[Problem]] = {
+    store_errors.NotFound: NotFound,
+    store_errors.NoActiveMigration: NoActiveMigration,
+    store_errors.Conflict: Conflict,
+    store_errors.InvalidTransition: Conflict,
+    store_errors.PreconditionFailed: PreconditionFailed,
+    store_errors.BadCursor: Malformed,
+    store_errors.InvalidInput: Invalid,
+    store_errors.WrongHost: Forbidden,
+    store_errors.StoreUnavailable: Unavailable,
+}
+
+
 def from_store_error(exc: store_errors.StoreError) -> Problem:
-    """Translate a store error into its HTTP problem."""
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, store_errors.NotFound):
-        return NotFound(detail)
-    if isinstance(exc, store_errors.NoActiveMigration):
-        return NoActiveMigration(detail)
-    if isinstance(exc, store_errors.Conflict | store_errors.InvalidTransition):
-        return Conflict(detail)
-    if isinstance(exc, store_errors.PreconditionFailed):
-        return PreconditionFailed(detail, mac=exc.mac, current_generation=exc.current_generation)
-    if isinstance(exc, store_errors.InvalidInput):
-        return Invalid(detail)
-    if isinstance(exc, store_errors.WrongHost):
-        return Forbidden(detail)
-    if isinstance(exc, store_errors.StoreUnavailable):
-        return Unavailable(detail)
-    return Internal(detail)
+    """Translate a store error into its HTTP problem (see ``STORE_PROBLEMS``)."""
+    problem = next(
+        (STORE_PROBLEMS[cls] for cls in type(exc).__mro__ if cls in STORE_PROBLEMS), Internal
+    )
+    return problem(str(exc) or type(exc).__name__, **exc.details())

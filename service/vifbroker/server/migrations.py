@@ -7,10 +7,9 @@ import logging
 from aiohttp import web
 
 from vifbroker.model import Migration, MigrationCreate, MigrationState, ResultsIn, normalize_uuid
-from vifbroker.store.errors import InvalidInput
 
 from .context import CTX
-from .errors import Conflict, Invalid, Malformed
+from .errors import Malformed
 from .media import JSON_TYPES, json_model, query_float, query_int, read_body
 from .middleware import principal
 from .render import json_response, migration_doc
@@ -61,16 +60,13 @@ async def list_migrations(request: web.Request) -> web.Response:
             raise Malformed(str(exc)) from None
     cursor = q.get("cursor") or None
     limit = query_int(request, "limit", 100, 1, 500)
-    try:
-        migrations, next_cursor = await request.app[CTX].store.list_migrations(
-            state=state,
-            domain_uuid=domain_uuid,
-            host=q.get("host") or None,
-            cursor=cursor,
-            limit=limit,
-        )
-    except InvalidInput as exc:  # an unreadable cursor
-        raise Malformed(str(exc)) from None
+    migrations, next_cursor = await request.app[CTX].store.list_migrations(
+        state=state,
+        domain_uuid=domain_uuid,
+        host=q.get("host") or None,
+        cursor=cursor,
+        limit=limit,
+    )
     return json_response(
         {"migrations": [migration_doc(m) for m in migrations], "next_cursor": next_cursor}
     )
@@ -126,19 +122,8 @@ async def post_results(request: web.Request) -> web.Response:
     principal(request).require_host(migration.destination_host)
     _, body = await read_body(request, JSON_TYPES, ctx.settings.max_body_bytes)
     results = json_model(body, ResultsIn).results
-    if migration.state.terminal:
-        raise Conflict(f"migration {migration.id} is {migration.state.value}")
-    known = {vif.mac for vif in migration.interfaces}
-    seen: set[str] = set()
-    for i, result in enumerate(results):
-        if result.mac not in known:
-            raise Invalid(
-                f"migration {migration.id} has no vif {result.mac}",
-                [{"loc": ["body", "results", str(i), "mac"], "msg": "unknown MAC"}],
-            )
-        if result.mac in seen:
-            raise Invalid(f"MAC {result.mac} appears twice")
-        seen.add(result.mac)
+    # Whether each result may land (terminal, unknown or repeated MAC, a future
+    # generation) is the store's rule: rules.apply_result and friends.
     migration = await ctx.store.post_results(migration.id, results, ctx.now())
     for result in results:
         log.info(

@@ -2,6 +2,7 @@
 
 from .base import Store
 from .errors import (
+    BadCursor,
     Conflict,
     InvalidInput,
     InvalidTransition,
@@ -15,6 +16,7 @@ from .errors import (
 from .hub import ChangeHub
 
 __all__ = [
+    "BadCursor",
     "ChangeHub",
     "Conflict",
     "InvalidInput",

@@ -6,15 +6,23 @@ StoreError
 ├── NoActiveMigration     an upload for a domain with no active migration
 ├── PreconditionFailed    If-Match generation is stale
 ├── InvalidTransition     e.g. complete on a cancelled migration, results for a terminal one
+├── WrongHost             an upload from a host that is not the migration's source
 ├── InvalidInput          unknown MAC in results, duplicate MACs, a future generation
+│   └── BadCursor         a list cursor the store did not hand out
 └── StoreUnavailable      the database cannot be reached (translated driver error)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StoreError(Exception):
     """Root of every store error."""
+
+    def details(self) -> dict[str, Any]:
+        """Machine-readable facts beyond the message (none by default)."""
+        return {}
 
 
 class NotFound(StoreError):
@@ -35,6 +43,9 @@ class PreconditionFailed(StoreError):
         self.mac = mac
         self.current_generation = current_generation
 
+    def details(self) -> dict[str, Any]:
+        return {"mac": self.mac, "current_generation": self.current_generation}
+
 
 class InvalidTransition(StoreError):
     pass
@@ -45,6 +56,10 @@ class WrongHost(StoreError):
 
 
 class InvalidInput(StoreError):
+    pass
+
+
+class BadCursor(InvalidInput):
     pass
 
 

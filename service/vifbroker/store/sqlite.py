@@ -27,7 +27,7 @@ from . import rules
 from . import sqlite_rows as rows
 from . import sqlite_writes as writes
 from .errors import (
-    InvalidInput,
+    BadCursor,
     NoActiveMigration,
     NotFound,
     StoreUnavailable,
@@ -345,7 +345,7 @@ def _parse_cursor(cursor: str | None) -> int:
     try:
         value = int(cursor)
     except ValueError:
-        raise InvalidInput(f"bad cursor {cursor!r}") from None
+        raise BadCursor(f"bad cursor {cursor!r}") from None
     if value < 0:
-        raise InvalidInput(f"bad cursor {cursor!r}")
+        raise BadCursor(f"bad cursor {cursor!r}")
     return value
