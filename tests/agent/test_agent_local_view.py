@@ -135,6 +135,12 @@ async def test_resume_event_triggers_verification(
         return b.portdata("tap62") == "latest"
 
     await wait_until(reapplied, timeout=20)
+
+    # The agent writes OVSDB first and posts the result after: wait for the post.
+    async def reported() -> bool:
+        rec = await controller.get_interface(dom, mac(62))
+        return "after the guest resumed (migrated)" in (rec.result.detail or "")
+
+    await wait_until(reported, timeout=20)
     rec = await controller.get_interface(dom, mac(62))
     assert rec.result.status == VifStatus.APPLIED
-    assert "after the guest resumed (migrated)" in (rec.result.detail or "")
