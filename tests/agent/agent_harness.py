@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import signal
 import socket
@@ -58,23 +59,37 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
 
 
 class BrokerProcess:
-    """``vifbroker serve`` on loopback with a temporary SQLite file."""
+    """``vifbroker serve`` on loopback; its own SQLite file unless ``db`` names a store URL.
+
+    ``replica(dir)`` makes another broker on the same database and token file
+    (a second replica, or the same broker restarted elsewhere).
+    """
 
     def __init__(
         self,
         directory: Path,
         port: int | None = None,
         hosts: tuple[str, ...] = ("host-a", "host-b"),
+        *,
+        db: str | None = None,
     ) -> None:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tokens = self.dir / "tokens.toml"
         self.port = port or free_port()
+        self.db = db or f"sqlite:///{self.dir / 'broker.db'}"
         self.proc: subprocess.Popen[bytes] | None = None
         # The broker reads its token file at start: every token is made up front.
         self._tokens = {("controller", None): add_token(self.tokens, Role.CONTROLLER)}
         for host in hosts:
             self._tokens[("agent", host)] = add_token(self.tokens, Role.AGENT, host=host)
+
+    def replica(self, directory: Path, port: int | None = None) -> BrokerProcess:
+        """Another broker (not started) on this one's database, with the same tokens."""
+        other = copy.copy(self)
+        other.dir, other.port, other.proc = directory, port or free_port(), None
+        directory.mkdir(parents=True, exist_ok=True)
+        return other
 
     @property
     def url(self) -> str:
@@ -94,7 +109,7 @@ class BrokerProcess:
             [
                 sys.executable, "-m", "vifbroker.cli", "serve",
                 "--listen", f"127.0.0.1:{self.port}",
-                "--db", f"sqlite:///{self.dir / 'broker.db'}",
+                "--db", self.db,
                 "--tokens", str(self.tokens),
                 "--state-dir", str(self.dir / "state"),
             ],
@@ -112,6 +127,13 @@ class BrokerProcess:
     def stop(self) -> None:
         if self.proc is not None:
             terminate(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL by PID (a crash: nothing is flushed, nothing is closed) and reap it."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
             self.proc = None
 
 
@@ -238,16 +260,25 @@ class Host:
 
     # -- agent process -------------------------------------------------------------------
     def spawn_agent(
-        self, broker: BrokerProcess, token_file: Path, log_name: str = "agent.log"
+        self,
+        broker: BrokerProcess,
+        token_file: Path,
+        log_name: str = "agent.log",
+        *,
+        urls: str | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start ``vifbroker agent`` for this host; its output goes to ``DIR/log_name``."""
+        """Start ``vifbroker agent`` for this host; its output goes to ``DIR/log_name``.
+
+        ``urls``: the ``--broker`` value (several replicas, comma-separated);
+        default ``broker.url``.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / log_name
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "vifbroker.cli", "agent",
-                "--broker", broker.url, "--token-file", str(token_file),
+                "--broker", urls or broker.url, "--token-file", str(token_file),
                 "--host", self.name, "--ovs-db", self.ovs.db, "--ovs-no-wait",
                 "--domain-xml-dir", str(self.xml_dir), "--state-dir", str(self.state_dir),
                 "--poll-wait", "10", "--log-level", "DEBUG",
