@@ -10,17 +10,30 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
-_COMMAND_MODULES = ("vifbroker.server.cli", "vifbroker.agent.cli")
+from .clikit import EXIT_CODES_HELP, EXIT_FAILURE
+
+_COMMAND_MODULES = ("vifbroker.server.cli", "vifbroker.agent.cli", "vifbroker.ctl.cli")
+
+
+def product_version() -> str:
+    try:
+        return version("vifbroker")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vifbroker",
         description="Carry per-vif port data between hypervisors during live migration.",
+        epilog=EXIT_CODES_HELP,
     )
+    parser.add_argument("--version", action="version", version=f"vifbroker {product_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -35,7 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    rc: int = args.func(args)
+    try:
+        rc: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # A bug, not an operator's mistake: still one line; the traceback at DEBUG.
+        logging.getLogger("vifbroker").debug("unexpected error", exc_info=True)
+        print(
+            f"vifbroker {args.command}: unexpected error: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     return rc
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from vifbroker.model import (
     VifRecord,
 )
 
-from .errors import BadResponse
+from .errors import BadResponse, TransportError
 from .transport import Response, RetryPolicy, Transport, decode_json, raise_for_problem
 
 M = TypeVar("M", bound=BaseModel)
@@ -325,6 +327,42 @@ class BrokerClient:
             json_body=body.model_dump(mode="json", exclude_none=True),
         )
         return _parse(Host, decode_json(resp), "heartbeat")
+
+    # controllers
+
+    async def events(self, after: int = 0) -> AsyncIterator[Migration]:
+        """Every migration change after revision ``after``, as the broker's event
+        stream delivers it (``GET /v1/events``), for as long as the caller reads.
+
+        A broken stream is resumed from the last revision seen, on any replica,
+        with the client's retry policy; TransportError once that runs out.
+        """
+        failures = 0
+        while True:
+            try:
+                async for migration in self._event_stream(after):
+                    after = max(after, migration.revision)
+                    failures = 0
+                    yield migration
+                failures = 0  # the broker ended the stream (shutdown): reconnect
+            except TransportError:
+                failures += 1
+                if failures >= self._t.retry.attempts:
+                    raise
+                await asyncio.sleep(self._t.retry.delay(failures))
+
+    async def _event_stream(self, after: int) -> AsyncIterator[Migration]:
+        data: list[str] = []
+        async for line in self._t.lines("/v1/events", params={"after": str(after)}):
+            if line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif not line and data:
+                try:
+                    doc = json.loads("\n".join(data))
+                except ValueError as exc:
+                    raise BadResponse(f"events: unreadable event: {exc}") from exc
+                data = []
+                yield _parse(Migration, doc, "events")
 
     async def list_hosts(self) -> list[Host]:
         doc = decode_json(await self._call("GET", "/v1/hosts"))

@@ -14,11 +14,13 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Mapping, Sequence
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from .errors import BadResponse, ClientError, ProblemError, TransportError, problem_from
 
@@ -73,8 +75,33 @@ class _Retryable(Exception):
         self.error = error
 
 
+def check_broker_url(url: str) -> str:
+    """``url`` without a trailing slash; ValueError unless it is an http(s) base URL.
+
+    A malformed URL is a configuration error: it fails here, at once, and is
+    never retried like an unreachable broker.
+    """
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"malformed broker URL {url!r}: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"malformed broker URL {url!r}: expected http(s)://HOST[:PORT]")
+    try:
+        parsed.port  # noqa: B018 - a port out of range raises here
+    except ValueError as exc:
+        raise ValueError(f"malformed broker URL {url!r}: {exc}") from exc
+    if parsed.query_string or parsed.fragment:
+        raise ValueError(f"malformed broker URL {url!r}: no query or fragment allowed")
+    return url.rstrip("/")
+
+
 class Transport:
-    """Sends requests to the first broker URL that answers."""
+    """Sends requests to the first broker URL that answers.
+
+    Each logical request carries one ``X-Request-Id`` (kept across retries and
+    fail-over), so the broker's log lines and the caller's join on it.
+    """
 
     def __init__(
         self,
@@ -86,7 +113,7 @@ class Transport:
     ) -> None:
         if not urls:
             raise ValueError("at least one broker URL is needed")
-        self.urls = [u.rstrip("/") for u in urls]
+        self.urls = [check_broker_url(u) for u in urls]
         self.retry = retry or RetryPolicy()
         self._token = token
         self._session = session
@@ -123,9 +150,7 @@ class Transport:
 
         4xx answers are returned, not raised: the caller knows which it expects.
         """
-        hdrs = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
-        if headers:
-            hdrs.update(headers)
+        hdrs = self._headers(headers)
         rounds = self.retry.attempts if retry else 1
         last: ClientError | None = None
         for round_no in range(1, rounds + 1):
@@ -138,11 +163,74 @@ class Transport:
                         method, self.urls[index], path, params, json_body, data, hdrs, deadline_s
                     )
                 except _Retryable as exc:
-                    log.debug("broker %s: %s %s failed: %s", self.urls[index], method, path, exc)
+                    log.debug(
+                        "broker %s: %s %s failed: %s",
+                        self.urls[index],
+                        method,
+                        path,
+                        exc,
+                        extra={"request_id": hdrs["X-Request-Id"]},
+                    )
                     last = exc.error
                     continue
                 self._preferred = index
                 return resp
+        assert last is not None
+        raise last
+
+    def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        hdrs = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "X-Request-Id": secrets.token_hex(8),
+        }
+        if extra:
+            hdrs.update(extra)
+        return hdrs
+
+    async def lines(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        idle_timeout: float = 60.0,
+    ) -> AsyncIterator[str]:
+        """GET a streaming answer (Server-Sent Events) and yield it line by line.
+
+        The first URL that answers 200 is read until the broker ends the stream;
+        ``idle_timeout`` bounds the silence between two lines (the broker sends
+        keepalives). TransportError when no URL answers or the stream breaks
+        (the caller resumes from what it saw), a ProblemError for a 4xx answer.
+        """
+        hdrs = self._headers({"Accept": "text/event-stream"})
+        limit = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.retry.timeout, sock_read=idle_timeout
+        )
+        last: ClientError | None = None
+        for offset in range(len(self.urls)):
+            index = (self._preferred + offset) % len(self.urls)
+            url = self.urls[index] + path
+            try:
+                async with self._get_session().get(
+                    url, params=params, headers=hdrs, timeout=limit
+                ) as r:
+                    if r.status != 200:
+                        resp = Response(r.status, dict(r.headers), await r.read(), url)
+                        last = problem_from(resp.status, _decode(resp))
+                        if resp.status >= 500:
+                            continue
+                        raise last
+                    self._preferred = index
+                    async for raw in r.content:
+                        yield raw.decode("utf-8", "replace").rstrip("\r\n")
+                    return
+            except TimeoutError as exc:
+                raise TransportError(f"GET {url}: nothing for {idle_timeout:g}s") from exc
+            except aiohttp.ClientError as exc:
+                last = TransportError(f"GET {url}: {type(exc).__name__}: {exc}")
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    continue  # never connected: the next replica may answer
+                raise last from exc
         assert last is not None
         raise last
 
@@ -199,4 +287,11 @@ def decode_json(resp: Response) -> Any:
     return body
 
 
-__all__ = ["ProblemError", "Response", "RetryPolicy", "Transport", "decode_json"]
+__all__ = [
+    "ProblemError",
+    "Response",
+    "RetryPolicy",
+    "Transport",
+    "check_broker_url",
+    "decode_json",
+]

@@ -13,6 +13,8 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
+from vifbroker.clikit import explain
+
 from .auth import Role, TokenFileError, add_token, load_tokens
 from .config import Settings, load_settings
 from .logs import configure_logging
@@ -81,7 +83,10 @@ def bootstrap_tokens(settings: Settings) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
-    except (ValidationError, ValueError, OSError) as exc:
+    except ValidationError as exc:
+        print(f"vifbroker serve: bad settings: {explain(exc)}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
         print(f"vifbroker serve: bad settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
@@ -105,7 +110,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     app = create_app(settings, store, tokens)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_serve(app, settings, len(tokens)))
+        try:
+            return runner.run(_serve(app, settings, len(tokens)))
+        except OSError as exc:  # the port is taken, the address is not ours
+            log.error("cannot listen on %s: %s", settings.listen, exc.strerror or exc)
+            return 1
 
 
 async def _serve(app: web.Application, settings: Settings, token_count: int) -> int:
