@@ -12,16 +12,30 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 from api_helpers import Broker, Clock
 
 from openapi_check import SpecChecker, conformance_middleware
 from testkit import no_loop_blocking
 from vifbroker.server import Settings, create_app
 from vifbroker.server.auth import Role, add_token, load_tokens
+from vifbroker.server.cli import connection_limits
+from vifbroker.server.connections import BrokerRunner
 from vifbroker.store.sqlite import SQLiteStore
 
 AGENTS = ("src", "dst", "other")
+
+
+class BrokerTestServer(TestServer):
+    """aiohttp's test server, serving through the broker's own connection layer."""
+
+    def __init__(self, app: web.Application, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.settings = settings
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return BrokerRunner(self.app, connection_limits(self.settings), **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +71,8 @@ async def broker(
     violations: list[str] = []
     app.middlewares.insert(0, conformance_middleware(spec_checker, violations))
     async with no_loop_blocking():
-        client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(
+            BrokerTestServer(app, settings)
+        )
         yield Broker(client, store, clock, tokens, violations)
     assert not violations, "\n".join(violations)

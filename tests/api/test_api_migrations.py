@@ -123,7 +123,7 @@ async def test_list_filters_and_pages_without_loss(broker: Broker) -> None:
         cursor = doc["next_cursor"]
         if cursor is None:
             break
-    assert seen == [m["id"] for m in [*created, mover]]
+    assert seen == [m["id"] for m in [*created, mover]][::-1]  # newest first
 
     async def ids(**params: str) -> list[str]:
         resp = await broker.client.get("/v1/migrations", params=params, headers=broker.auth())

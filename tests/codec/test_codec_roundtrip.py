@@ -52,7 +52,10 @@ def sources() -> st.SearchStrategy[Source]:
 
 
 def interfaces() -> st.SearchStrategy[Interface]:
-    mac = st.binary(min_size=6, max_size=6).map(lambda b: ":".join(f"{x:02x}" for x in b))
+    # unicast, never all-zero: the locally administered bit set, the group bit clear
+    mac = st.binary(min_size=6, max_size=6).map(
+        lambda b: ":".join(f"{x:02x}" for x in bytes([(b[0] & 0xFC) | 0x02]) + b[1:])
+    )
     rate = st.fixed_dictionaries(
         {},
         optional={k: st.integers(0, 2**40) for k in ("average", "peak", "burst", "floor")},

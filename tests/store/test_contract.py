@@ -230,13 +230,14 @@ async def test_list_filters_and_cursor(store: Store) -> None:
             req(dom, source_host=f"h{n % 2}", destination_host="z"), T0
         )
         ids.append(m.id)
+    newest_first = ids[::-1]
     page, cursor = await store.list_migrations(limit=2)
-    assert [m.id for m in page] == ids[:2] and cursor
+    assert [m.id for m in page] == newest_first[:2] and cursor
     page2, cursor2 = await store.list_migrations(limit=2, cursor=cursor)
     page3, cursor3 = await store.list_migrations(limit=2, cursor=cursor2)
-    assert [m.id for m in page2 + page3] == ids[2:] and cursor3 is None
+    assert [m.id for m in page2 + page3] == newest_first[2:] and cursor3 is None
     by_host, _ = await store.list_migrations(host="h1")
-    assert [m.id for m in by_host] == [ids[1], ids[3]]
+    assert [m.id for m in by_host] == [ids[3], ids[1]]
     by_dom, _ = await store.list_migrations(domain_uuid="6f1a3c2e-0000-4000-8000-000000000104")
     assert [m.id for m in by_dom] == [ids[4]]
     pending, _ = await store.list_migrations(state=MigrationState.PENDING)

@@ -12,7 +12,7 @@ from typing import Any
 
 from lxml import etree
 
-_UINT = re.compile(r"^[0-9]{1,19}$")
+_UINT = re.compile(r"[0-9]{1,19}")
 _YES_NO = {"yes": True, "no": False}
 
 
@@ -107,7 +107,7 @@ def required_attr(el: etree._Element, name: str, where: str) -> str:
 
 def uint(value: str, where: str) -> int:
     text = value.strip()
-    if not _UINT.match(text):
+    if not _UINT.fullmatch(text):
         raise XMLCodecError(f"{where}: {value!r} is not an unsigned integer")
     return int(text)
 

@@ -23,7 +23,7 @@ _NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010fff
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # An NCName restricted to ASCII (every libvirt attribute name is ASCII); no
 # colon, so it can never name a namespace or a prefixed attribute.
-_XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,127}$")
+_XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9._-]{0,127}")
 
 
 def is_xml_text(value: str) -> bool:
@@ -41,7 +41,7 @@ def check_xml_text(value: str) -> str:
 
 
 def check_xml_name(value: str) -> str:
-    if not _XML_NAME.match(value):
+    if not _XML_NAME.fullmatch(value):
         raise ValueError(f"not an XML attribute name: {value!r}")
     # "xml…" names are reserved: an attribute called xmlns would silently
     # change the element's namespace when the XML is read back.

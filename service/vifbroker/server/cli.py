@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from vifbroker.clikit import explain
 
 from .auth import Role, TokenFileError, add_token, load_tokens
 from .config import Settings, load_settings
+from .connections import BrokerRunner, ConnectionLimits
 from .logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,14 @@ def bootstrap_tokens(settings: Settings) -> None:
     log.info("created token file %s; controller token written to %s", path, token_file)
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        header_timeout=settings.header_timeout_seconds,
+        keepalive_timeout=settings.keepalive_timeout_seconds,
+        max_connections=settings.max_connections,
+    )
+
+
 def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args)
@@ -117,9 +127,27 @@ def run_serve(args: argparse.Namespace) -> int:
             return 1
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (parked long-polls hold sockets)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+            return soft
+    return hard
+
+
 async def _serve(app: web.Application, settings: Settings, token_count: int) -> int:
     host, port = settings.host_port
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+    log.info("open-file limit %d", raise_open_file_limit())
+    runner = BrokerRunner(
+        app,
+        connection_limits(settings),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     longpoll_max_seconds: float = Field(default=60.0, gt=0)
     expiry_interval_seconds: float = Field(default=1.0, gt=0)
     retention_seconds: float = Field(default=7 * 86400.0, ge=0)
+    # Connections (see server/connections.py).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keepalive_timeout_seconds: float = Field(default=75.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=12_000, ge=1)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
 

@@ -17,27 +17,13 @@ from .media import (
     check_portdata,
     many_interfaces,
     one_interface,
-    path_mac,
-    path_uuid,
     read_body,
 )
 from .middleware import MEDIA, principal, produces
+from .params import if_match, path_mac, path_uuid
 from .render import json_response, record_doc, record_xml, records_xml, xml_response
 
 log = logging.getLogger(__name__)
-
-
-def _if_match(request: web.Request) -> int | None:
-    raw = request.headers.get("If-Match")
-    if raw is None:
-        return None
-    value = raw.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    value = value.strip('"')
-    if not value.isdigit():
-        raise Malformed('If-Match must be a generation in quotes, e.g. "3"')
-    return int(value)
 
 
 async def _put(
@@ -70,14 +56,14 @@ async def _put(
 async def put_interface(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     domain_uuid, mac = path_uuid(request), path_mac(request)
-    media, body = await read_body(request, INTERFACE_TYPES, ctx.settings.max_body_bytes)
+    media, body = await read_body(request, INTERFACE_TYPES, ctx.settings)
     iface = one_interface(media, body)
     if iface.mac != mac:
         raise Invalid(
             f"body MAC {iface.mac} differs from path MAC {mac}",
             [{"loc": ["body", "mac"], "msg": "differs from the path MAC"}],
         )
-    generation = _if_match(request)
+    generation = if_match(request)
     _, records = await _put(
         ctx, request, domain_uuid, [iface], None if generation is None else {mac: generation}
     )
@@ -91,7 +77,10 @@ async def put_interface(request: web.Request) -> web.Response:
 async def put_interfaces(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     domain_uuid = path_uuid(request)
-    media, body = await read_body(request, INTERFACE_TYPES, ctx.settings.max_body_bytes)
+    if "If-Match" in request.headers:
+        # One entity tag cannot name the generations of several vifs.
+        raise Malformed("If-Match applies to one interface: PUT …/interfaces/{mac}")
+    media, body = await read_body(request, INTERFACE_TYPES, ctx.settings)
     interfaces = many_interfaces(media, body, domain_uuid)
     migration, records = await _put(ctx, request, domain_uuid, interfaces, None)
     revision = max((r.revision for r in records), default=migration.revision)
@@ -109,13 +98,11 @@ async def _readable_records(
 ) -> list[VifRecord]:
     ctx = request.app[CTX]
     who = principal(request)
-    records = await ctx.store.get_interfaces(domain_uuid, mac)
     if not who.is_controller:
         owner = await ctx.store.latest_migration(domain_uuid)
         who.require_host(owner.source_host, owner.destination_host)
-    if not records:
-        raise NotFound(f"no interface records for domain {domain_uuid}")
-    return records
+    # NotFound from the store when the domain or MAC has no record.
+    return await ctx.store.get_interfaces(domain_uuid, mac)
 
 
 @produces(JSON, XML)

@@ -9,9 +9,11 @@
         ├── NotAcceptable            406 not-acceptable
         ├── Conflict                 409 conflict
         ├── NoActiveMigration        409 no-active-migration
+        ├── RequestTimeout           408 request-timeout (headers or body too slow)
         ├── PreconditionFailed       412 precondition-failed (+ current_generation)
         ├── PayloadTooLarge          413 payload-too-large
         ├── UnsupportedMediaType     415 unsupported-media-type
+        ├── HeadersTooLarge          431 headers-too-large
         ├── Malformed                400 malformed (unparseable JSON/XML, bad query)
         ├── Invalid                  422 invalid (+ errors list)
         ├── Unavailable              503 unavailable
@@ -103,6 +105,10 @@ class NoActiveMigration(Problem):
     status, slug, title = 409, "no-active-migration", "No active migration"
 
 
+class RequestTimeout(Problem):
+    status, slug, title = 408, "request-timeout", "Request timeout"
+
+
 class PreconditionFailed(Problem):
     status, slug, title = 412, "precondition-failed", "Precondition failed"
 
@@ -113,6 +119,10 @@ class PayloadTooLarge(Problem):
 
 class UnsupportedMediaType(Problem):
     status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class HeadersTooLarge(Problem):
+    status, slug, title = 431, "headers-too-large", "Request header fields too large"
 
 
 class Malformed(Problem):

@@ -9,9 +9,8 @@ import logging
 from aiohttp import web
 
 from .context import CTX
-from .errors import Malformed
-from .media import query_int
 from .middleware import principal
+from .params import query_int, revision_header
 from .render import migration_doc
 
 log = logging.getLogger(__name__)
@@ -21,11 +20,9 @@ _BATCH = 500
 
 
 def _start_after(request: web.Request) -> int:
-    last = request.headers.get("Last-Event-ID")
-    if last is not None and last.strip():
-        if not last.strip().isdigit():
-            raise Malformed("Last-Event-ID must be a revision")
-        return int(last)
+    last = revision_header(request, "Last-Event-ID")
+    if last is not None:
+        return last
     return query_int(request, "after", 0, 0, 2**63 - 1)
 
 

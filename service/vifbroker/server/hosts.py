@@ -9,8 +9,9 @@ from aiohttp import web
 from vifbroker.model import HostIn, Inbox
 
 from .context import CTX
-from .media import JSON_TYPES, json_model, path_host, query_float, query_int, read_body
+from .media import JSON_TYPES, json_model, read_body
 from .middleware import principal
+from .params import path_host, query_float, query_int
 from .render import host_doc, inbox_json, json_bytes_response, json_response
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     name = path_host(request)
     principal(request).require_host(name)
-    _, body = await read_body(request, JSON_TYPES, ctx.settings.max_body_bytes)
+    _, body = await read_body(request, JSON_TYPES, ctx.settings)
     info = json_model(body, HostIn)
     host = await ctx.store.heartbeat(name, info, ctx.now())
     log.debug("heartbeat host=%s agent_version=%s", name, info.agent_version)

@@ -7,21 +7,22 @@ JSON or XML is ``Malformed`` (400), well-formed but wrong content ``Invalid``
 
 from __future__ import annotations
 
-import re
+import asyncio
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
-from vifbroker.model import Interface, codec, normalize_mac, normalize_uuid
-from vifbroker.model.migration import HOST_PATTERN
+from vifbroker.model import Interface, codec
 
+from .config import Settings
 from .errors import (
     Invalid,
     Malformed,
     NotAcceptable,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     invalid_from_validation,
 )
@@ -30,6 +31,8 @@ JSON = "application/json"
 XML = "application/xml"
 TEXT_XML = "text/xml"
 JSON_TYPES = (JSON,)
+#: Content codings of a request body that the HTTP layer decodes (RFC 9110 8.4).
+CONTENT_ENCODINGS = frozenset({"identity", "gzip", "deflate"})
 INTERFACE_TYPES = (JSON, XML, TEXT_XML)
 
 M = TypeVar("M", bound=BaseModel)
@@ -92,22 +95,33 @@ def choose(accept: str | None, offers: Sequence[str]) -> str:
 
 
 async def read_body(
-    request: web.Request, accepted: Iterable[str], max_bytes: int
+    request: web.Request, accepted: Iterable[str], settings: Settings
 ) -> tuple[str, bytes]:
-    """(media type, bytes) of the body; 415 for other types, 413 past the size limit."""
+    """(media type, bytes) of the body; 415 for other types or codings, 413 past
+    the size limit, 408 when it does not arrive within the body timeout."""
+    max_bytes = settings.max_body_bytes
     media = request.content_type.lower()
     accepted = tuple(accepted)
     if media not in accepted:
+        raise UnsupportedMediaType(f"Content-Type not accepted here; use {' or '.join(accepted)}")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        # aiohttp decodes these; anything else would be read as plain bytes.
         raise UnsupportedMediaType(
-            f"Content-Type {media!r} not accepted here; use {' or '.join(accepted)}"
+            f"Content-Encoding not supported; use {', '.join(sorted(CONTENT_ENCODINGS))}"
         )
     length = request.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"body of {length} bytes exceeds {max_bytes}")
     try:
-        body = await request.read()
+        async with asyncio.timeout(settings.body_timeout_seconds):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"body exceeds {max_bytes} bytes") from exc
+    except TimeoutError as exc:
+        raise RequestTimeout(
+            f"body not received within {settings.body_timeout_seconds:g} s"
+        ) from exc
     return media, body
 
 
@@ -161,57 +175,3 @@ def many_interfaces(media: str, body: bytes, domain_uuid: str) -> list[Interface
             raise Invalid("the document holds no <interface>")
     # A MAC named twice is refused by the store (its rule, one owner).
     return interfaces
-
-
-# ---------------------------------------------------------------- path and query
-
-
-def path_uuid(request: web.Request, name: str = "uuid") -> str:
-    try:
-        return normalize_uuid(request.match_info[name])
-    except ValueError as exc:
-        raise Invalid(str(exc), [{"loc": ["path", name], "msg": str(exc)}]) from exc
-
-
-def path_mac(request: web.Request, name: str = "mac") -> str:
-    try:
-        return normalize_mac(request.match_info[name])
-    except ValueError as exc:
-        raise Invalid(str(exc), [{"loc": ["path", name], "msg": str(exc)}]) from exc
-
-
-_HOST_RE = re.compile(HOST_PATTERN)
-
-
-def path_host(request: web.Request, name: str = "host") -> str:
-    host = request.match_info[name]
-    if not _HOST_RE.match(host):
-        msg = f"not a host name: {host!r}"
-        raise Invalid(msg, [{"loc": ["path", name], "msg": msg}])
-    return host
-
-
-def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Malformed(f"query parameter {name!r} must be an integer") from None
-    if not lo <= value <= hi:
-        raise Malformed(f"query parameter {name!r} must be within {lo}..{hi}")
-    return value
-
-
-def query_float(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise Malformed(f"query parameter {name!r} must be a number") from None
-    if not lo <= value <= hi:  # also refuses nan
-        raise Malformed(f"query parameter {name!r} must be within {lo}..{hi}")
-    return value

@@ -22,6 +22,7 @@ from aiohttp.typedefs import Middleware
 from vifbroker.store import StoreError
 
 from .auth import Principal
+from .connections import SERVER_NAME
 from .context import CTX
 from .errors import (
     Internal,
@@ -46,7 +47,7 @@ PRINCIPAL = web.RequestKey("vifbroker.principal", Principal)
 MEDIA = web.RequestKey("vifbroker.media", str)
 REQUEST_ID_KEY = web.RequestKey("vifbroker.request_id", str)
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _UNMATCHED = "<unmatched>"
 
 
@@ -93,7 +94,7 @@ async def _observe(
     request: web.Request, handler: Handler, new_id: Callable[[], str]
 ) -> web.StreamResponse:
     given = request.headers.get("X-Request-Id", "")
-    request_id = given if _REQUEST_ID_RE.match(given) else new_id()
+    request_id = given if _REQUEST_ID_RE.fullmatch(given) else new_id()
     request[REQUEST_ID_KEY] = request_id
     token = REQUEST_ID.set(request_id)
     start = time.perf_counter()
@@ -158,6 +159,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME
     request_id = request.get(REQUEST_ID_KEY)
     if request_id is not None:
         response.headers["X-Request-Id"] = request_id

@@ -10,8 +10,9 @@ from vifbroker.model import Migration, MigrationCreate, MigrationState, ResultsI
 
 from .context import CTX
 from .errors import Malformed
-from .media import JSON_TYPES, json_model, query_float, query_int, read_body
+from .media import JSON_TYPES, json_model, read_body
 from .middleware import principal
+from .params import query_float, query_int
 from .render import json_response, migration_doc
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def _location(migration: Migration) -> dict[str, str]:
 
 async def create_migration(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    _, body = await read_body(request, JSON_TYPES, ctx.settings.max_body_bytes)
+    _, body = await read_body(request, JSON_TYPES, ctx.settings)
     req = json_model(body, MigrationCreate)
     principal(request).require_host(req.source_host)
     migration, created = await ctx.store.create_migration(req, ctx.now())
@@ -97,30 +98,33 @@ async def get_migration(request: web.Request) -> web.Response:
     return json_response(migration_doc(migration))
 
 
-async def complete_migration(request: web.Request) -> web.Response:
+async def _finish(request: web.Request, to: MigrationState) -> web.Response:
+    """Move the migration to the terminal state ``to`` (complete, cancel)."""
     ctx = request.app[CTX]
-    principal(request).require_controller()
-    migration = await ctx.store.transition(
-        request.match_info["id"], MigrationState.COMPLETED, ctx.now()
-    )
-    log.info("migration completed migration=%s domain=%s", migration.id, migration.domain_uuid)
+    migration = await ctx.store.get_migration(request.match_info["id"])
+    who = principal(request)
+    if to is MigrationState.CANCELLED:
+        who.require_host(migration.source_host)  # the source may give up on it
+    else:
+        who.require_controller()
+    migration = await ctx.store.transition(migration.id, to, ctx.now())
+    log.info("migration %s migration=%s domain=%s", to.value, migration.id, migration.domain_uuid)
     return json_response(migration_doc(migration))
+
+
+async def complete_migration(request: web.Request) -> web.Response:
+    return await _finish(request, MigrationState.COMPLETED)
 
 
 async def cancel_migration(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    migration = await ctx.store.get_migration(request.match_info["id"])
-    principal(request).require_host(migration.source_host)
-    migration = await ctx.store.transition(migration.id, MigrationState.CANCELLED, ctx.now())
-    log.info("migration cancelled migration=%s domain=%s", migration.id, migration.domain_uuid)
-    return json_response(migration_doc(migration))
+    return await _finish(request, MigrationState.CANCELLED)
 
 
 async def post_results(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     migration = await ctx.store.get_migration(request.match_info["id"])
     principal(request).require_host(migration.destination_host)
-    _, body = await read_body(request, JSON_TYPES, ctx.settings.max_body_bytes)
+    _, body = await read_body(request, JSON_TYPES, ctx.settings)
     results = json_model(body, ResultsIn).results
     # Whether each result may land (terminal, unknown or repeated MAC, a future
     # generation) is the store's rule: rules.apply_result and friends.

@@ -66,7 +66,7 @@ class Store(Protocol):
         cursor: str | None = None,
         limit: int = 100,
     ) -> tuple[list[Migration], str | None]:
-        """Oldest first; the second element is the cursor of the next page, if any."""
+        """Newest first; the second element is the cursor of the next page, if any."""
 
     async def transition(self, migration_id: str, to: MigrationState, now: datetime) -> Migration:
         """Move to a terminal state (completed, cancelled) and purge port data.

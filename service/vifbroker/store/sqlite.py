@@ -108,7 +108,8 @@ class SQLiteStore:
         cursor: str | None = None,
         limit: int = 100,
     ) -> tuple[list[Migration], str | None]:
-        where: list[str] = ["seq > ?"]
+        # Newest first: a cursor is the seq of the last row handed out.
+        where: list[str] = ["seq < ?"]
         args: list[object] = [_parse_cursor(cursor)]
         if state is not None:
             where.append("state = ?")
@@ -119,7 +120,7 @@ class SQLiteStore:
         if host is not None:
             where.append("(source_host = ? OR destination_host = ?)")
             args += [host, host]
-        sql = f"SELECT * FROM migrations WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        sql = f"SELECT * FROM migrations WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"
 
         def q(c: sqlite3.Connection) -> tuple[list[Migration], str | None]:
             found = c.execute(sql, (*args, limit + 1)).fetchall()
@@ -341,11 +342,8 @@ def _revision(c: sqlite3.Connection) -> int:
 
 def _parse_cursor(cursor: str | None) -> int:
     if cursor is None:
-        return 0
-    try:
-        value = int(cursor)
-    except ValueError:
-        raise BadCursor(f"bad cursor {cursor!r}") from None
-    if value < 0:
-        raise BadCursor(f"bad cursor {cursor!r}")
-    return value
+        return 2**63 - 1
+    # ASCII digits only: int() would also take "٣", "1_0" and " 3".
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
+        raise BadCursor("bad cursor")
+    return int(cursor)

@@ -1,0 +1,187 @@
+"""The HTTP connection layer under the app: reaping, capacity, parser errors.
+
+aiohttp's defaults suit a friendly network: an idle keep-alive connection
+lives for an hour, nothing bounds the time a client takes to send its
+headers, any number of connections may be open, and its own parser errors
+answer text/plain that may echo what the client sent. The broker sits on the
+critical path of every migration, so here:
+
+* a connection whose request headers are not complete ``header_timeout``
+  seconds after its first byte (or after it opened) is answered 408 and closed;
+* a keep-alive connection idle for ``keepalive_timeout`` seconds is closed;
+* past ``max_connections`` open connections a new one is answered 503 and closed;
+* a request the HTTP parser refuses is answered ``application/problem+json``
+  (431 for an oversized or excessive header, 415 for a content coding it
+  cannot decode, else 400), naming nothing the client sent.
+
+:class:`BrokerRunner` is an ``AppRunner`` that serves through these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError, LineTooLong
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from .errors import (
+    PROBLEM_CONTENT_TYPE,
+    HeadersTooLarge,
+    Internal,
+    Malformed,
+    Problem,
+    RequestTimeout,
+    Unavailable,
+    UnsupportedMediaType,
+)
+
+log = logging.getLogger(__name__)
+
+#: What every response names as its server (no versions: they help attackers only).
+SERVER_NAME = "vifbroker"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 12_000
+
+
+def _canned(problem: Problem) -> bytes:
+    """A complete HTTP/1.1 response that closes the connection."""
+    body = json.dumps(problem.body(), separators=(",", ":")).encode()
+    head = (
+        f"HTTP/1.1 {problem.status} {problem.title}\r\n"
+        f"Server: {SERVER_NAME}\r\nContent-Type: {PROBLEM_CONTENT_TYPE}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def _parse_problem(status: int, exc: BaseException | None) -> Problem:
+    if isinstance(exc, LineTooLong) or "too many headers" in str(exc).lower():
+        return HeadersTooLarge("a request header line is too long or there are too many")
+    if isinstance(exc, ContentEncodingError):
+        return UnsupportedMediaType("the request's Content-Encoding cannot be decoded")
+    if status == 504:
+        return Unavailable("the request took too long")
+    if status >= 500:
+        return Internal("internal error")
+    return Malformed("the HTTP request could not be parsed")
+
+
+class _Handler(RequestHandler):
+    """One client connection: aiohttp's handler plus reaping and problem answers."""
+
+    def __init__(self, manager: _Server, *, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(manager, keepalive_timeout=limits.keepalive_timeout, **kwargs)
+        self._limits = limits
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._armed_at_count = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        server = self._manager
+        if isinstance(server, _Server) and server.over_capacity():
+            log.warning("refusing a connection: %d open", server.open_connections)
+            self._refuse(Unavailable("too many open connections; retry later"))
+            return
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self._waiter is not None and data:
+            self._arm_header_timer()  # the first byte of the next request
+        super().data_received(data)
+        if self._header_timer is not None and self._request_count != self._armed_at_count:
+            self._disarm_header_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def _arm_header_timer(self) -> None:
+        self._armed_at_count = self._request_count
+        self._header_timer = self._loop.call_later(
+            self._limits.header_timeout, self._header_deadline
+        )
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_deadline(self) -> None:
+        self._header_timer = None
+        if self._request_count == self._armed_at_count and self.transport is not None:
+            log.debug("closing a connection: request headers incomplete in time")
+            self._refuse(RequestTimeout("request headers not received in time"))
+
+    def _refuse(self, problem: Problem) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_canned(problem))
+        self.force_close()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # Never log or echo ``message``: it quotes what the client sent.
+        problem = _parse_problem(status, exc)
+        if problem.status >= 500 and status != 504:
+            log.error("error handling a request", exc_info=exc)
+        else:
+            log.debug("refused a request: %s (%s)", problem.status, type(exc).__name__)
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        response = web.Response(
+            status=problem.status,
+            body=json.dumps(problem.body(), separators=(",", ":")).encode(),
+            headers={"Server": SERVER_NAME, **problem.headers()},
+            content_type=PROBLEM_CONTENT_TYPE,
+        )
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = limits
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    def over_capacity(self) -> bool:
+        return len(self._connections) > self._limits.max_connections
+
+    def __call__(self) -> RequestHandler:
+        return _Handler(self, loop=self._loop, limits=self._limits, **self._kwargs)
+
+
+class BrokerRunner(web.AppRunner):
+    """``AppRunner`` whose connections follow :class:`ConnectionLimits`."""
+
+    def __init__(self, app: web.Application, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._limits = limits
+
+    async def _make_server(self) -> web.Server:
+        base = await super()._make_server()
+        return _Server(
+            base.request_handler,
+            request_factory=base.request_factory,
+            loop=asyncio.get_running_loop(),
+            limits=self._limits,
+            **self._kwargs,
+        )
