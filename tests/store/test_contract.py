@@ -172,8 +172,20 @@ async def test_failed_result_and_digest_mismatch(store: Store) -> None:
 async def test_skipped_is_failure_under_fail_policy(store: Store) -> None:
     m, _ = await store.create_migration(req(on_backend_mismatch="fail"), T0)
     await store.put_interfaces(DOM, [iface(MAC1)], T0)
-    m = await store.post_results(m.id, [ResultIn(mac=MAC1, generation=1, status="skipped")], T0)
+    skipped = ResultIn(mac=MAC1, generation=1, status="skipped", detail="no OVS here")
+    m = await store.post_results(m.id, [skipped], T0)
     assert m.state is MigrationState.FAILED
+    assert m.interfaces[0].status is VifStatus.FAILED
+    assert m.interfaces[0].detail == "no OVS here"  # the agent's reason is kept
+
+
+async def test_skipped_counts_as_done_under_skip_policy(store: Store) -> None:
+    m, _ = await store.create_migration(req(), T0)
+    await store.put_interfaces(DOM, [iface(MAC1)], T0)
+    skipped = ResultIn(mac=MAC1, generation=1, status="skipped", detail="no OVS here")
+    m = await store.post_results(m.id, [skipped], T0)
+    assert m.state is MigrationState.APPLIED
+    assert m.interfaces[0].status is VifStatus.SKIPPED
 
 
 async def test_terminal_transitions_purge_port_data(store: Store) -> None:

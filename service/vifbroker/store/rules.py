@@ -33,9 +33,7 @@ class VifRow:
     applied_generation: int
 
 
-def derive_state(
-    current: MigrationState, vifs: Iterable[VifRow], on_backend_mismatch: str
-) -> MigrationState:
+def derive_state(current: MigrationState, vifs: Iterable[VifRow]) -> MigrationState:
     """The migration state implied by its vifs (terminal states never change here)."""
     if current.terminal:
         return current
@@ -46,8 +44,6 @@ def derive_state(
     for row in rows:
         at_latest = row.applied_generation == row.generation
         if row.status is VifStatus.FAILED and at_latest:
-            return MigrationState.FAILED
-        if row.status is VifStatus.SKIPPED and at_latest and on_backend_mismatch == "fail":
             return MigrationState.FAILED
         if not (at_latest and row.status in (VifStatus.APPLIED, VifStatus.SKIPPED)):
             done = False
@@ -88,12 +84,17 @@ class ResultUpdate:
     digest: str | None
 
 
-def apply_result(result: ResultIn, generation: int, portdata: str | None) -> ResultUpdate | None:
+def apply_result(
+    result: ResultIn, generation: int, portdata: str | None, on_backend_mismatch: str = "skip"
+) -> ResultUpdate | None:
     """Decide how ``result`` changes a vif now at ``generation`` holding ``portdata``.
 
     A result for an older generation changes nothing (None): the destination
     applied data that has since been superseded. A digest that does not match
     what was uploaded turns "applied" into "failed": the bytes did not survive.
+    A "skipped" (the destination has no backend for the vif; the agent reports
+    it as it is) becomes "failed" when the migration asked for
+    ``on_backend_mismatch: fail`` — decided here only.
     """
     if result.generation > generation:
         raise InvalidInput(
@@ -111,6 +112,8 @@ def apply_result(result: ResultIn, generation: int, portdata: str | None) -> Res
     ):
         status = VifStatus.FAILED
         detail = "digest mismatch: the destination read back other port data than was uploaded"
+    if status is VifStatus.SKIPPED and on_backend_mismatch == "fail":
+        status = VifStatus.FAILED
     return ResultUpdate(status, result.generation, detail, result.digest)
 
 

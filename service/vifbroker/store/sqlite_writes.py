@@ -194,7 +194,9 @@ def post_results(
         if res.mac not in stored:
             raise InvalidInput(f"migration {migration_id} has no interface {res.mac}")
         row = stored[res.mac]
-        update = rules.apply_result(res, row["generation"], row["portdata"])
+        update = rules.apply_result(
+            res, row["generation"], row["portdata"], current.on_backend_mismatch
+        )
         if update is not None:
             updates.append((res.mac, update))
     if not updates:
@@ -233,9 +235,7 @@ def update_migration(
     now: datetime,
 ) -> Migration:
     """Store the state implied by ``vifs`` (already written) and answer the migration."""
-    state = rules.derive_state(
-        MigrationState(row["state"]), (rows.vif_row(v) for v in vifs), row["on_backend_mismatch"]
-    )
+    state = rules.derive_state(MigrationState(row["state"]), (rows.vif_row(v) for v in vifs))
     row.update(state=state.value, updated_at=rows.to_micros(now), revision=rev)
     c.execute(
         "UPDATE migrations SET state = :state, updated_at = :updated_at, revision = :revision"
