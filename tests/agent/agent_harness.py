@@ -26,8 +26,8 @@ from ovs_harness import OvsDb
 from vifbroker.agent.domainxml import DirectorySource
 from vifbroker.agent.lifecycle import DomainFeed
 from vifbroker.agent.service import Agent
+from vifbroker.agent.settings import AgentSettings
 from vifbroker.agent.state import StateFile
-from vifbroker.agent.tracker import AgentSettings
 from vifbroker.backends import Backend
 from vifbroker.backends.openvswitch import OpenVSwitchBackend
 from vifbroker.client import BrokerClient, RetryPolicy

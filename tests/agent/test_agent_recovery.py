@@ -11,8 +11,8 @@ from agent_harness import BrokerProcess, Vif, domain_xml, mac
 
 from vifbroker.agent.domainxml import DirectorySource
 from vifbroker.agent.service import Agent
+from vifbroker.agent.settings import AgentSettings
 from vifbroker.agent.state import StateFile
-from vifbroker.agent.tracker import AgentSettings
 from vifbroker.backends import ApplyResult, Backend, LocalPort
 from vifbroker.backends.noop import NoopBackend
 from vifbroker.client import BrokerClient

@@ -94,7 +94,7 @@ async def test_destination_ovsdb_down_for_a_while_delays_but_does_not_lose_the_a
 
     async def destination_retrying() -> bool:
         return any(
-            r.name == "vifbroker.agent.incoming" and mid in r.getMessage() for r in caplog.records
+            r.name == "vifbroker.agent.applying" and mid in r.getMessage() for r in caplog.records
         )
 
     await wait_until(destination_retrying, timeout=30)

@@ -4,12 +4,17 @@ Each backend runs against real local state: Open vSwitch against a throwaway
 ovsdb-server, exec against a small script that keeps ports in files under
 tmp_path, noop as it is. ``Env.plug`` creates a local port the way the host
 would (libvirt plugging a vif), so the same test reads for every backend.
+
+The checks that involve what a backend wrote are functions (``check_*``), so
+the suite can show they bite: an exec command that stores something other
+than it was given (``LIAR_SCRIPT``) must fail them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +33,7 @@ from vifbroker.backends import (
 from vifbroker.backends.exec import ExecBackend
 from vifbroker.backends.noop import NoopBackend
 from vifbroker.backends.openvswitch import OpenVSwitchBackend
-from vifbroker.model import BackendInfo, portdata_digest
+from vifbroker.model import BackendInfo
 
 
 @dataclass
@@ -58,11 +63,32 @@ if action == "apply":
         if el.get("encoding") == "base64":
             text = base64.b64decode(text).decode("utf-8")
         with open(path, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+            f.write(text + SUFFIX)
 elif os.path.exists(path):
     with open(path, encoding="utf-8", newline="") as f:
         sys.stdout.write(f.read())
 """
+
+# A deliberately wrong backend: it stores every value with something appended.
+LIAR_SCRIPT = 'SUFFIX = " (altered)"\n' + EXEC_SCRIPT
+EXEC_SCRIPT = 'SUFFIX = ""\n' + EXEC_SCRIPT
+
+
+def exec_env(tmp_path: Path, script_text: str) -> Env:
+    script = executable(tmp_path / "plumb.py", script_text)
+    state = tmp_path / "state"
+    backend = ExecBackend(
+        command=[sys.executable, str(script)],
+        timeout=10,
+        virtualport_types=["openvswitch"],
+        env={"STATE": str(state), "PATH": "/usr/bin:/bin"},
+    )
+
+    def plug(n: int) -> None:
+        (state / DOMAIN).mkdir(parents=True, exist_ok=True)
+        (state / DOMAIN / f"{mac(n)}.port").touch()
+
+    return Env(backend, True, plug)
 
 
 @pytest.fixture(params=["openvswitch", "exec", "noop"])
@@ -79,20 +105,8 @@ async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
 
         writes = True
     elif name == "exec":
-        script = executable(tmp_path / "plumb.py", EXEC_SCRIPT)
-        state = tmp_path / "state"
-        backend = ExecBackend(
-            command=[sys.executable, str(script)],
-            timeout=10,
-            virtualport_types=["openvswitch"],
-            env={"STATE": str(state), "PATH": "/usr/bin:/bin"},
-        )
-
-        def plug(n: int) -> None:
-            (state / DOMAIN).mkdir(parents=True, exist_ok=True)
-            (state / DOMAIN / f"{mac(n)}.port").touch()
-
-        writes = True
+        made = exec_env(tmp_path, EXEC_SCRIPT)
+        backend, plug, writes = made.backend, made.plug, made.writes
     else:
         backend = NoopBackend()
 
@@ -127,7 +141,7 @@ async def test_handles_agrees_with_describe(env: Env) -> None:
     assert env.backend.handles(plain_iface(2)) is False
 
 
-async def test_apply_answers_each_interface_in_order(env: Env) -> None:
+async def check_apply_answers_each_interface_in_order(env: Env) -> None:
     for n in (1, 2, 3):
         env.plug(n)
     vifs = [ovs_iface(3, "three"), ovs_iface(1, 'one "quoted"'), ovs_iface(2, "two\nlines")]
@@ -136,13 +150,15 @@ async def test_apply_answers_each_interface_in_order(env: Env) -> None:
     for vif, result in zip(vifs, results, strict=True):
         if env.writes:
             assert result.outcome is Outcome.APPLIED, result
-            assert result.digest == portdata_digest(vif.portdata)
+            # What the backend read back after writing: the agent posts its
+            # digest, and the broker fails the vif when it differs.
+            assert result.readback == vif.portdata, result
         else:
             assert result.outcome is Outcome.SKIPPED
             assert result.detail
 
 
-async def test_collect_reads_back_what_apply_wrote(env: Env) -> None:
+async def check_collect_reads_back_what_apply_wrote(env: Env) -> None:
     env.plug(1)
     env.plug(2)
     await env.backend.apply(DOMAIN, [ovs_iface(1, "alpha"), ovs_iface(2, "βeta ✓")])
@@ -156,15 +172,43 @@ async def test_collect_reads_back_what_apply_wrote(env: Env) -> None:
     assert collected[2] == bare[2]  # not handled: returned untouched
 
 
-async def test_apply_then_rewrite_replaces_the_value(env: Env) -> None:
+async def check_apply_then_rewrite_replaces_the_value(env: Env) -> None:
     env.plug(1)
     await env.backend.apply(DOMAIN, [ovs_iface(1, "first")])
     [result] = await env.backend.apply(DOMAIN, [ovs_iface(1, "second")])
     ports = await env.backend.inspect(DOMAIN, [mac(1)])
     if env.writes:
-        assert result.digest == portdata_digest("second")
+        assert result.outcome is Outcome.APPLIED
+        assert result.readback == "second"
         port = ports[mac(1)]
         assert port is not None and port.portdata == "second"
+    else:
+        # Writes nothing and owns no port: both applies skipped, nothing to see.
+        assert result.outcome is Outcome.SKIPPED and result.readback is None
+        assert ports == {mac(1): None}
+
+
+CHECKS = [
+    check_apply_answers_each_interface_in_order,
+    check_collect_reads_back_what_apply_wrote,
+    check_apply_then_rewrite_replaces_the_value,
+]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+async def test_backend_keeps_what_it_writes(
+    env: Env, check: Callable[[Env], Awaitable[None]]
+) -> None:
+    await check(env)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+async def test_the_checks_catch_a_backend_that_stores_something_else(
+    tmp_path: Path, check: Callable[[Env], Awaitable[None]]
+) -> None:
+    liar = exec_env(tmp_path, LIAR_SCRIPT)
+    with pytest.raises(AssertionError):
+        await check(liar)
 
 
 async def test_inspect_answers_every_mac(env: Env) -> None:
@@ -205,6 +249,13 @@ async def test_unhandled_interface_is_skipped_with_a_reason(env: Env) -> None:
     assert results[1].outcome is (Outcome.APPLIED if env.writes else Outcome.SKIPPED)
 
 
-async def test_close_twice_is_harmless(env: Env) -> None:
+async def test_close_ends_every_watch_and_twice_is_harmless(env: Env) -> None:
+    stream = env.backend.watch()
+    first = asyncio.create_task(anext(stream, None))
     await env.backend.close()
     await env.backend.close()
+    # A stream open at close ends (no event is pending: nothing changed).
+    async with asyncio.timeout(10):
+        assert await first is None
+    # A closed backend still describes itself (the heartbeat keeps working).
+    assert isinstance(await env.backend.describe(), BackendInfo)

@@ -11,14 +11,14 @@ from backend_helpers import DOMAIN, executable, mac, ovs_iface, plain_iface
 
 from vifbroker.backends import BackendError, BackendUnavailable, Outcome, PortNotFound
 from vifbroker.backends.exec import ExecBackend
-from vifbroker.model import portdata_digest
 from vifbroker.model.codec import parse_interface
 
 RECORDER = """\
 import json, os, sys
 stdin = sys.stdin.read()
 env = {k: v for k, v in os.environ.items() if k.startswith("VIFBROKER_")}
-with open(os.path.join(os.environ["OUT"], os.environ["VIFBROKER_MAC"] + ".json"), "w") as f:
+name = os.environ["VIFBROKER_MAC"] + "." + os.environ["VIFBROKER_ACTION"] + ".json"
+with open(os.path.join(os.environ["OUT"], name), "w") as f:
     json.dump({"env": env, "stdin": stdin}, f)
 if os.environ.get("FAIL"):
     print("first line", file=sys.stderr)
@@ -35,8 +35,8 @@ def recorder(tmp_path: Path, **env: str) -> ExecBackend:
     )
 
 
-def recorded(tmp_path: Path, mac: str) -> dict[str, object]:
-    data: dict[str, object] = json.loads((tmp_path / f"{mac}.json").read_text())
+def recorded(tmp_path: Path, mac: str, action: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads((tmp_path / f"{mac}.{action}.json").read_text())
     return data
 
 
@@ -45,22 +45,25 @@ async def test_apply_passes_interface_xml_and_environment(tmp_path: Path) -> Non
     vifs = [ovs_iface(1, '<xml> & "data"\n'), plain_iface(2)]
     results = await backend.apply(DOMAIN, vifs)
     assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED]
-    assert results[0].digest == portdata_digest(vifs[0].portdata)
-    for vif in vifs:
-        seen = recorded(tmp_path, vif.mac)
+    for vif, result in zip(vifs, results, strict=True):
+        seen = recorded(tmp_path, vif.mac, "apply")
         assert seen["env"] == {
             "VIFBROKER_ACTION": "apply",
             "VIFBROKER_DOMAIN_UUID": DOMAIN,
             "VIFBROKER_MAC": vif.mac,
         }
         assert parse_interface(str(seen["stdin"])) == vif
+        # Each apply is followed by a read; what it printed is the read-back.
+        read = recorded(tmp_path, vif.mac, "read")
+        assert read["stdin"] == ""
+        assert result.readback == f"collected: {vif.mac}"
 
 
 async def test_collect_takes_stdout_as_port_data(tmp_path: Path) -> None:
     backend = recorder(tmp_path)
     [vif] = await backend.collect(DOMAIN, [ovs_iface(1, "stale")])
     assert vif.portdata == f"collected: {mac(1)}"  # one trailing newline stripped
-    assert recorded(tmp_path, mac(1))["env"]["VIFBROKER_ACTION"] == "collect"  # type: ignore[index]
+    assert recorded(tmp_path, mac(1), "collect")["env"]["VIFBROKER_ACTION"] == "collect"  # type: ignore[index]
 
 
 async def test_failure_reports_the_last_stderr_line(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from backend_helpers import DOMAIN, OTHER_DOMAIN, mac, ovs_backend, ovs_iface
 
 from ovs_harness import OvsDb
 from vifbroker.backends import Outcome, PortNotFound
-from vifbroker.model import Interface, VirtualPort, portdata_digest
+from vifbroker.model import PORTDATA_DEFAULT_MAX, Interface, VirtualPort
 
 # Everything a JSON or shell layer could mangle, plus a value near the cap.
 VALUES = [
@@ -42,7 +42,7 @@ async def test_every_value_round_trips_byte_exactly(ovsdb: OvsDb) -> None:
         collected = await backend.collect(DOMAIN, [ovs_iface(n) for n in range(len(VALUES))])
     for n, value in enumerate(VALUES):
         assert results[n].outcome is Outcome.APPLIED, (n, results[n])
-        assert results[n].digest == portdata_digest(value)
+        assert results[n].readback == value
         # An independent reader (the harness's own find) sees the same bytes.
         assert ovsdb.get_portdata(f"tap{n}") == value, n
         assert collected[n].portdata == value, n
@@ -78,14 +78,14 @@ async def test_none_removes_the_key(ovsdb: OvsDb) -> None:
     async with ovs_backend(ovsdb) as backend:
         [result] = await backend.apply(DOMAIN, [ovs_iface(1, None)])
     assert result.outcome is Outcome.APPLIED
-    assert result.digest == portdata_digest(None)
+    assert result.readback is None
     assert ovsdb.get_portdata("vnet1") is None
 
 
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        ("y" * (64 * 1024 + 1), "limit"),
+        ("y" * (PORTDATA_DEFAULT_MAX + 1), "limit"),
         ("nul\x00inside", "NUL"),
         # Under the byte cap, but six times larger once JSON-escaped: above
         # what Linux accepts as one argv element.
@@ -100,7 +100,7 @@ async def test_unwritable_value_fails_that_vif_only(ovsdb: OvsDb, value: str, re
         bad, good = await backend.apply(DOMAIN, [ovs_iface(1, value), ovs_iface(2, "fine")])
     assert bad.outcome is Outcome.FAILED
     assert bad.detail is not None and reason in bad.detail
-    assert bad.digest is None
+    assert bad.readback is None
     assert good.outcome is Outcome.APPLIED
     assert ovsdb.get_portdata("vnet1") == "untouched"
     assert ovsdb.get_portdata("vnet2") == "fine"

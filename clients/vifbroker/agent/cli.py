@@ -24,8 +24,8 @@ from .errors import AgentError, ConfigError
 from .lifecycle import DomainFeed
 from .router import Router
 from .service import Agent
+from .settings import AgentSettings
 from .state import StateFile
-from .tracker import AgentSettings
 from .wiring import (
     add_backend_options,
     add_broker_options,
@@ -193,12 +193,7 @@ async def _push(
                 id=args.migration_id,
             )
             migration_id = migration.id
-        if backends:
-            owned, _ = Router(backends).group(interfaces)
-            filled: dict[str, Interface] = {}
-            for backend, ifaces in owned.values():
-                filled.update((i.mac, i) for i in await backend.collect(domain_uuid, ifaces))
-            interfaces = [filled.get(i.mac, i) for i in interfaces]
+        interfaces = await Router(backends).collect(domain_uuid, interfaces)
         result = await client.upload(domain_uuid, interfaces)
     except BackendError as exc:
         raise ConfigError(f"collecting port data: {exc}") from exc

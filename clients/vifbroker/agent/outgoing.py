@@ -6,7 +6,6 @@ while collecting is never missed; at worst it is uploaded once more.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -17,7 +16,7 @@ from vifbroker.model import Interface, normalize_mac
 from .errors import AgentError, DomainNotFound
 from .portwatch import Subscription
 from .retry import Backoff, monotonic_deadline, remaining
-from .tracker import Tracker
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ class _Gone(Exception):
     """The migration is no longer active: stop following it."""
 
 
-class Outgoing(Tracker):
+class Outgoing(Worker):
     direction = "outgoing"
 
     @property
@@ -40,7 +39,7 @@ class Outgoing(Tracker):
 
     async def run(self) -> None:
         deadline = monotonic_deadline(self.item.migration.expires_at)
-        with self.subscribe(self.domain_uuid) as sub:
+        with self.subscribe() as sub:
             try:
                 current = await self._first_upload(deadline)
                 if current is not None:
@@ -49,16 +48,8 @@ class Outgoing(Tracker):
                 log.info("migration %s: no longer active, stopped following", self.migration_id)
 
     async def _collect(self) -> list[Interface]:
-        domain = self.domain_uuid
-        interfaces = await self.deps.domains.interfaces(domain)
-        owned, _ = self.deps.router.group(interfaces)
-        filled: dict[str, Interface] = {}
-        for collected in await asyncio.gather(
-            *(backend.collect(domain, ifaces) for backend, ifaces in owned.values())
-        ):
-            filled.update((i.mac, i) for i in collected)
-        # Interfaces no backend owns go as they are: the destination reports them.
-        return [filled.get(i.mac, i) for i in interfaces]
+        interfaces = await self.deps.domains.interfaces(self.domain_uuid)
+        return await self.deps.router.collect(self.domain_uuid, interfaces)
 
     async def _first_upload(self, deadline: float) -> dict[str, Interface] | None:
         backoff = Backoff(0.1, 2.0)

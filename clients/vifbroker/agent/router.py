@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from vifbroker.backends import Backend
@@ -33,6 +34,21 @@ class Router:
             else:
                 owned.setdefault(backend.name, (backend, []))[1].append(iface)
         return owned, unowned
+
+    async def collect(self, domain_uuid: str, interfaces: Sequence[Interface]) -> list[Interface]:
+        """``interfaces`` with the port data their owning backends read (source side).
+
+        Each backend collects its own interfaces in one call, all backends at
+        once; interfaces no backend owns come back as they are (the
+        destination reports them). Backend errors propagate.
+        """
+        owned, _ = self.group(interfaces)
+        filled: dict[str, Interface] = {}
+        for collected in await asyncio.gather(
+            *(backend.collect(domain_uuid, ifaces) for backend, ifaces in owned.values())
+        ):
+            filled.update((i.mac, i) for i in collected)
+        return [filled.get(i.mac, i) for i in interfaces]
 
 
 def describe_interface(interface: Interface) -> str:

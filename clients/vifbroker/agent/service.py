@@ -19,8 +19,9 @@ from .outgoing import Outgoing
 from .portwatch import PortWatch
 from .retry import Backoff
 from .router import Router
+from .settings import AgentSettings, Deps
 from .state import StateFile
-from .tracker import AgentSettings, Deps, Tracker
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Agent:
         self.watch = PortWatch(self.backends, feed)
         self.deps = Deps(client, Router(self.backends), self.watch, domains, settings)
         self.after = 0
-        self._trackers: dict[_Key, Tracker] = {}
+        self._workers: dict[_Key, Worker] = {}
         self._tasks: dict[_Key, asyncio.Task[None]] = {}
         self._crashes: dict[_Key, int] = {}
         self._stop = asyncio.Event()
@@ -124,16 +125,16 @@ class Agent:
     def _dispatch(self, item: InboxItem) -> None:
         migration = item.migration
         key = (migration.id, item.direction)
-        tracker = self._trackers.get(key)
-        if tracker is not None:
-            tracker.update(item)
+        worker = self._workers.get(key)
+        if worker is not None:
+            worker.update(item)
             if migration.state.terminal:
-                tracker.stop()
+                worker.stop()
             return
         if migration.state.terminal:
             return
         cls = Outgoing if item.direction == "outgoing" else Incoming
-        tracker = cls(item, self.deps)
+        worker = cls(item, self.deps)
         log.info(
             "migration %s: %s, domain %s, %s -> %s, %d vif records",
             migration.id,
@@ -143,13 +144,13 @@ class Agent:
             migration.destination_host,
             len(item.interfaces),
         )
-        task = asyncio.create_task(tracker.run(), name=f"{item.direction}-{migration.id}")
-        self._trackers[key] = tracker
+        task = asyncio.create_task(worker.run(), name=f"{item.direction}-{migration.id}")
+        self._workers[key] = worker
         self._tasks[key] = task
         task.add_done_callback(functools.partial(self._finished, key))
 
     def _finished(self, key: _Key, task: asyncio.Task[None]) -> None:
-        tracker = self._trackers.pop(key, None)
+        worker = self._workers.pop(key, None)
         self._tasks.pop(key, None)
         if task.cancelled() or task.exception() is None:
             self._crashes.pop(key, None)
@@ -162,20 +163,20 @@ class Agent:
             "migration %s: %s worker crashed (%d times); restarting in %.1fs",
             key[0], key[1], crashes, delay, exc_info=task.exception(),
         )  # fmt: skip
-        if tracker is not None and not self._stop.is_set():
-            asyncio.get_running_loop().call_later(delay, self._restart, tracker.item)
+        if worker is not None and not self._stop.is_set():
+            asyncio.get_running_loop().call_later(delay, self._restart, worker.item)
 
     def _restart(self, item: InboxItem) -> None:
-        if not self._stop.is_set() and (item.migration.id, item.direction) not in self._trackers:
+        if not self._stop.is_set() and (item.migration.id, item.direction) not in self._workers:
             self._dispatch(item)
 
     def active(self) -> set[_Key]:
         """(migration id, direction) of every migration this agent is working on."""
-        return set(self._trackers)
+        return set(self._workers)
 
     def resume_point(self) -> int:
         """The revision to resume the inbox from after a restart."""
-        busy = [t.resume_revision for t in self._trackers.values()]
+        busy = [t.resume_revision for t in self._workers.values()]
         return min([self.after, *(r - 1 for r in busy if r is not None)])
 
     async def _save(self) -> None:
@@ -185,8 +186,8 @@ class Agent:
             log.error("cannot write state file %s: %s", self.state.path, exc)
 
     async def _drain(self) -> None:
-        for tracker in list(self._trackers.values()):
-            tracker.stop()
+        for worker in list(self._workers.values()):
+            worker.stop()
         tasks = list(self._tasks.values())
         if not tasks:
             return

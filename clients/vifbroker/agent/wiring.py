@@ -1,23 +1,27 @@
 """Turning command-line options into objects: backends, domain source, client.
 
-The only place that knows every backend's constructor options.
+Backend options are not listed here: each installed backend declares them
+(``Backend.Options``) and they become ``--<prefix>-<field>`` options.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from vifbroker.backends import Backend, load_backend
+from pydantic import ValidationError
+
+from vifbroker.backends import Backend, BackendOptions, available_backends, load_backend
 from vifbroker.client import BrokerClient
 
 from .domainxml import DirectorySource, DomainSource, VirshSource
 from .errors import ConfigError
 from .lifecycle import DomainFeed, VirshEvents
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BACKENDS = ("openvswitch",)
 
@@ -47,19 +51,53 @@ def add_backend_options(parser: argparse.ArgumentParser, *, default: bool = True
         + (", ".join(DEFAULT_BACKENDS) if default else "none")
         + ")",
     )
-    parser.add_argument(
-        "--ovs-db", metavar="unix:SOCK", help="OVSDB to talk to (default: ovs-vsctl's own)"
-    )
-    parser.add_argument(
-        "--ovs-no-wait",
-        action="store_true",
-        help="pass --no-wait to ovs-vsctl (no ovs-vswitchd, e.g. tests)",
-    )
-    parser.add_argument(
-        "--exec-command",
-        metavar="CMD",
-        help="the exec backend's command (split like a shell would; never run by one)",
-    )
+    for name in available_backends():
+        try:
+            cls = load_backend(name)
+        except Exception as exc:  # a broken plug-in must not take the CLI down
+            log.warning("backend %s cannot be loaded: %s", name, exc)
+            continue
+        _add_options(parser, cls)
+
+
+def _dest(cls: type[Backend], field: str) -> str:
+    return f"backend_{cls.name}_{field}"
+
+
+def _add_options(parser: argparse.ArgumentParser, cls: type[Backend]) -> None:
+    group = parser.add_argument_group(f"{cls.name} backend")
+    for field, info in cls.Options.model_fields.items():
+        flag = f"--{cls.cli_prefix()}-{field.replace('_', '-')}"
+        kwargs: dict[str, Any] = {"dest": _dest(cls, field), "default": None}
+        if info.description:
+            kwargs["help"] = info.description
+        if info.annotation is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["metavar"] = field.upper()
+        try:
+            group.add_argument(flag, **kwargs)
+        except argparse.ArgumentError as exc:
+            log.warning("backend %s: option %s not offered: %s", cls.name, flag, exc)
+
+
+def backend_options(cls: type[Backend], args: argparse.Namespace) -> BackendOptions:
+    """The options of backend ``cls`` given on the command line, validated."""
+    given = {
+        field: value
+        for field in cls.Options.model_fields
+        if (value := getattr(args, _dest(cls, field), None)) is not None
+    }
+    try:
+        return cls.Options.model_validate(given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{cls.cli_prefix()}-{str(e['loc'][0]).replace('_', '-')}: {e['msg']}"
+            if e["loc"]
+            else e["msg"]
+            for e in exc.errors()
+        )
+        raise ConfigError(f"the {cls.name} backend: {problems}") from exc
 
 
 def read_token(path: Path) -> str:
@@ -79,26 +117,16 @@ def make_client(args: argparse.Namespace) -> BrokerClient:
     return BrokerClient(urls, read_token(args.token_file))
 
 
-def backend_options(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    if name == "openvswitch":
-        return {"db": args.ovs_db, "no_wait": bool(args.ovs_no_wait)}
-    if name == "exec":
-        if not args.exec_command:
-            raise ConfigError("the exec backend needs --exec-command")
-        return {"command": shlex.split(args.exec_command)}
-    return {}
-
-
 def make_backends(args: argparse.Namespace, *, default: bool = True) -> list[Backend]:
     names: list[str] = args.backends or (list(DEFAULT_BACKENDS) if default else [])
     backends = []
     for name in dict.fromkeys(names):
         try:
             cls = load_backend(name)
-        except LookupError as exc:
+        except (LookupError, TypeError) as exc:
             raise ConfigError(str(exc)) from exc
         try:
-            backends.append(cls(**backend_options(name, args)))
+            backends.append(cls.from_options(backend_options(cls, args)))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"backend {name}: {exc}") from exc
     return backends

@@ -8,6 +8,16 @@ operator's command, nothing at all). The agent asks it four things:
 * ``apply()``     on the destination: write every vif of one domain at once;
 * ``inspect()``   what the local port for each MAC holds now (None: no port).
 
+Each backend declares its own options (like os-vif's ``CONFIG_OPTS``): a
+:class:`BackendOptions` model whose fields are the keywords of its
+constructor. The agent's command line offers every field of every installed
+backend as ``--<option_prefix>-<field>``, so a backend added through the
+``vifbroker.backends`` entry point is configured like a shipped one.
+
+apply() reports what it *read back* after writing (``ApplyResult.readback``);
+it does not judge it. The agent turns that into the digest it posts and the
+broker compares it with what was uploaded: one owner for that rule.
+
 Errors (tree)::
 
     BackendError
@@ -20,8 +30,12 @@ from __future__ import annotations
 
 import abc
 import enum
+import shlex
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from vifbroker.model import BackendInfo, Interface
 
@@ -62,8 +76,9 @@ class ApplyResult:
     mac: str
     outcome: Outcome
     detail: str | None = None
-    #: sha256 hex of the port data read back after the write (applied only)
-    digest: str | None = None
+    #: the port data read back from local state after the write (applied only;
+    #: None when the port holds none)
+    readback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +101,46 @@ class PortEvent:
     removed: bool = False
 
 
+class BackendOptions(BaseModel):
+    """A backend's settings. Subclass it with one field per constructor keyword.
+
+    Every field becomes a command-line option ``--<prefix>-<field-name>``
+    (underscores as dashes; its ``description`` is the help text). Values
+    arrive as strings from the command line and are converted by pydantic;
+    a ``bool`` field is a flag.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def split_words(value: Any) -> Any:
+    """A command line (``"cmd --flag 'a b'"``) as argv, split like a shell would."""
+    return shlex.split(value) if isinstance(value, str) else value
+
+
+def split_commas(value: Any) -> Any:
+    """``"a,b"`` → ``["a", "b"]`` (a list option given on the command line)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
 class Backend(abc.ABC):
     #: entry point name in group ``vifbroker.backends``
-    name: str = ""
+    name: ClassVar[str] = ""
+    #: this backend's options: fields are the constructor's keywords
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+    #: command-line prefix of its options (``--ovs-db``); empty: the name
+    option_prefix: ClassVar[str] = ""
+
+    @classmethod
+    def cli_prefix(cls) -> str:
+        return cls.option_prefix or cls.name
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> Backend:
+        """Build the backend from its validated options."""
+        return cls(**dict(options))
 
     @abc.abstractmethod
     async def describe(self) -> BackendInfo: ...

@@ -3,21 +3,31 @@
 The command (an argv list, never a shell line) gets, per interface:
 
 * stdin: the ``<interface>`` XML (the model's codec; port data inside
-  ``<virtualport><portdata>``); empty for ``inspect``;
-* environment: ``VIFBROKER_ACTION`` (apply, collect, inspect),
-  ``VIFBROKER_DOMAIN_UUID``, ``VIFBROKER_MAC``, on top of the agent's own.
+  ``<virtualport><portdata>``); empty for ``read``;
+* environment: ``VIFBROKER_ACTION``, ``VIFBROKER_DOMAIN_UUID``,
+  ``VIFBROKER_MAC``, on top of the agent's own.
+
+Actions:
+
+* ``apply`` (destination): store the port data of the XML on stdin (no
+  ``<portdata>``: remove it);
+* ``read``: print the port data the local port holds now. Run after every
+  successful ``apply`` — what it prints is the read-back the agent reports
+  (so a command that stores something else is caught by the broker) — and
+  for ``inspect``;
+* ``collect`` (source): print the port data to upload for the XML on stdin.
 
 Exit status:
 
-* 0: done. For ``collect`` and ``inspect``, stdout is the port data (one
+* 0: done. For ``read`` and ``collect``, stdout is the port data (one
   trailing newline stripped; empty output means no port data).
 * 75 (EX_TEMPFAIL): no local port for this vif yet; raised as PortNotFound
   so the agent retries (apply still runs every other vif first).
-* anything else: ``failed`` (apply) or BackendError (collect, inspect), with
+* anything else: ``failed`` (apply) or BackendError (collect, read), with
   stderr's last line as the detail.
 
 A command that runs past ``timeout`` is killed: apply reports that vif
-``failed``, collect and inspect raise BackendTimeout.
+``failed``, collect and read raise BackendTimeout.
 """
 
 from __future__ import annotations
@@ -29,19 +39,25 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated, Any
 
-from vifbroker.model import BackendInfo, Interface, portdata_digest
+from pydantic import BeforeValidator, Field
+
+from vifbroker.model import BackendInfo, Interface
 from vifbroker.model.codec import interface_to_xml
 
 from .base import (
     ApplyResult,
     Backend,
     BackendError,
+    BackendOptions,
     BackendTimeout,
     BackendUnavailable,
     LocalPort,
     Outcome,
     PortNotFound,
+    split_commas,
+    split_words,
 )
 
 log = logging.getLogger(__name__)
@@ -69,29 +85,37 @@ class _Run:
         return text or None
 
 
+class ExecOptions(BackendOptions):
+    command: Annotated[list[str], BeforeValidator(split_words)] = Field(
+        min_length=1,
+        description="the command (split like a shell would; never run by one)",
+    )
+    timeout: float = Field(default=10.0, gt=0, description="seconds one run may take")
+    concurrency: int = Field(default=4, ge=1, description="runs at once")
+    interface_types: Annotated[list[str], BeforeValidator(split_commas)] = Field(
+        default_factory=list,
+        description="interface types the command owns, comma-separated (none: every vif)",
+    )
+    virtualport_types: Annotated[list[str], BeforeValidator(split_commas)] = Field(
+        default_factory=list,
+        description="virtualport types the command owns, comma-separated (none: every vif)",
+    )
+
+
 class ExecBackend(Backend):
     name = "exec"
+    Options = ExecOptions
 
-    def __init__(
-        self,
-        *,
-        command: Sequence[str],
-        timeout: float = 10.0,
-        concurrency: int = 4,
-        interface_types: Sequence[str] = (),
-        virtualport_types: Sequence[str] = (),
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        """``interface_types``/``virtualport_types`` say which vifs the command owns;
-        both empty means every vif."""
-        if not command:
-            raise ValueError("exec backend needs a command")
-        self.command = list(command)
-        self.timeout = timeout
-        self.interface_types = list(interface_types)
-        self.virtualport_types = list(virtualport_types)
+    def __init__(self, *, env: Mapping[str, str] | None = None, **options: Any) -> None:
+        """Keywords: the fields of :class:`ExecOptions`, and ``env`` (the command's
+        environment; default: the agent's own)."""
+        opts = ExecOptions.model_validate(options)
+        self.command = list(opts.command)
+        self.timeout = opts.timeout
+        self.interface_types = list(opts.interface_types)
+        self.virtualport_types = list(opts.virtualport_types)
         self.env = dict(os.environ if env is None else env)
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(opts.concurrency)
 
     async def describe(self) -> BackendInfo:
         found = shutil.which(self.command[0]) is not None
@@ -140,7 +164,7 @@ class ExecBackend(Backend):
 
     async def inspect(self, domain_uuid: str, macs: Sequence[str]) -> dict[str, LocalPort | None]:
         async def one(mac: str) -> LocalPort | None:
-            run = await self._run("inspect", domain_uuid, mac, b"")
+            run = await self._run("read", domain_uuid, mac, b"")
             if run.returncode == EX_TEMPFAIL:
                 return None
             self._check(run, domain_uuid, mac)
@@ -164,12 +188,16 @@ class ExecBackend(Backend):
                 "domain %s mac %s: exec apply failed: %s", domain_uuid, interface.mac, run.detail()
             )
             return ApplyResult(interface.mac, Outcome.FAILED, run.detail())
+        try:
+            read = await self._run("read", domain_uuid, interface.mac, b"")
+            self._check(read, domain_uuid, interface.mac)
+            readback = read.portdata()
+        except BackendError as exc:
+            return ApplyResult(interface.mac, Outcome.FAILED, f"reading back: {exc}")
         log.info(
             "domain %s mac %s: port data applied by %s", domain_uuid, interface.mac, self.command[0]
         )
-        return ApplyResult(
-            interface.mac, Outcome.APPLIED, digest=portdata_digest(interface.portdata)
-        )
+        return ApplyResult(interface.mac, Outcome.APPLIED, readback=readback)
 
     def _check(self, run: _Run, domain_uuid: str, mac: str) -> None:
         if run.returncode == EX_TEMPFAIL:

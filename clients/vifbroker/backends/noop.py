@@ -8,17 +8,28 @@ failure under ``on_backend_mismatch: fail``, which the broker decides).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from pydantic import Field
 
 from vifbroker.model import BackendInfo, Interface
 
-from .base import ApplyResult, Backend, LocalPort, Outcome
+from .base import ApplyResult, Backend, BackendOptions, LocalPort, Outcome
+
+
+class NoopOptions(BackendOptions):
+    reason: str = Field(
+        default="no Open vSwitch on this host", description="the reason every skip reports"
+    )
 
 
 class NoopBackend(Backend):
     name = "noop"
+    Options = NoopOptions
 
-    def __init__(self, *, reason: str = "no Open vSwitch on this host") -> None:
-        self.reason = reason
+    def __init__(self, **options: Any) -> None:
+        """Keywords: the fields of :class:`NoopOptions`."""
+        self.reason = NoopOptions.model_validate(options).reason
 
     async def describe(self) -> BackendInfo:
         return BackendInfo(name=self.name, available=True, detail=self.reason)

@@ -2,6 +2,7 @@
 
 from .ids import DomainUUID, Mac, normalize_mac, normalize_uuid
 from .interface import (
+    PORTDATA_DEFAULT_MAX,
     Bandwidth,
     Interface,
     Rate,
@@ -31,6 +32,7 @@ from .migration import (
 )
 
 __all__ = [
+    "PORTDATA_DEFAULT_MAX",
     "TERMINAL_STATES",
     "BackendInfo",
     "Bandwidth",

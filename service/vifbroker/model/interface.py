@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from .ids import Mac
 from .xmlsafe import PortDataText, XmlName, XmlText
 
+#: the one default cap on port data (bytes, UTF-8): the broker's upload limit and
+#: the Open vSwitch backend's write limit
+PORTDATA_DEFAULT_MAX = 64 * 1024
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -28,6 +28,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from vifbroker.model import PORTDATA_DEFAULT_MAX
+
 MIB = 1024 * 1024
 
 
@@ -39,7 +41,7 @@ class Settings(BaseSettings):
     tokens: Path | None = None
     state_dir: Path = Path("./state")
     max_body_bytes: int = Field(default=8 * MIB, ge=1024)
-    max_portdata_bytes: int = Field(default=64 * 1024, ge=1)
+    max_portdata_bytes: int = Field(default=PORTDATA_DEFAULT_MAX, ge=1)
     longpoll_max_seconds: float = Field(default=60.0, gt=0)
     expiry_interval_seconds: float = Field(default=1.0, gt=0)
     retention_seconds: float = Field(default=7 * 86400.0, ge=0)

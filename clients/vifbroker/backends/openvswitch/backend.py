@@ -25,13 +25,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from vifbroker.model import BackendInfo, Interface, normalize_mac, normalize_uuid, portdata_digest
+from pydantic import Field
+
+from vifbroker.model import (
+    PORTDATA_DEFAULT_MAX,
+    BackendInfo,
+    Interface,
+    normalize_mac,
+    normalize_uuid,
+)
 
 from ..base import (
     ApplyResult,
     Backend,
     BackendError,
+    BackendOptions,
     LocalPort,
     Outcome,
     PortEvent,
@@ -55,30 +65,48 @@ log = logging.getLogger(__name__)
 VIRTUALPORT_TYPE = "openvswitch"
 
 
+class OvsOptions(BackendOptions):
+    db: str | None = Field(
+        default=None, description="OVSDB to talk to, e.g. unix:SOCK (default: ovs-vsctl's own)"
+    )
+    no_wait: bool = Field(
+        default=False, description="pass --no-wait to ovs-vsctl (no ovs-vswitchd, e.g. tests)"
+    )
+    timeout: float = Field(default=5.0, gt=0, description="seconds one ovs-vsctl call may take")
+    max_portdata: int = Field(
+        default=PORTDATA_DEFAULT_MAX,
+        ge=1,
+        description="largest port data (bytes, UTF-8) written to one Interface; every "
+        "ovs-vsctl call downloads all of them, so large values slow the whole host",
+    )
+    workers: int = Field(default=4, ge=1, description="concurrent ovs-vsctl processes")
+    vsctl: str = Field(default="ovs-vsctl", description="the ovs-vsctl binary")
+    ovsdb_client: str = Field(default="ovsdb-client", description="the ovsdb-client binary")
+    monitor_backoff_max: float = Field(
+        default=2.0, gt=0, description="longest pause before restarting a failed monitor"
+    )
+
+
 class OpenVSwitchBackend(Backend):
     name = "openvswitch"
+    Options = OvsOptions
+    option_prefix = "ovs"
 
-    def __init__(
-        self,
-        *,
-        db: str | None = None,
-        no_wait: bool = False,
-        timeout: float = 5.0,
-        max_portdata: int = 64 * 1024,
-        workers: int = 4,
-        vsctl: str = "ovs-vsctl",
-        ovsdb_client: str = "ovsdb-client",
-        monitor_backoff_max: float = 2.0,
-    ) -> None:
-        self.config = VsctlConfig(binary=vsctl, db=db, no_wait=no_wait, timeout=timeout)
-        self.max_portdata = max_portdata
-        self.ovsdb_client = ovsdb_client
-        self.monitor_backoff_max = monitor_backoff_max
+    def __init__(self, **options: Any) -> None:
+        """Keywords: the fields of :class:`OvsOptions`."""
+        opts = self.options = OvsOptions.model_validate(options)
+        self.config = VsctlConfig(
+            binary=opts.vsctl, db=opts.db, no_wait=opts.no_wait, timeout=opts.timeout
+        )
+        self.max_portdata = opts.max_portdata
+        self.ovsdb_client = opts.ovsdb_client
+        self.monitor_backoff_max = opts.monitor_backoff_max
         self.runner = VsctlRunner(self.config)
-        self.pool = VsctlPool(self.runner, workers=workers)
+        self.pool = VsctlPool(self.runner, workers=opts.workers)
         self.lookup = PortLookup(self.pool)
         self._known: dict[str, dict[str, Port]] = {}  # domain -> mac -> port, last seen
         self._monitors: set[InterfaceMonitor] = set()
+        self._closed = False
 
     # -- seam ------------------------------------------------------------------------
     async def describe(self) -> BackendInfo:
@@ -143,6 +171,8 @@ class OpenVSwitchBackend(Backend):
         return [results[i] for i in range(len(interfaces))]
 
     async def watch(self) -> AsyncIterator[PortEvent]:
+        if self._closed:
+            return
         monitor = InterfaceMonitor(
             binary=self.ovsdb_client, db=self.config.db, backoff_max=self.monitor_backoff_max
         )
@@ -155,6 +185,7 @@ class OpenVSwitchBackend(Backend):
             await monitor.close()
 
     async def close(self) -> None:
+        self._closed = True
         for monitor in list(self._monitors):
             await monitor.close()
         await self.lookup.close()
@@ -229,9 +260,5 @@ class OpenVSwitchBackend(Backend):
             # The row we wrote no longer carries this domain's vm-id: a port
             # re-plugged under us. Nothing to vouch for.
             return ApplyResult(interface.mac, Outcome.FAILED, "port changed during apply")
-        if read.portdata != interface.portdata:
-            return ApplyResult(
-                interface.mac, Outcome.FAILED, f"port {read.name}: read back differs from written"
-            )
         log.info("domain %s mac %s: port data applied on %s", domain, interface.mac, read.name)
-        return ApplyResult(interface.mac, Outcome.APPLIED, digest=portdata_digest(read.portdata))
+        return ApplyResult(interface.mac, Outcome.APPLIED, readback=read.portdata)

@@ -91,7 +91,6 @@ class InterfaceMonitor:
         self.backoff_max = backoff_max
         # An initial snapshot is one line holding every Interface's external_ids.
         self.line_limit = line_limit
-        self.spawned = 0
         self._view: dict[str, _Row] = {}
         self._proc: asyncio.subprocess.Process | None = None
         self._closed = asyncio.Event()
@@ -145,7 +144,6 @@ class InterfaceMonitor:
             log.warning("cannot run %s: %s", self.binary, exc)
             return
         self._proc = proc
-        self.spawned += 1
         assert proc.stdout is not None and proc.stderr is not None
         try:
             while True:

@@ -6,41 +6,19 @@ import abc
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from vifbroker.client import BrokerClient
 from vifbroker.model import InboxItem
 
-from .domainxml import DomainSource
-from .portwatch import PortWatch, Subscription
-from .router import Router
+from .portwatch import Subscription
+from .settings import Deps
 
 
-@dataclass(frozen=True, slots=True)
-class AgentSettings:
-    host: str
-    #: longest inbox long-poll (seconds)
-    poll_wait: float = 25.0
-    heartbeat_interval: float = 15.0
-    #: once some ports of a domain exist, how long to wait for the rest before
-    #: applying those that do (the rest follow when they appear)
-    port_grace: float = 1.0
-    #: on SIGTERM, how long in-flight applies and uploads may take to finish
-    drain_timeout: float = 10.0
-    agent_version: str | None = None
+class Worker(abc.ABC):
+    """One migration seen from this host, in one direction; runs as one task.
 
-
-@dataclass(frozen=True, slots=True)
-class Deps:
-    client: BrokerClient
-    router: Router
-    watch: PortWatch
-    domains: DomainSource
-    settings: AgentSettings
-
-
-class Tracker(abc.ABC):
-    """One migration seen from this host, in one direction; runs as one task."""
+    A worker holds at most one port-watch subscription (:meth:`subscribe`), for
+    its whole run: every event of its domain reaches it exactly once.
+    """
 
     direction: str = ""
 
@@ -49,8 +27,8 @@ class Tracker(abc.ABC):
         self.deps = deps
         self.stopping = False
         self._changed = asyncio.Event()
-        #: port-watch subscriptions to wake on stop()
-        self._subs: set[Subscription] = set()
+        #: the worker's port-watch subscription while it runs (woken on stop/update)
+        self.sub: Subscription | None = None
 
     @property
     def migration_id(self) -> str:
@@ -66,23 +44,29 @@ class Tracker(abc.ABC):
         if item.revision >= self.item.revision:
             self.item = item
             self._changed.set()
+        self._wake()
 
     def stop(self) -> None:
         """Finish what is in flight, then return from :meth:`run`."""
         self.stopping = True
         self._changed.set()
-        for sub in self._subs:
-            sub.wake()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.sub is not None:
+            self.sub.wake()
 
     @contextlib.contextmanager
-    def subscribe(self, domain_uuid: str) -> Iterator[Subscription]:
-        """A port-watch subscription that :meth:`stop` wakes."""
-        with self.deps.watch.subscribe(domain_uuid) as sub:
-            self._subs.add(sub)
+    def subscribe(self) -> Iterator[Subscription]:
+        """The worker's one subscription to its domain's port and lifecycle events."""
+        if self.sub is not None:
+            raise RuntimeError("a worker subscribes once")
+        with self.deps.watch.subscribe(self.item.migration.domain_uuid) as sub:
+            self.sub = sub
             try:
                 yield sub
             finally:
-                self._subs.discard(sub)
+                self.sub = None
 
     async def wait_changed(self, within: float | None = None) -> None:
         """Until :meth:`update`/:meth:`stop` is called, or ``within`` seconds pass."""

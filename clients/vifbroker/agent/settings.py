@@ -1,0 +1,36 @@
+"""The agent's settings and the dependencies every migration worker is given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vifbroker.client import BrokerClient
+
+from .domainxml import DomainSource
+from .portwatch import PortWatch
+from .router import Router
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    host: str
+    #: longest inbox long-poll (seconds)
+    poll_wait: float = 25.0
+    heartbeat_interval: float = 15.0
+    #: once some ports of a domain exist, how long to wait for the rest before
+    #: applying those that do (the rest follow when they appear)
+    port_grace: float = 1.0
+    #: on SIGTERM, how long in-flight applies and uploads may take to finish
+    drain_timeout: float = 10.0
+    agent_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """What a worker talks to; built once by :class:`.service.Agent`."""
+
+    client: BrokerClient
+    router: Router
+    watch: PortWatch
+    domains: DomainSource
+    settings: AgentSettings
