@@ -26,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from agent_harness import mac
 
 from vifbroker.client import BrokerClient
 from vifbroker.model import VifRecord
@@ -38,6 +40,7 @@ PORTDATA = re.compile(r"^c(\d+):s(\d+):")
 PAD = "x" * 64
 #: what an upload may answer while the store is unreachable
 UNAVAILABLE = 503
+BULK_VIFS = 4
 
 
 @dataclass
@@ -146,6 +149,25 @@ class Uploader:
             f"stored seq {found}"
         )
         self.seq, self.uncertain = found, False
+
+
+async def make_uploaders(
+    controller: BrokerClient,
+    urls: list[str],
+    token: str,
+    count: int,
+    route: tuple[str, str] = ("host-a", "host-b"),
+) -> list[Uploader]:
+    """``count`` uploaders, each on a new migration along ``route`` (source, destination),
+    spread over ``urls``; even ones bulk-upload 4 vifs, odd ones a single vif."""
+    out = []
+    for i in range(count):
+        domain = str(uuid.uuid4())
+        await controller.create_migration(domain, *route, ttl_seconds=3600)
+        bulk = i % 2 == 0
+        macs = [mac(i * BULK_VIFS + j) for j in range(BULK_VIFS if bulk else 1)]
+        out.append(Uploader(i, urls[i % len(urls)], token, domain, macs, bulk))
+    return out
 
 
 class ParkedPoll:

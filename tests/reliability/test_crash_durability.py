@@ -14,13 +14,11 @@ import asyncio
 import json
 import os
 import random
-import uuid
 
 import aiohttp
 import pytest
-from agent_harness import mac
 from fleet import Fleet, gather_cancelling
-from load import Uploader
+from load import make_uploaders
 
 from testkit import wait_until
 
@@ -28,7 +26,6 @@ pytestmark = pytest.mark.reliability
 
 ROUNDS = 5
 CLIENTS = 16
-BULK_VIFS = 4
 
 
 async def test_sigkilled_broker_keeps_every_acknowledged_upload(
@@ -39,13 +36,7 @@ async def test_sigkilled_broker_keeps_every_acknowledged_upload(
     broker = await fleet.start_replica()
     controller = fleet.controller()
     token = fleet.token("agent", "host-a")
-    uploaders = []
-    for i in range(CLIENTS):
-        domain = str(uuid.uuid4())
-        await controller.create_migration(domain, "host-a", "host-b", ttl_seconds=3600)
-        bulk = i % 2 == 0
-        macs = [mac(i * BULK_VIFS + j) for j in range(BULK_VIFS if bulk else 1)]
-        uploaders.append(Uploader(i, broker.url, token, domain, macs, bulk))
+    uploaders = await make_uploaders(controller, [broker.url], token, CLIENTS)
 
     def acks() -> int:
         return sum(u.acks_total for u in uploaders)

@@ -14,9 +14,8 @@ import uuid
 
 import aiohttp
 import pytest
-from agent_harness import mac
 from fleet import Fleet, gather_cancelling, metric
-from load import ParkedPoll, Uploader, inbox_portdata
+from load import ParkedPoll, inbox_portdata, make_uploaders
 
 from testkit import wait_until
 
@@ -33,12 +32,7 @@ async def test_thousand_parked_polls_keep_uploads_and_wakes_exact(
     broker = await fleet.start_replica()
     controller = fleet.controller()
     token = fleet.token("agent", "host-a")
-    uploaders = []
-    for i in range(CLIENTS):
-        domain = str(uuid.uuid4())
-        await controller.create_migration(domain, "host-a", "host-b")
-        macs = [mac(i * 4 + j) for j in range(4 if i % 2 else 1)]
-        uploaders.append(Uploader(i, broker.url, token, domain, macs, bulk=bool(i % 2)))
+    uploaders = await make_uploaders(controller, [broker.url], token, CLIENTS)
 
     after = (await controller.inbox("host-c", after=0)).revision
     polls = [
