@@ -7,12 +7,14 @@ client on uvloop so that it costs the servers as little CPU as possible.
 
 Prints one JSON line. Targets: ≥ 4000 uploads/s and ≥ 0.7x the anchor.
 Usage: python bench/bench_upload.py [--seconds 5] [--connections 64] [--token-role agent]
+       [--db sqlite|postgresql|URL]  (postgresql: a throwaway cluster, see tests/pg_harness.py)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvloop
@@ -142,7 +145,11 @@ def anchor_server(port: int) -> None:
     app.router.add_put("/upload", handler)
     app.router.add_get("/healthz", health)
     web.run_app(
-        app, host="127.0.0.1", port=port, access_log=None, print=None,
+        app,
+        host="127.0.0.1",
+        port=port,
+        access_log=None,
+        print=None,
         loop=uvloop.new_event_loop(),
     )
 
@@ -160,48 +167,82 @@ async def bench_anchor(args: argparse.Namespace) -> float:
         proc.wait()
 
 
-async def bench_broker(args: argparse.Namespace, state: Path) -> float:
+@contextlib.contextmanager
+def store_url(db: str) -> Iterator[str | None]:
+    """The broker's ``--db``: ``sqlite`` (None: its default file under the state directory),
+    ``postgresql`` (a database on a throwaway cluster started here), or a URL as given."""
+    if db == "sqlite":
+        yield None
+    elif db == "postgresql":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from pg_harness import PgCluster
+
+        with PgCluster.temporary() as cluster:
+            yield cluster.create_database("bench")
+    else:
+        yield db
+
+
+def spawn_broker(state: Path, port: int, db: str | None) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "vifbroker.cli", "serve", "--state-dir", str(state),
+            "--listen", f"127.0.0.1:{port}"]  # fmt: skip
+    if db:
+        argv += ["--db", db]
+    return subprocess.Popen(argv, env={**os.environ, "VIFBROKER_LOG_LEVEL": "WARNING"})
+
+
+async def upload_requests(
+    port: int, controller: str, token: str, connections: int
+) -> list[tuple[str, str, bytes, dict[str, str]]]:
+    """One migration per connection; each connection PUTs one vif of its own domain."""
+    conn = await Conn.open(port)
+    make = []
+    for i in range(connections):
+        domain = str(uuid.uuid4())
+        status, payload = await conn.request(
+            "POST",
+            "/v1/migrations",
+            json.dumps(
+                {"domain_uuid": domain, "source_host": "src", "destination_host": "dst"}
+            ).encode(),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {controller}"},
+        )
+        assert status == 201, payload
+        mac = f"52:54:00:00:{i >> 8:02x}:{i & 0xFF:02x}"
+        body = json.dumps(
+            {"mac": mac, "virtualport": {"type": "openvswitch", "portdata": PORTDATA}}
+        ).encode()
+        make.append(
+            (
+                "PUT",
+                f"/v1/domains/{domain}/interfaces/{mac}",
+                body,
+                {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            )
+        )
+    conn.close()
+    return make
+
+
+def add_tokens(state: Path, *hosts: str) -> dict[str, str]:
+    """A controller token and one agent token per host, made before the broker starts."""
+    from vifbroker.server.auth import Role, add_token
+
+    state.mkdir(parents=True, exist_ok=True)
+    tokens = {"controller": add_token(state / "tokens.toml", Role.CONTROLLER)}
+    for host in hosts:
+        tokens[host] = add_token(state / "tokens.toml", Role.AGENT, host=host)
+    return tokens
+
+
+async def bench_broker(args: argparse.Namespace, state: Path, db: str | None = None) -> float:
+    tokens = add_tokens(state, "src")
     port = free_port()
-    env = {**os.environ, "VIFBROKER_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vifbroker.cli", "serve", "--state-dir", str(state),
-         "--listen", f"127.0.0.1:{port}"],
-        env=env,
-    )
+    proc = spawn_broker(state, port, db)
     try:
         await wait_healthy(port, "/healthz", proc)
-        controller = (state / "controller.token").read_text().strip()
-        token = controller
-        if args.token_role == "agent":
-            token = subprocess.run(
-                [sys.executable, "-m", "vifbroker.cli", "token", "add", "--tokens",
-                 str(state / "tokens.toml"), "--role", "agent", "--host", "src"],
-                check=True, capture_output=True, text=True,
-            ).stdout.strip()
-            # The broker reads its token file at start: restart it to pick the agent up.
-            proc.terminate()
-            proc.wait()
-            proc = subprocess.Popen(proc.args, env=env)
-            await wait_healthy(port, "/healthz", proc)
-        conn = await Conn.open(port)
-        make = []
-        for i in range(args.connections):
-            domain = str(uuid.uuid4())
-            status, payload = await conn.request(
-                "POST", "/v1/migrations",
-                json.dumps({"domain_uuid": domain, "source_host": "src",
-                            "destination_host": "dst"}).encode(),
-                {"Content-Type": "application/json", "Authorization": f"Bearer {controller}"},
-            )
-            assert status == 201, payload
-            mac = f"52:54:00:00:{i >> 8:02x}:{i & 0xFF:02x}"
-            body = json.dumps({"mac": mac, "virtualport": {"type": "openvswitch",
-                                                           "portdata": PORTDATA}}).encode()
-            make.append((
-                "PUT", f"/v1/domains/{domain}/interfaces/{mac}", body,
-                {"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-            ))
-        conn.close()
+        token = tokens["src"] if args.token_role == "agent" else tokens["controller"]
+        make = await upload_requests(port, tokens["controller"], token, args.connections)
         return await load(port, args.seconds, args.connections, make)
     finally:
         proc.terminate()
@@ -210,20 +251,25 @@ async def bench_broker(args: argparse.Namespace, state: Path) -> float:
 
 async def main(args: argparse.Namespace) -> None:
     anchor = await bench_anchor(args)
-    with tempfile.TemporaryDirectory(prefix="vifbroker-bench-") as tmp:
-        broker = await bench_broker(args, Path(tmp))
-    print(json.dumps({
-        "bench": "upload",
-        "connections": args.connections,
-        "seconds": args.seconds,
-        "token_role": args.token_role,
-        "uploads_per_s": round(broker, 1),
-        "anchor_per_s": round(anchor, 1),
-        "ratio": round(broker / anchor, 3),
-        "target_ratio": 0.7,
-        "target_per_s": 4000,
-        "cpus": os.cpu_count(),
-    }))
+    with tempfile.TemporaryDirectory(prefix="vifbroker-bench-") as tmp, store_url(args.db) as db:
+        broker = await bench_broker(args, Path(tmp) / "state", db)
+    print(
+        json.dumps(
+            {
+                "bench": "upload",
+                "db": args.db.split(":", 1)[0],
+                "connections": args.connections,
+                "seconds": args.seconds,
+                "token_role": args.token_role,
+                "uploads_per_s": round(broker, 1),
+                "anchor_per_s": round(anchor, 1),
+                "ratio": round(broker / anchor, 3),
+                "target_ratio": 0.7,
+                "target_per_s": 4000,
+                "cpus": os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
@@ -231,6 +277,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--token-role", choices=["agent", "controller"], default="agent")
+    parser.add_argument(
+        "--db", default="sqlite", help="sqlite (default), postgresql (throwaway cluster), or a URL"
+    )
     parser.add_argument("--anchor-server", type=int, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.anchor_server:

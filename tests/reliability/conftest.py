@@ -14,13 +14,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 
-from fleet import Fleet
-
-# TEMPORARY until the PostgreSQL store is on main (then the plain param).
-_PG_PENDING = pytest.mark.xfail(reason="PostgreSQL store not yet on main", strict=False)
+from fleet import PG_PENDING, Fleet
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=_PG_PENDING)])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=PG_PENDING)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL for each store the broker supports: a fresh database every time.
 

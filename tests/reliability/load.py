@@ -41,6 +41,8 @@ PAD = "x" * 64
 #: what an upload may answer while the store is unreachable
 UNAVAILABLE = 503
 BULK_VIFS = 4
+#: how long an uploader waits after a 503 before it tries again
+REFUSED_PAUSE = 0.05
 
 
 @dataclass
@@ -124,6 +126,8 @@ class Uploader:
                 raise
             if status >= 300 and status != UNAVAILABLE:
                 raise AssertionError(f"client {self.index}: answered {status}")
+            if status == UNAVAILABLE:
+                await asyncio.sleep(REFUSED_PAUSE)  # pacing, as a real client backs off
 
     async def check(self, controller: BrokerClient) -> None:
         """Read the records back through ``controller`` and verify them (see the module doc)."""
