@@ -13,18 +13,11 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 
+from .about import product_version
 from .clikit import EXIT_CODES_HELP, EXIT_FAILURE
 
 _COMMAND_MODULES = ("vifbroker.server.cli", "vifbroker.agent.cli", "vifbroker.ctl.cli")
-
-
-def product_version() -> str:
-    try:
-        return version("vifbroker")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -84,8 +84,10 @@ async def housekeeping_loop(ctx: Context) -> None:
     while True:
         try:
             now = ctx.now()
-            for migration_id in await ctx.store.expire(now):
-                log.info("migration expired migration=%s", migration_id)
+            expired = await ctx.store.expire(now)
+            ctx.metrics.expired(len(expired))
+            for migration_id in expired:
+                log.info("migration expired", extra={"migration": migration_id})
             if loop.time() >= next_prune:
                 next_prune = loop.time() + PRUNE_INTERVAL_SECONDS
                 pruned = await ctx.store.prune(now - retention)

@@ -43,12 +43,16 @@ async def _put(
         if_match=if_match,
         source_host=None if who.is_controller else who.host,
     )
+    ctx.metrics.uploaded(migration, records)
     for record in records:
         log.info(
-            "vif uploaded migration=%s mac=%s generation=%d",
-            migration.id,
-            record.mac,
-            record.generation,
+            "vif uploaded",
+            extra={
+                "migration": migration.id,
+                "domain": domain_uuid,
+                "mac": record.mac,
+                "generation": record.generation,
+            },
         )
     return migration, records
 

@@ -26,7 +26,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
     info = json_model(body, HostIn)
     host = await ctx.store.heartbeat(name, info, ctx.now())
-    log.debug("heartbeat host=%s agent_version=%s", name, info.agent_version)
+    log.debug("heartbeat", extra={"host": name, "agent_version": info.agent_version})
     return json_response(host_doc(host))
 
 

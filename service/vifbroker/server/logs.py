@@ -24,6 +24,19 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def fields(record: logging.LogRecord) -> dict[str, object]:
+    """What the caller passed as ``extra=`` (migration, domain, mac, host…)."""
+    return {k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")}
+
+
+class TextFormatter(logging.Formatter):
+    """The plain line, then the ``extra=`` fields as ``key=value``."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        return line + "".join(f" {k}={v}" for k, v in fields(record).items())
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, object] = {
@@ -35,9 +48,7 @@ class JsonFormatter(logging.Formatter):
         request_id = getattr(record, "request_id", None)
         if request_id:
             doc["request_id"] = request_id
-        for key, value in vars(record).items():
-            if key not in _RESERVED and not key.startswith("_"):
-                doc[key] = value
+        doc.update(fields(record))
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         return json.dumps(doc, ensure_ascii=False, default=str)
@@ -51,7 +62,7 @@ def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> Non
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+            TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -107,7 +107,13 @@ async def _observe(
         return response
     finally:
         elapsed = time.perf_counter() - start
-        request.app[CTX].metrics.observe(route_template(request), request.method, status, elapsed)
+        request.app[CTX].metrics.observe(
+            route_template(request),
+            request.method,
+            status,
+            elapsed,
+            waited="wait_for" in request.query,
+        )
         access_log.debug("%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000)
         REQUEST_ID.reset(token)
 

@@ -21,6 +21,11 @@ BARRIER_DEFAULT_SECONDS = 30.0
 _BARRIER_DONE = frozenset({MigrationState.APPLIED, MigrationState.FAILED})
 
 
+def fields(migration: Migration) -> dict[str, str]:
+    """The log record keys that name a migration (JSON keys, not message text)."""
+    return {"migration": migration.id, "domain": migration.domain_uuid}
+
+
 def _location(migration: Migration) -> dict[str, str]:
     return {"Location": f"/v1/migrations/{migration.id}"}
 
@@ -33,11 +38,10 @@ async def create_migration(request: web.Request) -> web.Response:
     migration, created = await ctx.store.create_migration(req, ctx.now())
     if created:
         log.info(
-            "migration created migration=%s domain=%s %s -> %s",
-            migration.id,
-            migration.domain_uuid,
+            "migration created %s -> %s",
             migration.source_host,
             migration.destination_host,
+            extra=fields(migration),
         )
     return json_response(
         migration_doc(migration), status=201 if created else 200, headers=_location(migration)
@@ -108,7 +112,7 @@ async def _finish(request: web.Request, to: MigrationState) -> web.Response:
     else:
         who.require_controller()
     migration = await ctx.store.transition(migration.id, to, ctx.now())
-    log.info("migration %s migration=%s domain=%s", to.value, migration.id, migration.domain_uuid)
+    log.info("migration %s", to.value, extra=fields(migration))
     return json_response(migration_doc(migration))
 
 
@@ -128,14 +132,19 @@ async def post_results(request: web.Request) -> web.Response:
     results = json_model(body, ResultsIn).results
     # Whether each result may land (terminal, unknown or repeated MAC, a future
     # generation) is the store's rule: rules.apply_result and friends.
+    before = migration
     migration = await ctx.store.post_results(migration.id, results, ctx.now())
+    ctx.metrics.results(before, results, migration)
     for result in results:
         log.info(
-            "result migration=%s mac=%s generation=%d status=%s",
-            migration.id,
-            result.mac,
-            result.generation,
+            "result %s",
             result.status,
+            extra={
+                **fields(migration),
+                "mac": result.mac,
+                "generation": result.generation,
+                "status": result.status,
+            },
         )
     return json_response(migration_doc(migration))
 

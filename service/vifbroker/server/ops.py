@@ -29,7 +29,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    body = await ctx.metrics.render(ctx.store)
+    body = await ctx.metrics.render(ctx.store, ctx.now())
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
