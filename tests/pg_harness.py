@@ -34,7 +34,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -44,7 +43,7 @@ from typing import Literal
 
 import pytest
 
-from testkit import skip_or_fail
+from testkit import free_port, skip_or_fail
 
 DEBIAN_ROOT = Path("/usr/lib/postgresql")
 TOOLS = ("initdb", "pg_ctl", "postgres", "psql")
@@ -80,12 +79,6 @@ def require_postgres() -> Path:
             f"{DEBIAN_ROOT}/*/bin/initdb not found)"
         )
     return bindir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class PgCluster:

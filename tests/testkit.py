@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -32,6 +33,18 @@ def skip_or_fail(msg: str) -> NoReturn:
     if STRICT:
         pytest.fail(msg + " (strict mode: VIFBROKER_TEST_STRICT/CI set)")
     pytest.skip(msg)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mac(n: int) -> str:
+    """A MAC in libvirt's 52:54:00 range, distinct for every ``n`` below 2**24."""
+    return f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
 
 
 def require_binary(*names: str) -> None:

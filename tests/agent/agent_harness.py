@@ -14,7 +14,6 @@ import contextlib
 import copy
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from ovs_harness import OvsDb
+from testkit import free_port as free_port
+from testkit import mac as mac
 from vifbroker.agent.domainxml import DirectorySource
 from vifbroker.agent.lifecycle import DomainFeed
 from vifbroker.agent.service import Agent
@@ -34,16 +35,6 @@ from vifbroker.client import BrokerClient, RetryPolicy
 from vifbroker.server.auth import Role, add_token
 
 BRIDGE = "br-int"
-
-
-def mac(i: int) -> str:
-    return f"52:54:00:00:{i // 256:02x}:{i % 256:02x}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:

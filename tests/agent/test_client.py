@@ -201,3 +201,34 @@ async def test_upload_of_libvirt_xml_text(broker_proc: BrokerProcess) -> None:
 
     assert up.generations == {"52:54:00:00:00:0a": 1}
     assert rec.interface is not None and rec.interface.portdata == 'a <b> "c"'
+
+
+async def test_a_create_whose_answer_was_lost_is_retried_idempotently(
+    broker_proc: BrokerProcess,
+) -> None:
+    """The broker creates the migration but its answer never arrives (a proxy turns
+    it into a 503); the client's retry must get the same migration, not 409."""
+    forwarded: list[dict[str, object]] = []
+
+    async def lossy(request: web.Request) -> web.Response:
+        body = await request.json()
+        forwarded.append(body)
+        async with BrokerClient(broker_proc.url, broker_proc.token("controller")) as real:
+            resp = await real._t.request("POST", "/v1/migrations", json_body=body)
+        if len(forwarded) == 1:
+            return web.json_response({"title": "answer lost"}, status=503)
+        return web.Response(status=resp.status, body=resp.body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/migrations", lossy)
+    async with TestServer(app) as server:
+        url = str(server.make_url("")).rstrip("/")
+        token = broker_proc.token("controller")
+        async with BrokerClient(url, token, retry=FAST) as client:
+            dom = str(uuid.uuid4())
+            m = await client.create_migration(dom, "host-a", "host-b")
+
+    assert len(forwarded) == 2
+    assert forwarded[0] == forwarded[1]  # the same generated id both times
+    assert m.id == forwarded[0]["id"] and str(m.id).startswith("mig-")
+    assert m.domain_uuid == dom and m.state == MigrationState.PENDING

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from testkit import mac as mac
 from vifbroker.store.sqlite import SQLiteStore
 
 PROBLEM = "application/problem+json"
@@ -44,10 +45,6 @@ def iface(
         doc["virtualport"]["portdata"] = portdata
     doc.update(extra)
     return doc
-
-
-def mac(i: int) -> str:
-    return f"52:54:00:{(i >> 16) & 0xFF:02x}:{(i >> 8) & 0xFF:02x}:{i & 0xFF:02x}"
 
 
 class Clock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,23 @@ from vifbroker.model import (
     VifStatus,
     VifSummary,
 )
-from vifbroker.server.render import _dumps, inbox_doc, inbox_json
+from vifbroker.server.render import _dumps, inbox_json, migration_doc, record_doc
+
+
+def inbox_doc(inbox: Inbox) -> dict[str, Any]:
+    """The inbox rendered through the server's per-document dict renderers."""
+    return {
+        "revision": inbox.revision,
+        "items": [
+            {
+                "revision": item.revision,
+                "direction": item.direction,
+                "migration": migration_doc(item.migration),
+                "interfaces": [record_doc(r) for r in item.interfaces],
+            }
+            for item in inbox.items
+        ],
+    }
 
 HOSTILE = [
     None,

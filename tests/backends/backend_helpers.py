@@ -10,15 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ovs_harness import OvsDb
+from testkit import mac as mac
 from vifbroker.backends.openvswitch import OpenVSwitchBackend
 from vifbroker.model import Interface, VirtualPort
 
 DOMAIN = "6f1c9c5e-2d5b-4d53-9a3e-0c1f2a3b4c5d"
 OTHER_DOMAIN = "0b7d2f55-9e3c-4c1b-8a11-3c5e7f9a1b2d"
-
-
-def mac(n: int) -> str:
-    return f"52:54:00:00:{n // 256:02x}:{n % 256:02x}"
 
 
 def ovs_iface(n: int, portdata: str | None = None) -> Interface:

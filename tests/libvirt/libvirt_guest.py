@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from xml.sax.saxutils import quoteattr
 
+from testkit import mac as mac
+
 BRIDGE = "br-int"
 
 
@@ -93,7 +95,3 @@ def new_guest(nics: Sequence[Nic], name: str | None = None) -> Guest:
     vm_uuid = str(uuid.uuid4())
     return Guest(name or f"vb-{vm_uuid[:8]}", vm_uuid, tuple(nics))
 
-
-def mac(n: int) -> str:
-    """A locally administered MAC in libvirt's 52:54:00 range, distinct per ``n``."""
-    return f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"

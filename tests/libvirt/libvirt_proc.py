@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from testkit import free_port as free_port
+
 
 class HarnessError(RuntimeError):
     """A command of the harness failed, or a condition was not met in time."""
@@ -37,12 +39,6 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise HarnessError(f"{what}: not within {timeout}s")
         time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def free_port_range(count: int) -> tuple[int, int]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,16 +11,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from testkit import free_port
 from vifbroker.server.auth import Role, add_token
 
 GUARD = 60
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def vifbroker(

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+from vifbroker.backends.openvswitch.sandbox import REQUIRED, OvsSandbox, SandboxError
 from vifbroker.client import BrokerClient, ClientError, RetryPolicy
 from vifbroker.model import VifStatus
 
-from .demo_env import DemoError, DemoOvs, free_port, run, stop_process, vifbroker, wait_listening
+from .demo_env import DemoError, free_port, run, stop_process, vifbroker, wait_listening
 
 SAMPLE_VALUES = (
     '{"segment": 1001, "tenant": "blue"}',
@@ -54,15 +55,14 @@ def register_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    missing = [b for b in ("ovsdb-server", "ovsdb-tool", "ovs-vsctl", "ovsdb-client")
-               if shutil.which(b) is None]  # fmt: skip
+    missing = [b for b in REQUIRED if shutil.which(b) is None]
     if missing:
         print(f"vifbroker demo: needs Open vSwitch ({', '.join(missing)} missing)", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="vifbroker-demo-"))
     try:
         return asyncio.run(_demo(tmp, max(1, args.domains), max(1, args.vifs)))
-    except (DemoError, ClientError, OSError) as exc:
+    except (DemoError, SandboxError, ClientError, OSError) as exc:
         print(f"vifbroker demo: {exc}", file=sys.stderr)
         print(f"logs were in {tmp}", file=sys.stderr)
         return 1
@@ -154,7 +154,7 @@ async def _demo(tmp: Path, n_domains: int, n_vifs: int) -> int:
         (tmp / f"{host}.token").write_text(token)
     port = free_port()
     procs: list[asyncio.subprocess.Process] = []
-    ovs = {h: DemoOvs(tmp / h / "ovs") for h in ("host-a", "host-b")}
+    ovs = {h: OvsSandbox(tmp / h / "ovs") for h in ("host-a", "host-b")}
     try:
         broker = await vifbroker(
             "serve", "--listen", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp / 'broker.db'}",
@@ -162,7 +162,7 @@ async def _demo(tmp: Path, n_domains: int, n_vifs: int) -> int:
         )  # fmt: skip
         procs.append(broker)
         for o in ovs.values():
-            await o.start()
+            await asyncio.to_thread(o.start)
         await wait_listening(port, broker, "broker")
         url = f"http://127.0.0.1:{port}"
         vifs = _plan(n_domains, n_vifs)
@@ -174,7 +174,9 @@ async def _demo(tmp: Path, n_domains: int, n_vifs: int) -> int:
             (xml_dir / f"{dom}.xml").write_text(_domain_xml(dom, mine))
             for v in mine:
                 if v.ovs:
-                    await ovs["host-a"].add_port(v.tap_a, dom, v.mac, v.portdata)
+                    await asyncio.to_thread(
+                        ovs["host-a"].add_port, "br-int", v.tap_a, dom, v.mac, v.portdata
+                    )
         for host in ("host-a", "host-b"):
             args = ["agent", "--broker", url, "--token-file", str(tmp / f"{host}.token"),
                     "--host", host, "--ovs-db", ovs[host].db, "--ovs-no-wait",
@@ -189,11 +191,11 @@ async def _demo(tmp: Path, n_domains: int, n_vifs: int) -> int:
         for proc in reversed(procs):
             await stop_process(proc)
         for o in ovs.values():
-            o.stop()
+            await asyncio.to_thread(o.stop)
 
 
 async def _migrate(
-    client: BrokerClient, ovs: dict[str, DemoOvs], vifs: list[DemoVif], domains: list[str]
+    client: BrokerClient, ovs: dict[str, OvsSandbox], vifs: list[DemoVif], domains: list[str]
 ) -> int:
     observer = Observer(client)
     watcher = asyncio.create_task(observer.follow("host-b"))
@@ -205,12 +207,14 @@ async def _migrate(
         # libvirt on B creates the ports of the incoming domains, with its own tap names.
         for v in vifs:
             if v.ovs:
-                await ovs["host-b"].add_port(v.tap_b, v.domain, v.mac, None)
+                await asyncio.to_thread(
+                    ovs["host-b"].add_port, "br-int", v.tap_b, v.domain, v.mac
+                )
         results = await asyncio.gather(*(client.wait_applied(m.id, 60) for m in migrations))
         print(f"{len(results)} migrations: " + ", ".join(sorted({str(m.state) for m in results})))
         changed = vifs[0]
         changed.portdata = '{"segment": 1002, "note": "changed after the first handoff"}'
-        await ovs["host-a"].set_portdata(changed.tap_a, changed.portdata)
+        await asyncio.to_thread(ovs["host-a"].set_portdata, changed.tap_a, changed.portdata)
         await observer.until((changed.domain, changed.mac, 2), 30)
         ok = await _print_table(observer, ovs, vifs)
         for m in migrations:
@@ -229,14 +233,14 @@ def _show(value: str | None, width: int = 26) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-async def _print_table(observer: Observer, ovs: dict[str, DemoOvs], vifs: list[DemoVif]) -> bool:
+async def _print_table(observer: Observer, ovs: dict[str, OvsSandbox], vifs: list[DemoVif]) -> bool:
     header = ("DOMAIN", "MAC", "TAP A -> B", "SOURCE VALUE", "DESTINATION VALUE", "GEN",
               "STATUS", "UPLOAD->APPLIED")  # fmt: skip
     rows, notes, ok = [header], [], True
     for v in vifs:
         gen, status, detail = observer.status.get((v.domain, v.mac), (0, VifStatus.PENDING, None))
-        src = await ovs["host-a"].portdata(v.tap_a) if v.ovs else None
-        dst = await ovs["host-b"].portdata(v.tap_b) if v.ovs else None
+        src = await asyncio.to_thread(ovs["host-a"].get_portdata, v.tap_a) if v.ovs else None
+        dst = await asyncio.to_thread(ovs["host-b"].get_portdata, v.tap_b) if v.ovs else None
         up = observer.uploaded.get((v.domain, v.mac, gen))
         done = observer.applied.get((v.domain, v.mac, gen))
         took = f"{(done - up) * 1000:.0f} ms" if up is not None and done is not None else "-"

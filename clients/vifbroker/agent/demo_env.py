@@ -1,22 +1,20 @@
-"""Throwaway processes for ``vifbroker demo``: a broker, ovsdb-servers, agents.
+"""Throwaway processes for ``vifbroker demo``: a broker and agents.
 
 Every process is started here and stopped here by its PID; everything lives in
-one temporary directory that the demo removes.
+one temporary directory that the demo removes. The ovsdb-servers standing for
+the hosts' switches are the openvswitch backend's sandboxes
+(:mod:`vifbroker.backends.openvswitch.sandbox`): no OVS command line here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import signal
 import socket
 import sys
 import time
 from pathlib import Path
-
-SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 
 
 class DemoError(RuntimeError):
@@ -79,58 +77,3 @@ async def vifbroker(*args: str, log: Path) -> asyncio.subprocess.Process:
             sys.executable, "-m", "vifbroker.cli", *args,
             stdin=asyncio.subprocess.DEVNULL, stdout=fh, stderr=fh,
         )  # fmt: skip
-
-
-class DemoOvs:
-    """An ovsdb-server in ``directory`` (no ovs-vswitchd: every call uses --no-wait)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.pid: int | None = None
-
-    @property
-    def db(self) -> str:
-        return f"unix:{self.dir / 'db.sock'}"
-
-    async def start(self) -> None:
-        self.dir.mkdir(parents=True)
-        await run("ovsdb-tool", "create", str(self.dir / "conf.db"), str(SCHEMA))
-        await run(
-            "ovsdb-server", str(self.dir / "conf.db"),
-            f"--remote=punix:{self.dir / 'db.sock'}", f"--pidfile={self.dir / 'pid'}",
-            f"--unixctl={self.dir / 'ctl'}", "--detach", "--no-chdir",
-            f"--log-file={self.dir / 'log'}",
-        )  # fmt: skip
-        self.pid = int((self.dir / "pid").read_text().strip())
-        await self.vsctl("init")
-
-    def stop(self) -> None:
-        pid, self.pid = self.pid, None
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-
-    async def vsctl(self, *args: str) -> str:
-        return await run("ovs-vsctl", f"--db={self.db}", "--no-wait", "--timeout=10", *args)
-
-    async def add_port(self, tap: str, vm_id: str, mac: str, portdata: str | None) -> None:
-        ids = [f"external_ids:vm-id={vm_id}", f"external_ids:attached-mac={mac}"]
-        if portdata is not None:
-            ids.append("external_ids:PortData=" + json.dumps(portdata, ensure_ascii=False))
-        await self.vsctl(
-            "--may-exist", "add-br", "br-int", "--", "add-port", "br-int", tap,
-            "--", "set", "Interface", tap, *ids,
-        )  # fmt: skip
-
-    async def set_portdata(self, tap: str, portdata: str) -> None:
-        await self.vsctl("set", "Interface", tap, "external_ids:PortData=" + json.dumps(portdata))
-
-    async def portdata(self, tap: str) -> str | None:
-        out = await self.vsctl(
-            "--format=json", "--columns=external_ids", "find", "Interface", f"name={tap}"
-        )
-        rows = json.loads(out)["data"]
-        if not rows:
-            return None
-        value = dict(rows[0][0][1]).get("PortData")
-        return value if isinstance(value, str) else None

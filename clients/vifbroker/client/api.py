@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -152,16 +153,21 @@ class BrokerClient:
         on_backend_mismatch: OnMismatch | None = None,
         id: str | None = None,
     ) -> Migration:
+        """Create (or, with the same ``id`` and body, get again) a migration.
+
+        Without ``id`` a fresh one is generated here, before the first attempt,
+        so the transport's retries of this request are idempotent.
+        """
         body: dict[str, Any] = {
             "domain_uuid": domain_uuid,
             "source_host": source_host,
             "destination_host": destination_host,
+            "id": id or f"mig-{uuid.uuid4()}",
         }
         optional = {
             "domain_name": domain_name,
             "ttl_seconds": ttl_seconds,
             "on_backend_mismatch": on_backend_mismatch,
-            "id": id,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         resp = await self._call("POST", "/v1/migrations", json_body=body)

@@ -2,10 +2,12 @@
 
 A request goes to the replica that answered last. When it cannot be reached,
 or answers 5xx, the next URL is tried at once; when every URL failed, the
-round is repeated after an exponential, jittered backoff. Every API request is
-safe to repeat: uploads create a new generation with the same content (the
-destination applies the latest), results for a generation already recorded
-change nothing, migration creation with an ``id`` is idempotent.
+round is repeated after an exponential, jittered backoff. Every API request the
+client sends is safe to repeat: uploads create a new generation with the same
+content (the destination applies the latest), results for a generation already
+recorded change nothing, and ``create_migration`` always sends an ``id`` (one
+it generates when the caller gives none), so a retried create answers the same
+migration instead of 409.
 """
 
 from __future__ import annotations
@@ -144,16 +146,14 @@ class Transport:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         deadline_s: float | None = None,
-        retry: bool = True,
     ) -> Response:
         """Send, fail over, retry; return a 2xx/3xx/4xx answer, raise otherwise.
 
         4xx answers are returned, not raised: the caller knows which it expects.
         """
         hdrs = self._headers(headers)
-        rounds = self.retry.attempts if retry else 1
         last: ClientError | None = None
-        for round_no in range(1, rounds + 1):
+        for round_no in range(1, self.retry.attempts + 1):
             if round_no > 1:
                 await asyncio.sleep(self.retry.delay(round_no - 1))
             for offset in range(len(self.urls)):

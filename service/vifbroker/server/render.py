@@ -51,26 +51,11 @@ def record_doc(record: VifRecord) -> dict[str, Any]:
     }
 
 
-def inbox_doc(inbox: Inbox) -> dict[str, Any]:
-    return {
-        "revision": inbox.revision,
-        "items": [
-            {
-                "revision": item.revision,
-                "direction": item.direction,
-                "migration": migration_doc(item.migration),
-                "interfaces": [record_doc(r) for r in item.interfaces],
-            }
-            for item in inbox.items
-        ],
-    }
-
-
 def inbox_json(inbox: Inbox) -> bytes:
-    """``inbox_doc`` as JSON bytes, with no dicts in between (the long-poll's answer).
+    """The inbox as JSON bytes, with no dicts in between (the long-poll's answer).
 
     pydantic writes each model straight to JSON; the same documents, keys and
-    compact form as ``_dumps(inbox_doc(inbox))`` (tests/api/test_render.py).
+    compact form as ``migration_doc``/``record_doc`` give (tests/api/test_render.py).
     """
     items = ",".join(
         f'{{"revision":{item.revision:d},"direction":{_str(item.direction)},'
