@@ -91,13 +91,14 @@ def exec_env(tmp_path: Path, script_text: str) -> Env:
     return Env(backend, True, plug)
 
 
-@pytest.fixture(params=["openvswitch", "exec", "noop"])
+@pytest.fixture(params=["openvswitch-vsctl", "openvswitch-native", "exec", "noop"])
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Env]:
     name = request.param
     backend: Backend
-    if name == "openvswitch":
+    if name.startswith("openvswitch"):
         db: OvsDb = request.getfixturevalue("ovsdb")
-        backend = OpenVSwitchBackend(db=db.db, no_wait=True, timeout=5)
+        driver = name.partition("-")[2]
+        backend = OpenVSwitchBackend(db=db.db, no_wait=True, timeout=5, driver=driver)
 
         def plug(n: int) -> None:
             # Tap names deliberately unrelated to anything in the record.

@@ -1,4 +1,4 @@
-"""Open vSwitch backend: how many ovs-vsctl processes the work costs.
+"""Open vSwitch backend: how many ovs-vsctl processes (or native transactions) the work costs.
 
 A wrapper named ovs-vsctl logs one line per process (with how many ``set``
 commands it carried) and execs the real binary, so these tests count real
@@ -14,6 +14,7 @@ from backend_helpers import DOMAIN, calls, counting_vsctl, mac, ovs_backend, ovs
 
 from ovs_harness import OvsDb
 from vifbroker.backends import Outcome, PortNotFound
+from vifbroker.backends.openvswitch.native import NativeDriver
 
 VIFS = 10
 
@@ -107,3 +108,28 @@ async def test_one_bad_domain_does_not_fail_the_others(ovsdb: OvsDb, tmp_path: P
             assert not isinstance(outcome, BaseException), outcome
             assert outcome[0].outcome is Outcome.APPLIED
             assert ovsdb.get_portdata(f"t{i}") == f"v{i}"
+
+
+async def test_native_driver_writes_a_domain_in_one_transaction(ovsdb: OvsDb) -> None:
+    plug_domain(ovsdb, DOMAIN, 0, VIFS)
+    async with ovs_backend(ovsdb, driver="native") as backend:
+        driver = backend.driver
+        assert isinstance(driver, NativeDriver)
+        await backend.inspect(DOMAIN, [mac(n) for n in range(VIFS)])
+        results = await backend.apply(DOMAIN, [ovs_iface(n, f"data {n}") for n in range(VIFS)])
+        assert driver.transactions == 1
+        # Concurrent domains: one transaction each, all in flight together.
+        others = [domain(i) for i in range(6)]
+        for i, other in enumerate(others):
+            plug_domain(ovsdb, other, 100 + i * 2, 2)
+        applied = await asyncio.gather(
+            *(
+                backend.apply(other, [ovs_iface(100 + i * 2 + k, other) for k in range(2)])
+                for i, other in enumerate(others)
+            )
+        )
+        assert driver.transactions == 1 + len(others)
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * VIFS
+    assert [ovsdb.get_portdata(f"t{n}") for n in range(VIFS)] == [f"data {n}" for n in range(VIFS)]
+    assert all(r.outcome is Outcome.APPLIED for batch in applied for r in batch)
+    assert ovsdb.get_portdata("t111") == others[5]

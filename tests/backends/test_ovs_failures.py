@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 
 import pytest
 from backend_helpers import DOMAIN, mac, ovs_backend, ovs_iface
@@ -13,9 +14,11 @@ from vifbroker.backends import BackendTimeout, BackendUnavailable, Outcome
 from vifbroker.backends.openvswitch import OpenVSwitchBackend
 
 
-async def test_stopped_server_is_unavailable_until_it_is_back(ovsdb: OvsDb) -> None:
+async def test_stopped_server_is_unavailable_until_it_is_back(
+    ovsdb: OvsDb, ovs_driver: str
+) -> None:
     ovsdb.add_port("br-int", "vnet1", vm_id=DOMAIN, mac=mac(1))
-    async with ovs_backend(ovsdb, timeout=1) as backend:
+    async with ovs_backend(ovsdb, driver=ovs_driver, timeout=1) as backend:
         await backend.inspect(DOMAIN, [mac(1)])
         ovsdb.stop()
         with pytest.raises((BackendUnavailable, BackendTimeout)):
@@ -29,12 +32,12 @@ async def test_stopped_server_is_unavailable_until_it_is_back(ovsdb: OvsDb) -> N
     assert ovsdb.get_portdata("vnet1") == "after restart"
 
 
-async def test_hung_server_times_out(ovsdb: OvsDb) -> None:
+async def test_hung_server_times_out(ovsdb: OvsDb, ovs_driver: str) -> None:
     ovsdb.add_port("br-int", "vnet1", vm_id=DOMAIN, mac=mac(1))
     assert ovsdb.pid is not None
     os.kill(ovsdb.pid, signal.SIGSTOP)
     try:
-        async with ovs_backend(ovsdb, timeout=1) as backend:
+        async with ovs_backend(ovsdb, driver=ovs_driver, timeout=1) as backend:
             with pytest.raises(BackendTimeout):
                 await backend.apply(DOMAIN, [ovs_iface(1, "x")])
     finally:
@@ -54,8 +57,25 @@ async def test_missing_binary_is_unavailable(ovsdb: OvsDb) -> None:
     assert info.detail is not None and "/nonexistent/ovs-vsctl" in info.detail
 
 
-async def test_closed_backend_refuses_work(ovsdb: OvsDb) -> None:
-    async with ovs_backend(ovsdb) as backend:
+async def test_native_driver_without_a_server_is_unavailable(tmp_path: Path) -> None:
+    backend = OpenVSwitchBackend(db=f"unix:{tmp_path / 'none.sock'}", driver="native", timeout=0.5)
+    try:
+        with pytest.raises(BackendUnavailable):
+            await backend.inspect(DOMAIN, [mac(1)])
+        info = await backend.describe()
+    finally:
+        await backend.close()
+    assert info.available is False
+    assert info.detail is not None and "unreachable" in info.detail
+
+
+def test_unknown_driver_is_refused() -> None:
+    with pytest.raises(ValueError, match="native"):
+        OpenVSwitchBackend(driver="telepathy")
+
+
+async def test_closed_backend_refuses_work(ovsdb: OvsDb, ovs_driver: str) -> None:
+    async with ovs_backend(ovsdb, driver=ovs_driver) as backend:
         pass
     with pytest.raises(BackendUnavailable):
         await backend.inspect(DOMAIN, [mac(1)])

@@ -4,17 +4,17 @@ Ports are found by what libvirt writes on every Interface it creates,
 ``external_ids:vm-id=<domain uuid>`` and ``external_ids:attached-mac=<mac>``,
 never by tap name (``vnet0`` here is ``vnet7`` there).
 
-apply() is ONE ovs-vsctl transaction per domain: every ``set`` (or ``remove``
-for "no port data") addressed by row UUID, then a ``list`` of those rows in
-the same transaction that reads everything back. Row UUIDs come from the last
-lookup of that domain (inspect, collect and apply keep them): OVSDB never
-reuses a UUID, so a stale one cannot hit another VM's port; it fails the
-transaction with "no row", and apply looks the ports up again and retries
-once. With no UUIDs known yet, apply costs one lookup (a ``find``) more.
+apply() is ONE OVSDB transaction per domain: every ``set`` (or ``remove``
+for "no port data") addressed by row UUID, and the rows read back after it.
+Row UUIDs come from the last lookup of that domain (inspect, collect and
+apply keep them): OVSDB never reuses a UUID, so a stale one cannot hit
+another VM's port; the driver reports it (:class:`StalePort`), and apply
+looks the ports up again and retries once. With no UUIDs known yet, apply
+costs one lookup more.
 
-Concurrent callers share processes twice over: lookups of many domains become
-one ``find`` (lookup.py), and transactions of many domains one ovs-vsctl run
-(pool.py).
+How OVSDB is reached is the driver's business (driver.py): ``vsctl``
+(ovs-vsctl processes, the default; see vsctl_driver.py for how concurrent
+callers share them) or ``native`` (one persistent connection, native.py).
 
 A handled interface without a local port makes apply and collect raise
 :class:`PortNotFound` (nothing written): the port usually appears moments
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -47,18 +47,10 @@ from ..base import (
     PortEvent,
     PortNotFound,
 )
-from .lookup import Port, PortLookup, tagged_ports
-from .monitor import InterfaceMonitor
-from .pool import VsctlPool
-from .vsctl import (
-    MAX_ARG_BYTES,
-    Command,
-    Transaction,
-    VsctlConfig,
-    VsctlError,
-    VsctlRunner,
-    portdata_arg,
-)
+from .driver import OvsDriver, StalePort, Write
+from .rows import Port
+from .vsctl import VsctlConfig
+from .vsctl_driver import VsctlDriver
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +64,7 @@ class OvsOptions(BackendOptions):
     no_wait: bool = Field(
         default=False, description="pass --no-wait to ovs-vsctl (no ovs-vswitchd, e.g. tests)"
     )
-    timeout: float = Field(default=5.0, gt=0, description="seconds one ovs-vsctl call may take")
+    timeout: float = Field(default=5.0, gt=0, description="seconds one OVSDB call may take")
     max_portdata: int = Field(
         default=PORTDATA_DEFAULT_MAX,
         ge=1,
@@ -83,7 +75,14 @@ class OvsOptions(BackendOptions):
     vsctl: str = Field(default="ovs-vsctl", description="the ovs-vsctl binary")
     ovsdb_client: str = Field(default="ovsdb-client", description="the ovsdb-client binary")
     monitor_backoff_max: float = Field(
-        default=2.0, gt=0, description="longest pause before restarting a failed monitor"
+        default=2.0,
+        gt=0,
+        description="longest pause before restarting a failed monitor (native: reconnecting)",
+    )
+    driver: Literal["vsctl", "native"] = Field(
+        default="vsctl",
+        description="how to reach OVSDB: ovs-vsctl processes, or one persistent native "
+        "connection (the ovs package's IDL)",
     )
 
 
@@ -99,22 +98,29 @@ class OpenVSwitchBackend(Backend):
             binary=opts.vsctl, db=opts.db, no_wait=opts.no_wait, timeout=opts.timeout
         )
         self.max_portdata = opts.max_portdata
-        self.ovsdb_client = opts.ovsdb_client
-        self.monitor_backoff_max = opts.monitor_backoff_max
-        self.runner = VsctlRunner(self.config)
-        self.pool = VsctlPool(self.runner, workers=opts.workers)
-        self.lookup = PortLookup(self.pool)
+        self.driver: OvsDriver
+        if opts.driver == "native":
+            # Imported here: only the native driver needs the ``ovs`` package.
+            from .native import NativeDriver
+
+            self.driver = NativeDriver(
+                db=opts.db, timeout=opts.timeout, backoff_max=opts.monitor_backoff_max
+            )
+        else:
+            self.driver = VsctlDriver(
+                self.config,
+                workers=opts.workers,
+                ovsdb_client=opts.ovsdb_client,
+                monitor_backoff_max=opts.monitor_backoff_max,
+            )
         self._known: dict[str, dict[str, Port]] = {}  # domain -> mac -> port, last seen
-        self._monitors: set[InterfaceMonitor] = set()
         self._closed = False
 
     # -- seam ------------------------------------------------------------------------
     async def describe(self) -> BackendInfo:
-        txn = Transaction()
-        txn.add(Command("list", ("Open_vSwitch",), options=("--columns=_uuid",), table=True))
         detail = None
         try:
-            await self.pool.run(txn)
+            await self.driver.ping()
         except BackendError as exc:
             detail = str(exc)
         return BackendInfo(
@@ -173,23 +179,12 @@ class OpenVSwitchBackend(Backend):
     async def watch(self) -> AsyncIterator[PortEvent]:
         if self._closed:
             return
-        monitor = InterfaceMonitor(
-            binary=self.ovsdb_client, db=self.config.db, backoff_max=self.monitor_backoff_max
-        )
-        self._monitors.add(monitor)
-        try:
-            async for event in monitor.events():
-                yield event
-        finally:
-            self._monitors.discard(monitor)
-            await monitor.close()
+        async for event in self.driver.watch():
+            yield event
 
     async def close(self) -> None:
         self._closed = True
-        for monitor in list(self._monitors):
-            await monitor.close()
-        await self.lookup.close()
-        await self.pool.close()
+        await self.driver.close()
 
     # -- internals -----------------------------------------------------------------------
     def _refuse(self, portdata: str | None) -> str | None:
@@ -204,14 +199,10 @@ class OpenVSwitchBackend(Backend):
             return "port data is not valid UTF-8"
         if size > self.max_portdata:
             return f"port data is {size} bytes, above this host's limit of {self.max_portdata}"
-        # JSON escaping grows a value at most 6-fold (\u00XX); only near the
-        # argv element cap is it worth rendering the argument to measure it.
-        if 6 * size + 64 > MAX_ARG_BYTES and len(portdata_arg(portdata).encode()) > MAX_ARG_BYTES:
-            return "port data is too large for one ovs-vsctl argument once JSON-escaped"
-        return None
+        return self.driver.refuse(portdata)
 
     async def _find(self, domain: str) -> dict[str, Port]:
-        ports = await self.lookup.ports(domain)
+        ports = await self.driver.ports(domain)
         if ports:
             self._known[domain] = ports
         else:
@@ -228,23 +219,15 @@ class OpenVSwitchBackend(Backend):
             if missing:
                 raise PortNotFound(domain, missing[0], missing)
             targets = [ports[i.mac].uuid for i in interfaces]
-            txn = Transaction()
-            for interface, uuid in zip(interfaces, targets, strict=True):
-                if interface.portdata is None:
-                    txn.remove_portdata(uuid)
-                else:
-                    txn.set_portdata(uuid, interface.portdata)
-            # Read back in the same transaction, by UUID: no scan of every row.
-            readback = txn.list_interfaces(sorted(set(targets)))
+            writes = [Write(u, i.portdata) for i, u in zip(interfaces, targets, strict=True)]
             try:
-                await self.pool.run(txn)
-            except VsctlError as exc:
-                if exc.no_row and attempt == 1:
+                rows = await self.driver.write(writes)
+            except StalePort:
+                if attempt == 1:
                     log.info("domain %s: a known port row is gone, looking ports up again", domain)
                     self._known.pop(domain, None)
                     continue
                 raise
-            rows = {p.uuid: p for p in tagged_ports(readback)}
             # A row that no longer carries this domain's vm-id and the vif's
             # MAC was re-plugged under us: it vouches for nothing.
             read = [

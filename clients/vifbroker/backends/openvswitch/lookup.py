@@ -14,63 +14,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-
-from vifbroker.model import normalize_mac, normalize_uuid
 
 from ..base import BackendUnavailable
 from .pool import VsctlPool
-from .vsctl import PORTDATA_KEY, Command, Transaction
+from .rows import Port, PortRow, by_mac
+from .vsctl import Command, Transaction
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Port:
-    """An Interface row that libvirt tagged with a domain and a MAC."""
-
-    uuid: str
-    name: str
-    domain: str
-    mac: str
-    portdata: str | None
 
 
 def tagged_ports(command: Command) -> list[Port]:
     """The rows of a find/list output that carry a vm-id and a valid attached-mac."""
     ports = []
     for row in command.rows():
-        ids = row["external_ids"]
-        vm_id, mac = ids.get("vm-id"), ids.get("attached-mac")
-        if not vm_id or not mac:
-            continue
-        try:
-            mac = normalize_mac(str(mac))
-        except ValueError:
-            continue
-        try:
-            domain = normalize_uuid(str(vm_id))
-        except ValueError:
-            domain = str(vm_id).lower()
-        ports.append(Port(str(row["_uuid"]), str(row["name"]), domain, mac, ids.get(PORTDATA_KEY)))
+        ids = {str(k): str(v) for k, v in row["external_ids"].items()}
+        port = PortRow(str(row["name"]), ids).tagged(str(row["_uuid"]))
+        if port is not None:
+            ports.append(port)
     return ports
-
-
-def by_mac(ports: list[Port]) -> dict[str, Port]:
-    found: dict[str, Port] = {}
-    for port in sorted(ports, key=lambda p: p.name, reverse=True):
-        if port.mac in found:
-            # Two rows for one vif (an old port not yet deleted): one is
-            # picked deterministically (lowest name) rather than writing both.
-            log.warning(
-                "domain %s mac %s has several ports: %s, %s",
-                port.domain,
-                port.mac,
-                port.name,
-                found[port.mac].name,
-            )
-        found[port.mac] = port
-    return found
 
 
 class PortLookup:

@@ -18,59 +18,13 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from vifbroker.model import normalize_mac, normalize_uuid
-
 from ..base import PortEvent
-from .vsctl import PORTDATA_KEY, decode_datum
+from .rows import PortRow, port_events
+from .vsctl import decode_datum
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    name: str
-    external_ids: dict[str, str]
-
-    def port(self) -> tuple[str, str] | None:
-        """(domain uuid, mac) when libvirt tagged this row, else None."""
-        vm_id = self.external_ids.get("vm-id")
-        mac = self.external_ids.get("attached-mac")
-        if not vm_id or not mac:
-            return None
-        try:
-            mac = normalize_mac(mac)
-        except ValueError:
-            return None
-        try:
-            vm_id = normalize_uuid(vm_id)
-        except ValueError:
-            vm_id = vm_id.lower()  # not a UUID: kept so it can still be matched
-        return vm_id, mac
-
-
-def _diff(old: _Row | None, new: _Row | None) -> list[PortEvent]:
-    before = old.port() if old else None
-    after = new.port() if new else None
-    events: list[PortEvent] = []
-    if old and before and before != after:
-        events.append(
-            PortEvent(
-                before[0], before[1], old.name, old.external_ids.get(PORTDATA_KEY), removed=True
-            )
-        )
-    if new and after:
-        portdata = new.external_ids.get(PORTDATA_KEY)
-        if (
-            old is None
-            or before != after
-            or old.name != new.name
-            or old.external_ids.get(PORTDATA_KEY) != portdata
-        ):
-            events.append(PortEvent(after[0], after[1], new.name, portdata))
-    return events
 
 
 class InterfaceMonitor:
@@ -91,7 +45,7 @@ class InterfaceMonitor:
         self.backoff_max = backoff_max
         # An initial snapshot is one line holding every Interface's external_ids.
         self.line_limit = line_limit
-        self._view: dict[str, _Row] = {}
+        self._view: dict[str, PortRow] = {}
         self._proc: asyncio.subprocess.Process | None = None
         self._closed = asyncio.Event()
 
@@ -190,12 +144,12 @@ class InterfaceMonitor:
         events += self._apply(rows)
         return events
 
-    def _resync(self, snapshot: dict[str, _Row]) -> list[PortEvent]:
+    def _resync(self, snapshot: dict[str, PortRow]) -> list[PortEvent]:
         events: list[PortEvent] = []
         for uuid in self._view.keys() - snapshot.keys():
-            events += _diff(self._view[uuid], None)
+            events += port_events(self._view[uuid], None)
         for uuid, row in snapshot.items():
-            events += _diff(self._view.get(uuid), row)
+            events += port_events(self._view.get(uuid), row)
         self._view = snapshot
         return events
 
@@ -214,18 +168,18 @@ class InterfaceMonitor:
             modified = None
             if action == "delete":
                 self._view.pop(uuid, None)
-                events += _diff(old, None)
+                events += port_events(old, None)
             elif action in ("insert", "new", "initial"):
                 new = _row(r, fallback=old)
                 self._view[uuid] = new
-                events += _diff(old, new)
+                events += port_events(old, new)
         return events
 
 
-def _row(r: dict[str, Any], fallback: _Row | None = None) -> _Row:
+def _row(r: dict[str, Any], fallback: PortRow | None = None) -> PortRow:
     name = r.get("name")
     ids = r.get("external_ids")
-    return _Row(
+    return PortRow(
         name=name if isinstance(name, str) else (fallback.name if fallback else ""),
         external_ids=(
             {str(k): str(v) for k, v in decode_datum(ids).items()}

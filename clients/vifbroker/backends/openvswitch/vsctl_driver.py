@@ -1,0 +1,90 @@
+"""The ``vsctl`` driver: ovs-vsctl processes for lookups and writes, ``ovsdb-client monitor``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from ..base import PortEvent
+from .driver import OvsDriver, StalePort, Write
+from .lookup import PortLookup, tagged_ports
+from .monitor import InterfaceMonitor
+from .pool import VsctlPool
+from .rows import Port
+from .vsctl import (
+    MAX_ARG_BYTES,
+    Command,
+    Transaction,
+    VsctlConfig,
+    VsctlError,
+    VsctlRunner,
+    portdata_arg,
+)
+
+
+class VsctlDriver(OvsDriver):
+    def __init__(
+        self,
+        config: VsctlConfig,
+        *,
+        workers: int = 4,
+        ovsdb_client: str = "ovsdb-client",
+        monitor_backoff_max: float = 2.0,
+    ) -> None:
+        self.config = config
+        self.ovsdb_client = ovsdb_client
+        self.monitor_backoff_max = monitor_backoff_max
+        self.runner = VsctlRunner(config)
+        self.pool = VsctlPool(self.runner, workers=workers)
+        self.lookup = PortLookup(self.pool)
+        self._monitors: set[InterfaceMonitor] = set()
+
+    async def ping(self) -> None:
+        txn = Transaction()
+        txn.add(Command("list", ("Open_vSwitch",), options=("--columns=_uuid",), table=True))
+        await self.pool.run(txn)
+
+    async def ports(self, domain: str) -> dict[str, Port]:
+        return await self.lookup.ports(domain)
+
+    async def write(self, writes: Sequence[Write]) -> dict[str, Port]:
+        txn = Transaction()
+        for write in writes:
+            if write.portdata is None:
+                txn.remove_portdata(write.uuid)
+            else:
+                txn.set_portdata(write.uuid, write.portdata)
+        # Read back in the same transaction, by UUID: no scan of every row.
+        readback = txn.list_interfaces(sorted({w.uuid for w in writes}))
+        try:
+            await self.pool.run(txn)
+        except VsctlError as exc:
+            if exc.no_row:
+                raise StalePort(str(exc)) from exc
+            raise
+        return {p.uuid: p for p in tagged_ports(readback)}
+
+    def refuse(self, portdata: str) -> str | None:
+        # JSON escaping grows a value at most 6-fold (\u00XX); only near the
+        # argv element cap is it worth rendering the argument to measure it.
+        size = len(portdata.encode("utf-8"))
+        if 6 * size + 64 > MAX_ARG_BYTES and len(portdata_arg(portdata).encode()) > MAX_ARG_BYTES:
+            return "port data is too large for one ovs-vsctl argument once JSON-escaped"
+        return None
+
+    async def watch(self) -> AsyncIterator[PortEvent]:
+        monitor = InterfaceMonitor(
+            binary=self.ovsdb_client, db=self.config.db, backoff_max=self.monitor_backoff_max
+        )
+        self._monitors.add(monitor)
+        try:
+            async for event in monitor.events():
+                yield event
+        finally:
+            self._monitors.discard(monitor)
+            await monitor.close()
+
+    async def close(self) -> None:
+        for monitor in list(self._monitors):
+            await monitor.close()
+        await self.lookup.close()
+        await self.pool.close()
