@@ -81,8 +81,8 @@ class OvsOptions(BackendOptions):
     )
     driver: Literal["vsctl", "native"] = Field(
         default="vsctl",
-        description="how to reach OVSDB: ovs-vsctl processes, or one persistent native "
-        "connection (the ovs package's IDL)",
+        description="how to reach OVSDB: vsctl (ovs-vsctl processes, the default) or native "
+        "(one persistent connection through the ovs package's IDL)",
     )
 
 
