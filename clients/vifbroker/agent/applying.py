@@ -108,12 +108,16 @@ class Applier:
                 if len(present) == len(ifaces) or (
                     present and first_present is not None and now - first_present >= grace
                 ):
-                    return list(zip(present, await backend.apply(domain, present), strict=True))
+                    started = time.monotonic()
+                    applied = await backend.apply(domain, present)
+                    self.deps.metrics.applied(backend.name, applied, time.monotonic() - started)
+                    return list(zip(present, applied, strict=True))
                 have = {i.mac for i in present}
                 missing = [i.mac for i in ifaces if i.mac not in have]
                 reason = f"no local port for vm-id {domain} mac {', '.join(missing)}"
                 log.debug("migration %s: waiting: %s", migration.id, reason)
             except BackendError as exc:
+                self.deps.metrics.backend_error(backend.name)
                 reason = f"{backend.name}: {exc}"
                 log.warning("migration %s: %s; retrying", migration.id, reason)
             left = remaining(deadline)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -15,13 +17,16 @@ from pathlib import Path
 
 from vifbroker.backends import Backend, BackendError
 from vifbroker.client import BrokerClient, ClientError
+from vifbroker.clikit import unknown_variables
 from vifbroker.model import Interface
 from vifbroker.model.codec import parse_document
 from vifbroker.model.migration import HOST_PATTERN
 
+from .config import agent_variables, resolve, split_listen
 from .domainxml import DomainSource
 from .errors import AgentError, ConfigError
 from .lifecycle import DomainFeed
+from .metrics import AgentMetrics, metrics_server
 from .router import Router
 from .service import Agent
 from .settings import AgentSettings
@@ -29,6 +34,7 @@ from .state import StateFile
 from .wiring import (
     add_backend_options,
     add_broker_options,
+    backend_dest,
     configure_logging,
     make_backends,
     make_client,
@@ -41,7 +47,10 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     agent = subparsers.add_parser("agent", help="run the host agent")
     add_broker_options(agent)
-    agent.add_argument("--host", required=True, help="this hypervisor's name at the broker")
+    agent.add_argument(
+        "--config", type=Path, metavar="PATH", help="TOML settings file (env VIFBROKER_CONFIG)"
+    )
+    agent.add_argument("--host", help="this hypervisor's name at the broker (default: hostname)")
     add_backend_options(agent)
     agent.add_argument(
         "--domain-xml-dir",
@@ -58,7 +67,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     agent.add_argument(
         "--libvirt-client",
         choices=["auto", "python", "virsh"],
-        default="auto",
         help="reach libvirt through libvirt-python or `virsh -r` "
         "(auto: libvirt-python when installed)",
     )
@@ -68,9 +76,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="where the inbox position is kept across restarts (default: not kept)",
     )
-    agent.add_argument("--poll-wait", type=float, default=25.0, metavar="S")
-    agent.add_argument("--heartbeat-interval", type=float, default=15.0, metavar="S")
-    agent.add_argument("--drain-timeout", type=float, default=10.0, metavar="S")
+    # Defaults live in AgentConfig (flags > VIFBROKER_* > TOML > defaults).
+    agent.add_argument("--poll-wait", type=float, metavar="S")
+    agent.add_argument("--heartbeat-interval", type=float, metavar="S")
+    agent.add_argument("--drain-timeout", type=float, metavar="S")
+    agent.add_argument(
+        "--metrics-listen", metavar="HOST:PORT", help="serve Prometheus /metrics here"
+    )
     agent.set_defaults(func=run_agent)
 
     push = subparsers.add_parser("push", help="upload a domain's vifs once (for scripts)")
@@ -101,7 +113,14 @@ def _agent_version() -> str | None:
 
 
 def run_agent(args: argparse.Namespace) -> int:
+    try:
+        resolve(args, backend_dest)
+    except ConfigError as exc:
+        print(f"vifbroker agent: {exc}", file=sys.stderr)
+        return 2
     configure_logging(args.log_level)
+    for name in unknown_variables(os.environ, agent_variables()):
+        log.warning("%s is not a setting of vifbroker agent (ignored)", name)
     if not re.match(HOST_PATTERN, args.host):
         print(f"vifbroker agent: invalid --host {args.host!r}", file=sys.stderr)
         return 2
@@ -123,7 +142,13 @@ def run_agent(args: argparse.Namespace) -> int:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_agent_main(client, backends, (domains, feed), state, settings))
+        try:
+            return runner.run(
+                _agent_main(client, backends, (domains, feed), state, settings, args.metrics_listen)
+            )
+        except OSError as exc:  # the metrics port is taken
+            log.error("cannot listen on %s: %s", args.metrics_listen, exc.strerror or exc)
+            return 1
 
 
 async def _agent_main(
@@ -132,14 +157,21 @@ async def _agent_main(
     domains: tuple[DomainSource, DomainFeed | None],
     state: StateFile,
     settings: AgentSettings,
+    metrics_listen: str | None = None,
 ) -> int:
     log.info("agent %s: domain XML from %r", settings.host, domains[0])
-    agent = Agent(client, backends, domains[0], state, settings, feed=domains[1])
+    metrics = AgentMetrics()
+    agent = Agent(client, backends, domains[0], state, settings, feed=domains[1], metrics=metrics)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop)
     try:
-        await agent.run()
+        async with contextlib.AsyncExitStack() as stack:
+            if metrics_listen:
+                host, port = split_listen(metrics_listen)
+                bound = await stack.enter_async_context(metrics_server(metrics, host, port))
+                log.info("metrics on http://%s:%d/metrics", host, bound)
+            await agent.run()
     finally:
         await client.close()
     return 0

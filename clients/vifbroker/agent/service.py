@@ -15,6 +15,7 @@ from vifbroker.model import BackendInfo, InboxItem
 from .domainxml import DomainSource
 from .incoming import Incoming
 from .lifecycle import DomainFeed
+from .metrics import AgentMetrics
 from .outgoing import Outgoing
 from .portwatch import PortWatch
 from .retry import Backoff
@@ -37,18 +38,21 @@ class Agent:
         state: StateFile,
         settings: AgentSettings,
         feed: DomainFeed | None = None,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.backends = list(backends)
         self.state = state
         self.settings = settings
         # Port changes and (with a feed) the local libvirt's lifecycle events.
         self.watch = PortWatch(self.backends, feed)
-        self.deps = Deps(client, Router(self.backends), self.watch, domains, settings)
+        self.metrics = metrics or AgentMetrics()
+        self.deps = Deps(client, Router(self.backends), self.watch, domains, settings, self.metrics)
         self.after = 0
         self._workers: dict[_Key, Worker] = {}
         self._tasks: dict[_Key, asyncio.Task[None]] = {}
         self._crashes: dict[_Key, int] = {}
         self._stop = asyncio.Event()
+        self.metrics.track_queue(lambda: len(self._tasks))
 
     @property
     def client(self) -> BrokerClient:
@@ -108,6 +112,7 @@ class Agent:
                 try:
                     inbox = poll.result()
                 except ClientError as exc:
+                    self.metrics.broker_failed()
                     delay = backoff.next()
                     log.warning("inbox poll failed (%s); retrying in %.1fs", exc, delay)
                     with contextlib.suppress(TimeoutError):
@@ -115,6 +120,7 @@ class Agent:
                             await self._stop.wait()
                     continue
                 backoff.reset()
+                self.metrics.broker_ok()
                 for item in inbox.items:
                     self._dispatch(item)
                 self.after = max(self.after, inbox.revision)
@@ -213,6 +219,8 @@ class Agent:
                 await self.client.heartbeat(
                     self.settings.host, infos, agent_version=self.settings.agent_version
                 )
+                self.metrics.broker_ok()
             except ClientError as exc:
+                self.metrics.broker_failed()
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.settings.heartbeat_interval)

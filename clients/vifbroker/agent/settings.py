@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vifbroker.client import BrokerClient
 
 from .domainxml import DomainSource
+from .metrics import AgentMetrics
 from .portwatch import PortWatch
 from .router import Router
 
@@ -34,3 +35,4 @@ class Deps:
     watch: PortWatch
     domains: DomainSource
     settings: AgentSettings
+    metrics: AgentMetrics = field(default_factory=AgentMetrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,18 +28,19 @@ DEFAULT_BACKENDS = ("openvswitch",)
 
 
 def add_broker_options(parser: argparse.ArgumentParser) -> None:
+    # No defaults here: a flag left out falls back to VIFBROKER_* and the TOML file.
     parser.add_argument(
         "--broker",
-        required=True,
         metavar="URL[,URL...]",
-        help="broker base URL(s); the next is tried when one is down",
+        help="broker base URL(s); the next is tried when one is down (env VIFBROKER_BROKER)",
     )
     parser.add_argument(
-        "--token-file", required=True, type=Path, metavar="PATH", help="file holding the token"
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="file holding the token (env VIFBROKER_TOKEN_FILE)",
     )
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
 def add_backend_options(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
@@ -61,7 +63,12 @@ def add_backend_options(parser: argparse.ArgumentParser, *, default: bool = True
 
 
 def _dest(cls: type[Backend], field: str) -> str:
-    return f"backend_{cls.name}_{field}"
+    return backend_dest(cls.name, field)
+
+
+def backend_dest(backend: str, field: str) -> str:
+    """The namespace attribute of a backend option."""
+    return f"backend_{backend}_{field}"
 
 
 def _add_options(parser: argparse.ArgumentParser, cls: type[Backend]) -> None:
@@ -111,10 +118,17 @@ def read_token(path: Path) -> str:
 
 
 def make_client(args: argparse.Namespace) -> BrokerClient:
-    urls = [u.strip() for u in str(args.broker).split(",") if u.strip()]
+    broker = args.broker or os.environ.get("VIFBROKER_BROKER")
+    token_file = args.token_file or os.environ.get("VIFBROKER_TOKEN_FILE")
+    if not token_file:
+        raise ConfigError("no token: pass --token-file PATH or set VIFBROKER_TOKEN_FILE")
+    urls = [u.strip() for u in str(broker or "").split(",") if u.strip()]
     if not urls:
-        raise ConfigError("--broker needs at least one URL")
-    return BrokerClient(urls, read_token(args.token_file))
+        raise ConfigError("--broker (or VIFBROKER_BROKER) needs at least one URL")
+    try:
+        return BrokerClient(urls, read_token(Path(token_file)))
+    except ValueError as exc:  # a malformed URL: a configuration error, never retried
+        raise ConfigError(str(exc)) from exc
 
 
 def make_backends(args: argparse.Namespace, *, default: bool = True) -> list[Backend]:
@@ -161,9 +175,10 @@ def make_domain_source(args: argparse.Namespace) -> tuple[DomainSource, DomainFe
     return VirshSource(uri=uri), VirshEvents(uri=uri)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str | None) -> None:
+    level = level or os.environ.get("VIFBROKER_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(
-        level=getattr(logging, level),
+        level=getattr(logging, level, logging.INFO),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )

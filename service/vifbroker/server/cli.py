@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import ValidationError
 
-from vifbroker.clikit import explain
+from vifbroker.clikit import explain, unknown_variables
 
 from .auth import Role, TokenFileError, add_token, load_tokens
 from .config import Settings, load_settings
@@ -100,6 +100,9 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"vifbroker serve: bad settings: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    known = {"VIFBROKER_" + name.upper() for name in Settings.model_fields}
+    for name in unknown_variables(os.environ, known):
+        log.warning("%s is not a setting of vifbroker serve (ignored)", name)
     try:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         bootstrap_tokens(settings)
