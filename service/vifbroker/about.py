@@ -1,8 +1,11 @@
-"""What the running product is: its version, as installed."""
+"""What the running product is: its version, as installed, and as a metric."""
 
 from __future__ import annotations
 
+import platform
 from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
 
 
 def product_version() -> str:
@@ -11,3 +14,15 @@ def product_version() -> str:
         return version("vifbroker")
     except PackageNotFoundError:
         return "unknown"
+
+
+def register_process_metrics(registry: CollectorRegistry, build_info: str, what: str) -> None:
+    """``process_*`` and ``python_info``, and ``<build_info>{version, python} 1``."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    Gauge(
+        build_info,
+        f"Always 1: the version of the running {what} and its Python.",
+        ["version", "python"],
+        registry=registry,
+    ).labels(product_version(), platform.python_version()).set(1)

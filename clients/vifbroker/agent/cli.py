@@ -21,8 +21,9 @@ from vifbroker.clikit import unknown_variables
 from vifbroker.model import Interface
 from vifbroker.model.codec import parse_document
 from vifbroker.model.migration import HOST_PATTERN
+from vifbroker.settingskit import split_listen
 
-from .config import agent_variables, resolve, split_listen
+from .config import agent_variables, resolve
 from .domainxml import DomainSource
 from .errors import AgentError, ConfigError
 from .lifecycle import DomainFeed

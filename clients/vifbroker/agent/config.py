@@ -13,7 +13,6 @@ validates (and documents, see ``vifbroker config-docs``) everything.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 from functools import cache
 from pathlib import Path
@@ -21,21 +20,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, create_model, field_validator
 from pydantic_settings import (
-    BaseSettings,
     NoDecode,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from vifbroker.backends import available_backends, load_backend
 from vifbroker.clikit import explain
 from vifbroker.model.migration import HOST_PATTERN
+from vifbroker.settingskit import TomlSettings, load_toml_settings, split_listen
 
 from .errors import ConfigError
 
 
-class AgentConfig(BaseSettings):
+class AgentConfig(TomlSettings):
     """The host agent (``vifbroker agent``)."""
 
     model_config = SettingsConfigDict(env_prefix="VIFBROKER_", extra="forbid", frozen=True)
@@ -96,25 +93,6 @@ class AgentConfig(BaseSettings):
             split_listen(value)
         return value
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT``) → (host, port); ValueError otherwise."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"must be HOST:PORT, not {value!r}")
-    return host.strip("[]"), int(port)
-
 
 def backend_option_fields() -> dict[str, tuple[str, str, Any]]:
     """``ovs_db`` → (backend name, option field, pydantic FieldInfo) for every installed backend."""
@@ -144,18 +122,7 @@ def agent_config_model() -> type[AgentConfig]:
 
 def load_agent_config(config: Path | None = None, **flags: Any) -> AgentConfig:
     """Settings from ``flags`` (None values ignored), the environment and the TOML file."""
-    path = config or (Path(p) if (p := os.environ.get("VIFBROKER_CONFIG")) else None)
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    model = agent_config_model()
-    if path is None:
-        return model(**overrides)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-
-    class _FromFile(model):  # type: ignore[valid-type,misc]
-        model_config = SettingsConfigDict(toml_file=path)
-
-    return _FromFile(**overrides)
+    return load_toml_settings(agent_config_model(), config, flags)
 
 
 def agent_variables() -> set[str]:

@@ -8,7 +8,6 @@ one thin call per event (``applied``, ``backend_error``, ``broker_ok``…).
 from __future__ import annotations
 
 import contextlib
-import platform
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
@@ -19,12 +18,10 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    PlatformCollector,
-    ProcessCollector,
     generate_latest,
 )
 
-from vifbroker.about import product_version
+from vifbroker.about import register_process_metrics
 from vifbroker.backends import ApplyResult
 
 _APPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -33,14 +30,7 @@ _APPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 class AgentMetrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        Gauge(
-            "vifbroker_agent_build_info",
-            "Always 1: the version of the running agent and its Python.",
-            ["version", "python"],
-            registry=r,
-        ).labels(product_version(), platform.python_version()).set(1)
+        register_process_metrics(r, "vifbroker_agent_build_info", "agent")
         self.applies = Counter(
             "vifbroker_agent_applies",
             "Vifs this host applied, by backend and outcome (applied, skipped, failed).",

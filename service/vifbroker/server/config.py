@@ -16,24 +16,21 @@ there unless ``db`` / ``tokens`` say otherwise.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import SettingsConfigDict
 
 from vifbroker.model import PORTDATA_DEFAULT_MAX
+from vifbroker.settingskit import TomlSettings, load_toml_settings, split_listen
+
+__all__ = ["Settings", "load_settings", "split_listen"]
 
 MIB = 1024 * 1024
 
 
-class Settings(BaseSettings):
+class Settings(TomlSettings):
     model_config = SettingsConfigDict(env_prefix="VIFBROKER_", extra="forbid", frozen=True)
 
     listen: str = "127.0.0.1:8080"
@@ -64,17 +61,6 @@ class Settings(BaseSettings):
         split_listen(value)
         return value
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
-
     @property
     def db_url(self) -> str:
         # open_store strips "sqlite://": the rest must be an absolute path.
@@ -89,24 +75,6 @@ class Settings(BaseSettings):
         return split_listen(self.listen)
 
 
-def split_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) → (host, port); ValueError otherwise."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen must be HOST:PORT, not {value!r}")
-    return host.strip("[]"), int(port)
-
-
 def load_settings(config: Path | None = None, **flags: Any) -> Settings:
     """Settings from ``flags`` (None values ignored), environment and the TOML file."""
-    path = config or (Path(p) if (p := os.environ.get("VIFBROKER_CONFIG")) else None)
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    if path is None:
-        return Settings(**overrides)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-
-    class _FromFile(Settings):
-        model_config = SettingsConfigDict(toml_file=path)
-
-    return _FromFile(**overrides)
+    return load_toml_settings(Settings, config, flags)

@@ -13,7 +13,6 @@ answered last, so that is the common case).
 
 from __future__ import annotations
 
-import platform
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -25,12 +24,10 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    PlatformCollector,
-    ProcessCollector,
     generate_latest,
 )
 
-from vifbroker.about import product_version
+from vifbroker.about import register_process_metrics
 from vifbroker.model import Migration, MigrationState, ResultIn, VifRecord, VifStatus
 from vifbroker.store import Store
 
@@ -82,15 +79,7 @@ def failure_reason(detail: str | None) -> str:
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        build = Gauge(
-            "vifbroker_build_info",
-            "Always 1: the version of the running broker and its Python.",
-            ["version", "python"],
-            registry=r,
-        )
-        build.labels(product_version(), platform.python_version()).set(1)
+        register_process_metrics(r, "vifbroker_build_info", "broker")
         self.requests = Histogram(
             "vifbroker_http_request_duration_seconds",
             "HTTP request latency by route template, method and status "
