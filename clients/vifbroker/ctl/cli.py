@@ -116,6 +116,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     hlist.set_defaults(func=_runner(list_hosts))
 
+    from .configdocs import register as register_config_docs
+
+    register_config_docs(subparsers)
+
 
 def _output(args: argparse.Namespace) -> str:
     return str(args.output or ("table" if sys.stdout.isatty() else "json"))

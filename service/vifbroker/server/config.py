@@ -33,22 +33,59 @@ MIB = 1024 * 1024
 class Settings(TomlSettings):
     model_config = SettingsConfigDict(env_prefix="VIFBROKER_", extra="forbid", frozen=True)
 
-    listen: str = "127.0.0.1:8080"
-    db: str | None = None
-    tokens: Path | None = None
-    state_dir: Path = Path("./state")
-    max_body_bytes: int = Field(default=8 * MIB, ge=1024)
-    max_portdata_bytes: int = Field(default=PORTDATA_DEFAULT_MAX, ge=1)
-    longpoll_max_seconds: float = Field(default=60.0, gt=0)
-    expiry_interval_seconds: float = Field(default=1.0, gt=0)
-    retention_seconds: float = Field(default=7 * 86400.0, ge=0)
+    listen: str = Field(
+        default="127.0.0.1:8080", description="HOST:PORT to serve HTTP on ([v6]:PORT for IPv6)"
+    )
+    db: str | None = Field(
+        default=None,
+        description="store URL: sqlite:///PATH or postgresql://… "
+        "(default: sqlite:///<state_dir>/vifbroker.db)",
+    )
+    tokens: Path | None = Field(
+        default=None,
+        description="token file (hashes only; re-read when it changes) "
+        "(default: <state_dir>/tokens.toml)",
+    )
+    state_dir: Path = Field(
+        default=Path("./state"),
+        description="where the SQLite database, token file and bootstrap controller.token live",
+    )
+    max_body_bytes: int = Field(
+        default=8 * MIB, ge=1024, description="largest request body accepted (413 above)"
+    )
+    max_portdata_bytes: int = Field(
+        default=PORTDATA_DEFAULT_MAX, ge=1, description="largest port data of one vif (UTF-8 bytes)"
+    )
+    longpoll_max_seconds: float = Field(
+        default=60.0, gt=0, description="longest an inbox long-poll or barrier is held"
+    )
+    expiry_interval_seconds: float = Field(
+        default=1.0, gt=0, description="how often overdue migrations are expired"
+    )
+    retention_seconds: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="how long terminal migrations (without port data) are kept for audit",
+    )
     # Connections (see server/connections.py).
-    header_timeout_seconds: float = Field(default=10.0, gt=0)
-    keepalive_timeout_seconds: float = Field(default=75.0, gt=0)
-    body_timeout_seconds: float = Field(default=30.0, gt=0)
-    max_connections: int = Field(default=12_000, ge=1)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a client must send its request headers within this"
+    )
+    keepalive_timeout_seconds: float = Field(
+        default=75.0, gt=0, description="an idle keep-alive connection is closed after this"
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="a client must send its request body within this"
+    )
+    max_connections: int = Field(
+        default=12_000, ge=1, description="open connections at most (10,000 parked long-polls fit)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="log threshold"
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="json: one object per line, with migration/domain/mac keys"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
