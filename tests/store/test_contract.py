@@ -77,7 +77,7 @@ async def test_create_is_idempotent_by_id_and_one_active_per_domain(store: Store
 async def test_revision_strictly_increases_with_every_change(store: Store) -> None:
     r0 = await store.current_revision()
     m, _ = await store.create_migration(req(), T0)
-    _, recs = await store.put_interfaces(DOM, [iface(MAC1)], T0)
+    recs = (await store.put_interfaces(DOM, [iface(MAC1)], T0)).records
     m2 = await store.post_results(m.id, [ok(MAC1, 1)], T0)
     m3 = await store.transition(m.id, MigrationState.COMPLETED, T0)
     revs = [r0, m.revision, recs[0].revision, m2.revision, m3.revision]
@@ -89,10 +89,15 @@ async def test_upload_generations_and_if_match(store: Store) -> None:
     with pytest.raises(NoActiveMigration):
         await store.put_interfaces(DOM, [iface(MAC1)], T0)
     await store.create_migration(req(), T0)
-    m, recs = await store.put_interfaces(DOM, [iface(MAC1, "one"), iface(MAC2, "x")], T0)
-    assert [r.generation for r in recs] == [1, 1]
-    assert m.state is MigrationState.UPLOADED
-    _, recs = await store.put_interfaces(DOM, [iface(MAC1, "two")], T0, if_match={MAC1: 1})
+    up = await store.put_interfaces(DOM, [iface(MAC1, "one"), iface(MAC2, "x")], T0)
+    assert [r.generation for r in up.records] == [1, 1]
+    assert up.state is MigrationState.UPLOADED
+    assert (
+        up.revision
+        == up.records[0].revision
+        == (await store.get_migration(up.migration_id)).revision
+    )
+    recs = (await store.put_interfaces(DOM, [iface(MAC1, "two")], T0, if_match={MAC1: 1})).records
     assert recs[0].generation == 2 and recs[0].interface is not None
     assert recs[0].interface.portdata == "two"
     with pytest.raises(PreconditionFailed) as err:
@@ -113,7 +118,7 @@ async def test_upload_checks_the_source_host_in_the_same_write(store: Store) -> 
         await store.put_interfaces(DOM, [iface(MAC1)], T0, source_host="b")
     with pytest.raises(NotFound):
         await store.get_interfaces(DOM)
-    _, recs = await store.put_interfaces(DOM, [iface(MAC1)], T0, source_host="a")
+    recs = (await store.put_interfaces(DOM, [iface(MAC1)], T0, source_host="a")).records
     assert recs[0].generation == 1
 
 
@@ -318,7 +323,7 @@ async def test_hub_wakes_only_after_commit(store: Store) -> None:
     waiter = asyncio.create_task(store.hub.wait(["host:b"], 10))
     other = asyncio.create_task(store.hub.wait(["host:zzz"], 0.2))
     await asyncio.sleep(0)
-    _, recs = await store.put_interfaces(DOM, [iface(MAC1)], T0)
+    recs = (await store.put_interfaces(DOM, [iface(MAC1)], T0)).records
     assert await asyncio.wait_for(waiter, 5) is True
     # The change is readable by the time the waiter wakes.
     box = await store.inbox("b", recs[0].revision - 1)

@@ -6,7 +6,8 @@ import logging
 
 from aiohttp import web
 
-from vifbroker.model import Interface, Migration, VifRecord
+from vifbroker.model import Interface, VifRecord
+from vifbroker.store import Uploaded
 
 from .context import CTX, Context
 from .errors import Invalid, Malformed, NotFound
@@ -32,29 +33,29 @@ async def _put(
     domain_uuid: str,
     interfaces: list[Interface],
     if_match: dict[str, int] | None,
-) -> tuple[Migration, list[VifRecord]]:
+) -> Uploaded:
     check_portdata(interfaces, ctx.settings.max_portdata_bytes)
     who = principal(request)
     # An agent may upload only as the source host: checked inside the write.
-    migration, records = await ctx.store.put_interfaces(
+    uploaded = await ctx.store.put_interfaces(
         domain_uuid,
         interfaces,
         ctx.now(),
         if_match=if_match,
         source_host=None if who.is_controller else who.host,
     )
-    ctx.metrics.uploaded(migration, records)
-    for record in records:
+    ctx.metrics.uploaded(uploaded.migration_id, uploaded.records)
+    for record in uploaded.records:
         log.info(
             "vif uploaded",
             extra={
-                "migration": migration.id,
+                "migration": uploaded.migration_id,
                 "domain": domain_uuid,
                 "mac": record.mac,
                 "generation": record.generation,
             },
         )
-    return migration, records
+    return uploaded
 
 
 async def put_interface(request: web.Request) -> web.Response:
@@ -68,10 +69,10 @@ async def put_interface(request: web.Request) -> web.Response:
             [{"loc": ["body", "mac"], "msg": "differs from the path MAC"}],
         )
     generation = if_match(request)
-    _, records = await _put(
+    uploaded = await _put(
         ctx, request, domain_uuid, [iface], None if generation is None else {mac: generation}
     )
-    record = records[0]
+    record = uploaded.records[0]
     return json_response(
         {"domain_uuid": domain_uuid, "mac": record.mac, "generation": record.generation},
         headers={"ETag": f'"{record.generation}"'},
@@ -86,13 +87,12 @@ async def put_interfaces(request: web.Request) -> web.Response:
         raise Malformed("If-Match applies to one interface: PUT …/interfaces/{mac}")
     media, body = await read_body(request, INTERFACE_TYPES, ctx.settings)
     interfaces = many_interfaces(media, body, domain_uuid)
-    migration, records = await _put(ctx, request, domain_uuid, interfaces, None)
-    revision = max((r.revision for r in records), default=migration.revision)
+    uploaded = await _put(ctx, request, domain_uuid, interfaces, None)
     return json_response(
         {
             "domain_uuid": domain_uuid,
-            "revision": revision,
-            "interfaces": [{"mac": r.mac, "generation": r.generation} for r in records],
+            "revision": uploaded.revision,
+            "interfaces": [{"mac": r.mac, "generation": r.generation} for r in uploaded.records],
         }
     )
 

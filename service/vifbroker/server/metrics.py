@@ -170,12 +170,12 @@ class Metrics:
             return
         self.requests.labels(route, method, str(status)).observe(seconds)
 
-    def uploaded(self, migration: Migration, records: Iterable[VifRecord]) -> None:
+    def uploaded(self, migration_id: str, records: Iterable[VifRecord]) -> None:
         now = time.monotonic()
         n = 0
         for record in records:
             n += 1
-            self._uploaded_at[(migration.id, record.mac, record.generation)] = now
+            self._uploaded_at[(migration_id, record.mac, record.generation)] = now
         self.uploads.inc(n)
         while len(self._uploaded_at) > MAX_PENDING_UPLOADS:
             self._uploaded_at.popitem(last=False)

@@ -1,6 +1,6 @@
 """Storage: the Store protocol, its implementations, and the change hub."""
 
-from .base import Store
+from .base import Store, Uploaded
 from .errors import (
     BadCursor,
     Conflict,
@@ -9,6 +9,7 @@ from .errors import (
     NoActiveMigration,
     NotFound,
     PreconditionFailed,
+    SchemaMismatch,
     StoreError,
     StoreUnavailable,
     WrongHost,
@@ -24,17 +25,22 @@ __all__ = [
     "NoActiveMigration",
     "NotFound",
     "PreconditionFailed",
+    "SchemaMismatch",
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "Uploaded",
     "WrongHost",
 ]
 
 
-def open_store(url: str) -> Store:
-    """Build the store for ``url`` (``sqlite:///PATH``; ``postgresql://…`` comes later)."""
+def open_store(url: str, *, upgrade: bool = True) -> Store:
+    """Build the store for ``url`` (``sqlite:///PATH`` or ``postgresql://…``).
+
+    ``upgrade``: bring an older schema up to date at open (else refuse to open it).
+    """
     if url.startswith("sqlite:"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url.removeprefix("sqlite://"))
+        return SQLiteStore(url.removeprefix("sqlite://"), upgrade=upgrade)
     raise ValueError(f"unsupported store URL: {url!r}")

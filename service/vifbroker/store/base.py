@@ -12,6 +12,7 @@ for a heartbeat: ``hosts``. Every publish also wakes ``*``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -28,6 +29,20 @@ from vifbroker.model import (
 )
 
 from .hub import ChangeHub
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """What an upload did: the new records, and where their migration stands after it.
+
+    Not the whole migration: an upload costs the same however many vifs its
+    migration already holds.
+    """
+
+    migration_id: str
+    state: MigrationState
+    revision: int
+    records: list[VifRecord]
 
 
 class Store(Protocol):
@@ -93,13 +108,14 @@ class Store(Protocol):
         *,
         if_match: dict[str, int] | None = None,
         source_host: str | None = None,
-    ) -> tuple[Migration, list[VifRecord]]:
+    ) -> Uploaded:
         """Store new generations of these vifs in the active migration, atomically.
 
         ``if_match`` maps MAC to the generation the writer last saw
         (PreconditionFailed when it is not the current one; 0 = must not exist).
         ``source_host``, when given, must be the migration's source (else WrongHost):
-        the check and the write happen in one transaction.
+        the check and the write happen in one transaction. A MAC named twice
+        is InvalidInput.
         """
 
     async def latest_migration(self, domain_uuid: str) -> Migration:

@@ -9,7 +9,8 @@ StoreError
 ├── WrongHost             an upload from a host that is not the migration's source
 ├── InvalidInput          unknown MAC in results, duplicate MACs, a future generation
 │   └── BadCursor         a list cursor the store did not hand out
-└── StoreUnavailable      the database cannot be reached (translated driver error)
+├── StoreUnavailable      the database cannot be reached (translated driver error)
+└── SchemaMismatch        the database schema is not the version this broker runs
 """
 
 from __future__ import annotations
@@ -64,4 +65,8 @@ class BadCursor(InvalidInput):
 
 
 class StoreUnavailable(StoreError):
+    pass
+
+
+class SchemaMismatch(StoreError):
     pass

@@ -5,7 +5,8 @@ Kept apart from any SQL so the SQLite and PostgreSQL stores cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vifbroker.model import (
@@ -23,31 +24,65 @@ from vifbroker.model import (
 from .errors import Conflict, InvalidInput, InvalidTransition
 
 
-@dataclass(frozen=True, slots=True)
-class VifRow:
-    """The parts of a stored vif that decide the migration's state."""
+class Outcome(enum.Enum):
+    """Where one vif stands for its migration's state."""
 
-    mac: str
-    generation: int
-    status: VifStatus
-    applied_generation: int
+    PENDING = "pending"  # not yet applied at its latest generation
+    DONE = "done"  # applied or skipped at its latest generation
+    FAILED = "failed"  # failed at its latest generation
 
 
-def derive_state(current: MigrationState, vifs: Iterable[VifRow]) -> MigrationState:
-    """The migration state implied by its vifs (terminal states never change here)."""
+def vif_outcome(status: VifStatus, generation: int, applied_generation: int) -> Outcome:
+    """The one place that decides what a vif's result means for its migration.
+
+    A result for an older generation counts for nothing: the vif is pending
+    again. (A "skipped" under ``on_backend_mismatch: fail`` was already
+    recorded as failed by ``apply_result``.)
+    """
+    if applied_generation != generation:
+        return Outcome.PENDING
+    if status is VifStatus.FAILED:
+        return Outcome.FAILED
+    if status in (VifStatus.APPLIED, VifStatus.SKIPPED):
+        return Outcome.DONE
+    return Outcome.PENDING
+
+
+@dataclass(slots=True)
+class Tally:
+    """A migration's vifs counted by outcome, kept with the migration so that
+    one upload or result updates its state in O(1), however many vifs it has."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        self._count(outcome, 1)
+
+    def replace(self, old: Outcome, new: Outcome) -> None:
+        self._count(old, -1)
+        self._count(new, 1)
+
+    def _count(self, outcome: Outcome, delta: int) -> None:
+        self.total += delta
+        if outcome is Outcome.DONE:
+            self.done += delta
+        elif outcome is Outcome.FAILED:
+            self.failed += delta
+
+
+def state_of(current: MigrationState, tally: Tally) -> MigrationState:
+    """The migration state its vifs imply (terminal states never change here)."""
     if current.terminal:
         return current
-    rows = list(vifs)
-    if not rows:
+    if tally.total == 0:
         return MigrationState.PENDING
-    done = True
-    for row in rows:
-        at_latest = row.applied_generation == row.generation
-        if row.status is VifStatus.FAILED and at_latest:
-            return MigrationState.FAILED
-        if not (at_latest and row.status in (VifStatus.APPLIED, VifStatus.SKIPPED)):
-            done = False
-    return MigrationState.APPLIED if done else MigrationState.UPLOADED
+    if tally.failed:
+        return MigrationState.FAILED
+    if tally.done == tally.total:
+        return MigrationState.APPLIED
+    return MigrationState.UPLOADED
 
 
 def same_request(req: MigrationCreate, stored: MigrationCreate) -> bool:
@@ -67,6 +102,7 @@ def check_transition(current: MigrationState, to: MigrationState) -> bool:
 
 
 def check_unique_macs(macs: Sequence[str]) -> None:
+    """An upload or a result list names each vif once (the only place this is checked)."""
     seen: set[str] = set()
     for mac in macs:
         if mac in seen:
@@ -124,11 +160,15 @@ def ensure_active(state: MigrationState, what: str) -> None:
 
 def keys_for(m: Migration) -> set[str]:
     """Hub keys that a change to ``m`` wakes (see Store's docstring)."""
+    return hub_keys(m.id, m.domain_uuid, m.source_host, m.destination_host)
+
+
+def hub_keys(migration_id: str, domain_uuid: str, source: str, destination: str) -> set[str]:
     return {
-        f"migration:{m.id}",
-        f"host:{m.source_host}",
-        f"host:{m.destination_host}",
-        f"domain:{m.domain_uuid}",
+        f"migration:{migration_id}",
+        f"host:{source}",
+        f"host:{destination}",
+        f"domain:{domain_uuid}",
     }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sqlite3
 import uuid
@@ -23,9 +22,10 @@ from vifbroker.model import (
     VifRecord,
 )
 
-from . import rules
+from . import rules, sqlite_schema
 from . import sqlite_rows as rows
 from . import sqlite_writes as writes
+from .base import Uploaded
 from .errors import (
     BadCursor,
     NoActiveMigration,
@@ -33,38 +33,47 @@ from .errors import (
     StoreUnavailable,
 )
 from .hub import ChangeHub
-from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Event, Pruned, WatchCache
-from .sqlite_engine import Engine, WriteContext
+from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Event, WatchCache
+from .sqlite_engine import Engine
 
 _ACTIVE = writes.ACTIVE
 log = logging.getLogger(__name__)
 
 
 class SQLiteStore:
+    """Reads run on a reader thread; every write is a function of ``sqlite_writes``
+    run by the engine's group commit; the inbox near the head comes from the cache."""
+
     def __init__(
         self,
         path: str | Path,
         *,
+        upgrade: bool = True,
         cache_entries: int = DEFAULT_MAX_ENTRIES,
         cache_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.path = str(path)
         self.hub = ChangeHub()
-        self.cache = WatchCache(cache_entries, cache_bytes)
-        self._engine = Engine(self.path, self.hub, rows.SCHEMA, self._committed)
+        self.cache = WatchCache(self.hub, cache_entries, cache_bytes)
+        upgrade_schema = functools.partial(
+            sqlite_schema.upgrade, allow=upgrade, url=f"sqlite://{self.path}"
+        )
+        self._engine = Engine(
+            self.path, self.hub, upgrade_schema, self._committed, self.cache.holds
+        )
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.hub.revision = await self._engine.open()
+        await self._engine.open()
         self.cache.reset(self.hub.revision)
 
-    def _committed(self, revision: int, events: list[Event]) -> None:
+    def _committed(self, events: list[Event]) -> None:
         try:
-            self.cache.apply(revision, events)
+            self.cache.apply(events)
         except Exception:  # a bug here must not cost answers: SQL still has them
-            log.exception("watch cache lost track; starting it over at %d", revision)
-            self.cache.reset(revision)
+            log.exception("watch cache lost track; starting it over at %d", self.hub.revision)
+            self.cache.reset(self.hub.revision)
 
     async def close(self) -> None:
         await self._engine.close()
@@ -75,7 +84,7 @@ class SQLiteStore:
         await self._engine.read(lambda c: c.execute("SELECT 1").fetchone())
 
     async def current_revision(self) -> int:
-        return await self._engine.read(_revision)
+        return self.hub.revision
 
     async def count_by_state(self) -> dict[MigrationState, int]:
         def q(c: sqlite3.Connection) -> dict[MigrationState, int]:
@@ -87,11 +96,9 @@ class SQLiteStore:
     # ------------------------------------------------------------ migrations
     async def create_migration(self, req: MigrationCreate, now: datetime) -> tuple[Migration, bool]:
         mid = req.id or str(uuid.uuid4())
-
-        op = functools.partial(writes.create, req=req, mid=mid, now=now)
-
-        result: tuple[Migration, bool] = await self._engine.write(op)
-        return result
+        return await self._engine.write(
+            functools.partial(writes.create_migration, req=req, mid=mid, now=now)
+        )
 
     async def get_migration(self, migration_id: str) -> Migration:
         found = await self._engine.read(lambda c: rows.load_migration(c, migration_id))
@@ -132,48 +139,17 @@ class SQLiteStore:
         return await self._engine.read(q)
 
     async def transition(self, migration_id: str, to: MigrationState, now: datetime) -> Migration:
-        def op(c: sqlite3.Connection, ctx: WriteContext) -> Migration:
-            current = rows.load_migration(c, migration_id)
-            if current is None:
-                raise NotFound(f"no migration {migration_id}")
-            if not rules.check_transition(current.state, to):
-                return current
-            return writes.finish(c, ctx, current, to, now)
-
-        result: Migration = await self._engine.write(op)
-        return result
+        return await self._engine.write(
+            functools.partial(writes.end_migration, migration_id=migration_id, to=to, now=now)
+        )
 
     async def expire(self, now: datetime) -> list[str]:
-        def op(c: sqlite3.Connection, ctx: WriteContext) -> list[str]:
-            due = c.execute(
-                f"SELECT id FROM migrations WHERE {_ACTIVE} AND expires_at <= ?",
-                (rows.to_micros(now),),
-            ).fetchall()
-            for r in due:
-                current = rows.load_migration(c, r["id"])
-                assert current is not None
-                writes.finish(c, ctx, current, MigrationState.EXPIRED, now)
-            return [r["id"] for r in due]
-
-        expired: list[str] = await self._engine.write(op)
-        return expired
+        return await self._engine.write(functools.partial(writes.expire_overdue, now=now))
 
     async def prune(self, older_than: datetime) -> int:
-        def op(c: sqlite3.Connection, ctx: WriteContext) -> int:
-            ids = frozenset(
-                r[0]
-                for r in c.execute(
-                    f"DELETE FROM migrations WHERE state IN {rows.TERMINAL_SQL}"
-                    " AND updated_at < ? RETURNING id",
-                    (rows.to_micros(older_than),),
-                )
-            )
-            if ids:
-                ctx.changes.append(Pruned(ids))
-            return len(ids)
-
-        pruned: int = await self._engine.write(op)
-        return pruned
+        return await self._engine.write(
+            functools.partial(writes.prune_ended, older_than=older_than)
+        )
 
     # --------------------------------------------------------------- records
     async def active_migration(self, domain_uuid: str) -> Migration:
@@ -196,22 +172,18 @@ class SQLiteStore:
         *,
         if_match: dict[str, int] | None = None,
         source_host: str | None = None,
-    ) -> tuple[Migration, list[VifRecord]]:
+    ) -> Uploaded:
         rules.check_unique_macs([i.mac for i in interfaces])
-        prepared = [(i.mac, *rows.split_interface(i)) for i in interfaces]
-
-        op = functools.partial(
-            writes.put,
-            domain_uuid=domain_uuid,
-            interfaces=interfaces,
-            prepared=prepared,
-            now=now,
-            if_match=if_match,
-            source_host=source_host,
+        return await self._engine.write(
+            functools.partial(
+                writes.store_uploads,
+                domain_uuid=domain_uuid,
+                interfaces=interfaces,
+                now=now,
+                if_match=if_match,
+                source_host=source_host,
+            )
         )
-
-        result: tuple[Migration, list[VifRecord]] = await self._engine.write(op)
-        return result
 
     async def latest_migration(self, domain_uuid: str) -> Migration:
         def q(c: sqlite3.Connection) -> Migration | None:
@@ -244,13 +216,11 @@ class SQLiteStore:
         self, migration_id: str, results: Sequence[ResultIn], now: datetime
     ) -> Migration:
         rules.check_unique_macs([r.mac for r in results])
-
-        op = functools.partial(
-            writes.post_results, migration_id=migration_id, results=results, now=now
+        return await self._engine.write(
+            functools.partial(
+                writes.record_results, migration_id=migration_id, results=results, now=now
+            )
         )
-
-        result: Migration = await self._engine.write(op)
-        return result
 
     # ----------------------------------------------------------------- inbox
     async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
@@ -294,21 +264,9 @@ class SQLiteStore:
 
     # ----------------------------------------------------------------- hosts
     async def heartbeat(self, name: str, info: HostIn, now: datetime) -> Host:
-        backends = json.dumps([b.model_dump(mode="json") for b in info.backends])
-
-        def op(c: sqlite3.Connection, ctx: WriteContext) -> Host:
-            c.execute(
-                "INSERT INTO hosts (name, last_seen, agent_version, backends) VALUES (?,?,?,?)"
-                " ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen,"
-                " agent_version = excluded.agent_version, backends = excluded.backends",
-                (name, rows.to_micros(now), info.agent_version, backends),
-            )
-            ctx.keys.add("hosts")
-            row = c.execute("SELECT * FROM hosts WHERE name = ?", (name,)).fetchone()
-            return rows.host(row)
-
-        result: Host = await self._engine.write(op)
-        return result
+        return await self._engine.write(
+            functools.partial(writes.record_heartbeat, name=name, info=info, now=now)
+        )
 
     async def get_host(self, name: str) -> Host:
         row = await self._engine.read(

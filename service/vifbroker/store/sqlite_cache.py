@@ -1,66 +1,61 @@
 """A watch cache for the SQLite store's inbox (like the Kubernetes apiserver's).
 
-A long-poll woken by a commit used to hop to the reader thread and query what
+A long-poll woken by a commit would hop to the reader thread and query what
 the writer had just held in its hands. Instead, each write operation reports
-what it changed (the migration as committed and its vif rows); once the batch
-is durable the engine hands those reports here, in revision order, and
-``inbox(host, after)`` answers from memory for any ``after >= floor``.
+what it changed (a ``Change``: the migration row as committed and the vif rows
+it wrote); once the batch is durable the engine hands those reports here, in
+revision order, and ``inbox(host, after)`` answers from memory for any
+``after >= floor``.
+
+The cache keeps a log of which migration changed at which revision, and each
+logged migration's current rows. A change carries only the vifs it wrote, so
+an upload costs the same however many vifs its migration has; a writer sends
+every vif (``full``) of a migration the cache does not hold (``holds``).
 
 The log is bounded by entries and by stored bytes; evicting an entry raises
-the floor to its revision, below which only SQL can answer. A new cache (a
-restarted store) starts empty with floor = the current revision. Nothing is
-added before its commit returned, so nothing here is ever not yet durable.
+the floor to its revision, below which only SQL can answer, and a migration
+leaves the cache with its last entry. A new cache (a restarted store) starts
+empty with floor = the current revision. Nothing is added before its commit
+returned, so nothing here is ever not yet durable.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from vifbroker.model import Inbox, Migration, VifRecord
+from vifbroker.model import Inbox
 
 from . import rules
 from . import sqlite_rows as rows
+from .hub import ChangeHub
 
 # Woken long-polls read the newest few entries; what lags further goes to SQL.
 DEFAULT_MAX_ENTRIES = 1024
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+_ENTRY_BYTES = 64
+
+RowDict = dict[str, Any]
 
 
-@dataclass(slots=True, eq=False)  # not frozen: its __init__ is cheaper, on every write
+@dataclass(frozen=True, slots=True)
 class Change:
-    """A migration's row as committed at ``revision``, with its vif rows.
+    """One write to one migration: its row as committed, the vif rows written.
 
     Plain rows, not models: dicts of strings and numbers are invisible to the
     cyclic GC, while thousands of retained pydantic models made every full
-    collection slower (bench_upload lost ~15 %). Models are built per read.
+    collection slower. Models are built per read.
     """
 
-    revision: int
-    id: str
-    hosts: tuple[str, ...]  # source, and destination when it differs
     row: Mapping[str, Any]
-    vifs: tuple[Mapping[str, Any], ...]
-    size: int
+    vifs: tuple[RowDict, ...]
+    full: bool  # ``vifs`` is every vif of the migration
 
-    def migration(self) -> Migration:
-        return rows.migration(self.row, self.vifs)
-
-    def records(self) -> list[VifRecord]:
-        domain = self.row["domain_uuid"]
-        return [rows.record(v, domain) for v in self.vifs]
-
-
-def change(row: rows.Row, vifs: Iterable[rows.Row]) -> Change:
-    """Snapshot ``row`` and ``vifs`` (as committed) for the cache."""
-    row = row if isinstance(row, dict) else dict(row)
-    frozen = tuple(v if isinstance(v, dict) else dict(v) for v in vifs)
-    size = 256 + sum(len(v["interface"]) + len(v["portdata"] or "") for v in frozen)
-    src, dst = row["source_host"], row["destination_host"]
-    hosts = (src,) if src == dst else (src, dst)
-    return Change(row["revision"], row["id"], hosts, row, frozen, size)
+    @property
+    def revision(self) -> int:
+        return int(self.row["revision"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,64 +68,146 @@ class Pruned:
 Event = Change | Pruned
 
 
+def change(row: Mapping[str, Any], vifs: Iterable[rows.Row], *, full: bool) -> Change:
+    """Snapshot ``row`` and ``vifs`` (as committed) for the cache."""
+    return Change(
+        row if isinstance(row, dict) else dict(row),
+        tuple(v if isinstance(v, dict) else dict(v) for v in vifs),
+        full,
+    )
+
+
+def _size(vif: Mapping[str, Any]) -> int:
+    return 128 + len(vif["interface"]) + len(vif["portdata"] or "")
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """A migration as the cache holds it: current rows, and how many log entries name it."""
+
+    row: Mapping[str, Any]
+    vifs: dict[str, RowDict] = field(default_factory=dict)  # by MAC, in upload order
+    complete: bool = True
+    size: int = 256
+    entries: int = 0
+
+    def take(self, change: Change) -> int:
+        """Apply ``change``; the change in bytes held."""
+        before = self.size
+        self.row = change.row
+        for vif in change.vifs:
+            old = self.vifs.get(vif["mac"])
+            if old is not None:
+                self.size -= _size(old)
+            self.vifs[vif["mac"]] = vif
+            self.size += _size(vif)
+        return self.size - before
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    revision: int
+    id: str
+    hosts: tuple[str, ...]  # source, and destination when it differs
+
+
 class WatchCache:
     def __init__(
-        self, max_entries: int = DEFAULT_MAX_ENTRIES, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        hub: ChangeHub,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.floor = 0
-        self.revision = 0
-        self._log: deque[Change] = deque()
-        self._by_host: dict[str, deque[Change]] = {}
+        self._hub = hub  # the current revision lives there, nowhere else
+        self._log: deque[_Entry] = deque()
+        self._by_host: dict[str, deque[_Entry]] = {}
+        self._held: dict[str, _Held] = {}
         self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._log)
 
+    @property
+    def revision(self) -> int:
+        return self._hub.revision
+
+    def holds(self, migration_id: str) -> bool:
+        """Whether a change to this migration may carry only the vifs it wrote.
+
+        Read by the writer thread while a batch runs; the cache changes only
+        between batches (``apply`` runs on the loop after the commit).
+        """
+        held = self._held.get(migration_id)
+        return held is not None and held.complete
+
     def reset(self, revision: int) -> None:
         """Forget everything; answer only for ``after >= revision`` from now on."""
-        self.floor = self.revision = revision
+        self.floor = revision
         self._log.clear()
         self._by_host.clear()
+        self._held.clear()
         self._bytes = 0
 
-    def apply(self, revision: int, events: Iterable[Event]) -> None:
+    def apply(self, events: Iterable[Event]) -> None:
         """Take a durable batch's events (in the order its operations ran)."""
         for event in events:
             if isinstance(event, Pruned):
                 self._drop(event.ids)
-                continue
-            self._log.append(event)
-            self._bytes += event.size
-            for host in event.hosts:
-                self._by_host.setdefault(host, deque()).append(event)
-        self.revision = max(self.revision, revision)
+            else:
+                self._add(event)
         while self._log and (len(self._log) > self.max_entries or self._bytes > self.max_bytes):
             self._evict()
 
+    def _add(self, change: Change) -> None:
+        mid = change.row["id"]
+        held = self._held.get(mid)
+        if held is None or change.full:
+            entries = held.entries if held is not None else 0
+            if held is not None:
+                self._bytes -= held.size
+            # A partial change of a migration not held: its other vifs are
+            # unknown here, so reads that need it go to SQL until it leaves.
+            held = self._held[mid] = _Held(change.row, complete=change.full, entries=entries)
+            self._bytes += held.size
+        self._bytes += held.take(change) + _ENTRY_BYTES
+        held.entries += 1
+        src, dst = change.row["source_host"], change.row["destination_host"]
+        entry = _Entry(change.revision, mid, (src,) if src == dst else (src, dst))
+        self._log.append(entry)
+        for host in entry.hosts:
+            self._by_host.setdefault(host, deque()).append(entry)
+
     def inbox(self, host: str, after: int, limit: int) -> Inbox | None:
-        """The same answer as the SQL inbox, or None when ``after`` is below the floor."""
+        """The same answer as the SQL inbox, or None when only SQL can give it."""
         if after < self.floor or limit < 1:
             return None
         # Newest first until ``after``: a reader at the head touches only what is new.
-        # A migration's latest change carries its current revision (all later ones
-        # are here), so keeping only the latest per id gives SQL's rows.
+        # The held rows are each migration's latest, as SQL's are; the latest
+        # entry of a migration carries that revision.
         seen: set[str] = set()
-        newest_first: list[Change] = []
+        newest_first: list[_Held] = []
         for entry in reversed(self._by_host.get(host, ())):
             if entry.revision <= after:
                 break
             if entry.id not in seen:
                 seen.add(entry.id)
-                newest_first.append(entry)
+                newest_first.append(self._held[entry.id])
         found = newest_first[::-1][: limit + 1]
-        page = [(e.migration(), e.records()) for e in found[:limit]]
+        if not all(held.complete for held in found):
+            return None
+        page = []
+        for held in found[:limit]:
+            vifs = held.vifs.values()
+            domain = held.row["domain_uuid"]
+            page.append((rows.migration(held.row, vifs), [rows.record(v, domain) for v in vifs]))
         return rules.inbox(host, after, page, len(found) > limit, self.revision)
 
     def _evict(self) -> None:
         old = self._log.popleft()
-        self._bytes -= old.size
+        self._bytes -= _ENTRY_BYTES
         self.floor = max(self.floor, old.revision)
         for host in old.hosts:
             per_host = self._by_host[host]
@@ -139,12 +216,21 @@ class WatchCache:
             per_host.popleft()
             if not per_host:
                 del self._by_host[host]
+        held = self._held[old.id]
+        held.entries -= 1
+        if held.entries == 0:
+            del self._held[old.id]
+            self._bytes -= held.size
 
     def _drop(self, ids: frozenset[str]) -> None:
         if not ids:
             return
-        kept = [e for e in self._log if e.id not in ids]
-        self._log = deque()
+        for mid in ids:
+            held = self._held.pop(mid, None)
+            if held is not None:
+                self._bytes -= held.size + held.entries * _ENTRY_BYTES
+        self._log = deque(e for e in self._log if e.id not in ids)
         self._by_host = {}
-        self._bytes = 0
-        self.apply(self.revision, kept)
+        for entry in self._log:
+            for host in entry.hosts:
+                self._by_host.setdefault(host, deque()).append(entry)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from .errors import StoreUnavailable
 from .hub import ChangeHub
+from .sqlite_cache import Event
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +35,23 @@ class WriteContext:
     """Per-batch state handed to write operations."""
 
     revision: int
+    #: Whether the watch cache holds a migration (a change may then carry only what it wrote).
+    cached: Callable[[str], bool]
     keys: set[str] = field(default_factory=set)
-    # What the operations changed, in order, for whoever watches commits.
-    changes: list[Any] = field(default_factory=list)
+    # What the operations changed, in order, for the watch cache.
+    changes: list[Event] = field(default_factory=list)
 
     def next_revision(self) -> int:
         self.revision += 1
         return self.revision
 
 
-WriteOp = Callable[[sqlite3.Connection, WriteContext], Any]
-#: Called on the loop with (revision, changes) after each durable commit,
-#: before any caller is answered or any long-poll woken.
-OnCommit = Callable[[int, list[Any]], None]
+WriteOp = Callable[[sqlite3.Connection, WriteContext], T]
+#: Called on the loop with the changes of each durable commit, before any
+#: caller is answered or any long-poll woken.
+OnCommit = Callable[[list[Event]], None]
+#: Prepares a new database file or upgrades an old one (on the writer's connection).
+Upgrade = Callable[[sqlite3.Connection], object]
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -59,34 +64,56 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 class Engine:
+    """The connections, the writer task and the group commit of one database file.
+
+    The revision is the hub's: the engine starts each batch from ``hub.revision``
+    and publishes the batch's last one after the commit. (``meta.revision`` keeps
+    it on disk for the next start.)
+    """
+
     def __init__(
-        self, path: str, hub: ChangeHub, schema: str, on_commit: OnCommit | None = None
+        self,
+        path: str,
+        hub: ChangeHub,
+        upgrade: Upgrade,
+        on_commit: OnCommit,
+        cached: Callable[[str], bool],
     ) -> None:
         self._path = path
         self._on_commit = on_commit
+        self._cached = cached
         self._hub = hub
-        self._schema = schema
+        self._upgrade = upgrade
         self._rexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-read")
         self._wexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-write")
         self._rconn: sqlite3.Connection | None = None
         self._wconn: sqlite3.Connection | None = None
-        self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self._revision = 0
 
-    async def open(self) -> int:
+    async def open(self) -> None:
+        """Open (creating or upgrading the schema) and set the hub to the stored revision."""
         loop = asyncio.get_running_loop()
-        self._wconn = await loop.run_in_executor(self._wexec, self._open_writer)
-        self._rconn = await loop.run_in_executor(self._rexec, connect, self._path)
+        try:
+            self._wconn, revision = await loop.run_in_executor(self._wexec, self._open_writer)
+            self._rconn = await loop.run_in_executor(self._rexec, connect, self._path)
+        except BaseException as exc:
+            await self.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"cannot open {self._path}: {exc}") from exc
+            raise
+        self._hub.publish(revision, ())
         self._writer = asyncio.create_task(self._write_loop(), name="vifbroker-sqlite-writer")
-        return self._revision
 
-    def _open_writer(self) -> sqlite3.Connection:
+    def _open_writer(self) -> tuple[sqlite3.Connection, int]:
         conn = connect(self._path)
-        conn.executescript(self._schema)
-        row = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
-        self._revision = int(row[0]) if row else 0
-        return conn
+        try:
+            self._upgrade(conn)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        return conn, int(row[0]) if row else 0
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -125,11 +152,11 @@ class Engine:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite read failed: {exc}") from exc
 
-    async def write(self, op: WriteOp) -> Any:
+    async def write(self, op: WriteOp[T]) -> T:
         """Queue ``op``; answer once the batch holding it is committed to disk."""
         if not self.alive:
             raise StoreUnavailable("store is not open")
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self._queue.put((op, fut))
         return await fut
 
@@ -139,9 +166,10 @@ class Engine:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            ctx = WriteContext(self._hub.revision, self._cached)
             try:
-                results, revision, keys, changes = await loop.run_in_executor(
-                    self._wexec, self._run_batch, [op for op, _ in batch]
+                results = await loop.run_in_executor(
+                    self._wexec, self._run_batch, [op for op, _ in batch], ctx
                 )
             except BaseException as exc:  # commit failed: nobody's write happened
                 err = StoreUnavailable(f"sqlite commit failed: {exc}")
@@ -152,13 +180,12 @@ class Engine:
                     raise
                 log.error("sqlite batch of %d failed: %s", len(batch), exc)
                 continue
-            if self._on_commit is not None:
-                self._on_commit(revision, changes)
+            self._on_commit(ctx.changes)
             # Durable now. Wake the long-polls first: their callbacks then run before
             # the writers' (whose answers nobody else waits for), which takes the
             # writer's response work off the handoff path.
-            if keys:
-                self._hub.publish(revision, keys)
+            if ctx.revision != self._hub.revision or ctx.keys:
+                self._hub.publish(ctx.revision, ctx.keys)
             for (_, fut), result in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -167,10 +194,10 @@ class Engine:
                 else:
                     fut.set_result(result)
 
-    def _run_batch(self, ops: list[WriteOp]) -> tuple[list[Any], int, set[str], list[Any]]:
+    def _run_batch(self, ops: list[WriteOp[Any]], ctx: WriteContext) -> list[Any]:
         conn = self._wconn
         assert conn is not None
-        ctx = WriteContext(self._revision)
+        start = ctx.revision
         results: list[Any] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -186,7 +213,7 @@ class Engine:
                     del ctx.changes[start_changes:]
                     results.append(exc)
                 conn.execute("RELEASE op")
-            if ctx.revision != self._revision:
+            if ctx.revision != start:
                 conn.execute(
                     "INSERT INTO meta(key, value) VALUES ('revision', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -197,5 +224,4 @@ class Engine:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        self._revision = ctx.revision
-        return results, ctx.revision, ctx.keys, ctx.changes
+        return results

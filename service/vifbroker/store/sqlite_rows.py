@@ -1,4 +1,4 @@
-"""SQLite schema and row <-> model conversions (no connection handling here)."""
+"""SQLite rows <-> models (no connection handling here; the schema is in sqlite_schema)."""
 
 from __future__ import annotations
 
@@ -20,55 +20,7 @@ from vifbroker.model import (
     VifSummary,
 )
 
-from .rules import VifRow
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS migrations (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    domain_uuid TEXT NOT NULL,
-    domain_name TEXT,
-    source_host TEXT NOT NULL,
-    destination_host TEXT NOT NULL,
-    state TEXT NOT NULL,
-    on_backend_mismatch TEXT NOT NULL,
-    ttl_seconds INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    revision INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS migrations_one_active ON migrations(domain_uuid)
-    WHERE state NOT IN ('completed', 'cancelled', 'expired');
-CREATE INDEX IF NOT EXISTS migrations_revision ON migrations(revision);
-CREATE INDEX IF NOT EXISTS migrations_source ON migrations(source_host, revision);
-CREATE INDEX IF NOT EXISTS migrations_destination ON migrations(destination_host, revision);
-CREATE INDEX IF NOT EXISTS migrations_expiry ON migrations(expires_at)
-    WHERE state NOT IN ('completed', 'cancelled', 'expired');
-CREATE TABLE IF NOT EXISTS vifs (
-    migration_id TEXT NOT NULL REFERENCES migrations(id) ON DELETE CASCADE,
-    mac TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    generation INTEGER NOT NULL,
-    interface TEXT NOT NULL,
-    portdata TEXT,
-    status TEXT NOT NULL,
-    applied_generation INTEGER NOT NULL,
-    detail TEXT,
-    digest TEXT,
-    revision INTEGER NOT NULL,
-    PRIMARY KEY (migration_id, mac)
-);
-CREATE TABLE IF NOT EXISTS hosts (
-    name TEXT PRIMARY KEY,
-    last_seen INTEGER NOT NULL,
-    agent_version TEXT,
-    backends TEXT NOT NULL
-);
-"""
-
-TERMINAL_SQL = "('completed', 'cancelled', 'expired')"
+from .rules import Outcome, Tally, vif_outcome
 
 
 def to_micros(dt: datetime) -> int:
@@ -94,10 +46,13 @@ def join_interface(interface_json: str, portdata: str | None) -> Interface:
 Row = Mapping[str, Any] | sqlite3.Row
 
 
-def vif_row(row: Row) -> VifRow:
-    return VifRow(
-        row["mac"], row["generation"], VifStatus(row["status"]), row["applied_generation"]
-    )
+def outcome(vif: Row) -> Outcome:
+    return vif_outcome(VifStatus(vif["status"]), vif["generation"], vif["applied_generation"])
+
+
+def tally(migration: Row) -> Tally:
+    """The vif counts kept on a migration row."""
+    return Tally(migration["vif_count"], migration["vifs_done"], migration["vifs_failed"])
 
 
 def summary(row: Row) -> VifSummary:

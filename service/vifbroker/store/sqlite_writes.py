@@ -1,29 +1,36 @@
-"""The SQLite store's write operations, each run by the writer thread inside
-one SAVEPOINT of a group-committed transaction (see ``sqlite_engine``).
+"""Every write of the SQLite store, in one place.
 
-Each function takes the writer's connection and batch context first; the store
-binds the rest with ``functools.partial``. Each records the hub keys to wake and
-the watch-cache change of what it wrote.
+Each function runs on the writer thread inside one SAVEPOINT of a
+group-committed transaction (see ``sqlite_engine``): it takes the writer's
+connection and the batch's ``WriteContext`` first (the store binds the rest
+with ``functools.partial``), decides through ``rules``, writes, and records in
+the context the hub keys to wake and the ``Change`` for the watch cache.
+
+A migration row carries its vif counts by outcome (``rules.Tally``), so an
+upload or a result reads and writes only the vifs it names.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from vifbroker.model import (
+    Host,
+    HostIn,
     Interface,
     Migration,
     MigrationCreate,
     MigrationState,
     ResultIn,
-    VifRecord,
 )
 
 from . import rules
 from . import sqlite_rows as rows
+from .base import Uploaded
 from .errors import (
     Conflict,
     InvalidInput,
@@ -32,15 +39,19 @@ from .errors import (
     PreconditionFailed,
     WrongHost,
 )
-from .sqlite_cache import change
+from .sqlite_cache import Pruned, change
 from .sqlite_engine import WriteContext
+from .sqlite_schema import TERMINAL_SQL
 
-ACTIVE = f"state NOT IN {rows.TERMINAL_SQL}"
+ACTIVE = f"state NOT IN {TERMINAL_SQL}"
+RowDict = dict[str, Any]
 
 
-def create(
+# ------------------------------------------------------------------ migrations
+def create_migration(
     c: sqlite3.Connection, ctx: WriteContext, req: MigrationCreate, mid: str, now: datetime
 ) -> tuple[Migration, bool]:
+    """Insert the migration, or return the stored one for a repeated request."""
     row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
     if row is not None:
         stored = MigrationCreate(
@@ -57,49 +68,83 @@ def create(
         assert existing is not None
         return existing, False
     other = c.execute(
-        f"SELECT id FROM migrations WHERE domain_uuid = ? AND {ACTIVE}",
-        (req.domain_uuid,),
+        f"SELECT id FROM migrations WHERE domain_uuid = ? AND {ACTIVE}", (req.domain_uuid,)
     ).fetchone()
     if other is not None:
         raise Conflict(f"domain {req.domain_uuid} already has active migration {other['id']}")
-    rev = ctx.next_revision()
     t = rows.to_micros(now)
+    new: RowDict = {
+        "id": mid,
+        "domain_uuid": req.domain_uuid,
+        "domain_name": req.domain_name,
+        "source_host": req.source_host,
+        "destination_host": req.destination_host,
+        "state": MigrationState.PENDING.value,
+        "on_backend_mismatch": req.on_backend_mismatch,
+        "ttl_seconds": req.ttl_seconds,
+        "created_at": t,
+        "updated_at": t,
+        "expires_at": rows.to_micros(now + timedelta(seconds=req.ttl_seconds)),
+        "revision": ctx.next_revision(),
+        "vif_count": 0,
+        "vifs_done": 0,
+        "vifs_failed": 0,
+    }
     c.execute(
-        "INSERT INTO migrations (id, domain_uuid, domain_name, source_host,"
-        " destination_host, state, on_backend_mismatch, ttl_seconds, created_at,"
-        " updated_at, expires_at, revision) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            mid,
-            req.domain_uuid,
-            req.domain_name,
-            req.source_host,
-            req.destination_host,
-            MigrationState.PENDING.value,
-            req.on_backend_mismatch,
-            req.ttl_seconds,
-            t,
-            t,
-            rows.to_micros(now + timedelta(seconds=req.ttl_seconds)),
-            rev,
-        ),
+        f"INSERT INTO migrations ({', '.join(new)}) VALUES ({', '.join(':' + k for k in new)})",
+        new,
     )
-    new_row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
-    created = rows.migration(new_row, [])
-    ctx.keys |= rules.keys_for(created)
-    ctx.changes.append(change(new_row, []))
+    created = rows.migration(new, [])
+    _changed(ctx, created, new, [], full=True)
     return created, True
 
 
-def put(
+def end_migration(
+    c: sqlite3.Connection, ctx: WriteContext, migration_id: str, to: MigrationState, now: datetime
+) -> Migration:
+    """Move to terminal state ``to`` (a repeat changes nothing) and purge its port data."""
+    row = _migration_row(c, migration_id)
+    if not rules.check_transition(MigrationState(row["state"]), to):
+        return rows.migration(row, _all_vifs(c, migration_id))
+    return _end(c, ctx, row, to, now)
+
+
+def expire_overdue(c: sqlite3.Connection, ctx: WriteContext, now: datetime) -> list[str]:
+    """End every active migration past its deadline as expired; their ids."""
+    due = c.execute(
+        f"SELECT * FROM migrations WHERE {ACTIVE} AND expires_at <= ? ORDER BY expires_at",
+        (rows.to_micros(now),),
+    ).fetchall()
+    for row in due:
+        _end(c, ctx, dict(row), MigrationState.EXPIRED, now)
+    return [row["id"] for row in due]
+
+
+def prune_ended(c: sqlite3.Connection, ctx: WriteContext, older_than: datetime) -> int:
+    """Delete terminal migrations last changed before ``older_than`` (no revision: gone)."""
+    ids = frozenset(
+        r[0]
+        for r in c.execute(
+            f"DELETE FROM migrations WHERE state IN {TERMINAL_SQL} AND updated_at < ? RETURNING id",
+            (rows.to_micros(older_than),),
+        )
+    )
+    if ids:
+        ctx.changes.append(Pruned(ids))
+    return len(ids)
+
+
+# ------------------------------------------------------------------- records
+def store_uploads(
     c: sqlite3.Connection,
     ctx: WriteContext,
     domain_uuid: str,
     interfaces: Sequence[Interface],
-    prepared: list[tuple[str, str, str | None]],
     now: datetime,
     if_match: dict[str, int] | None,
     source_host: str | None,
-) -> tuple[Migration, list[VifRecord]]:
+) -> Uploaded:
+    """Store a new generation of each interface in the domain's active migration."""
     row = c.execute(
         f"SELECT * FROM migrations WHERE domain_uuid = ? AND {ACTIVE}", (domain_uuid,)
     ).fetchone()
@@ -107,162 +152,198 @@ def put(
         raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
     if source_host is not None and row["source_host"] != source_host:
         raise WrongHost(f"{source_host} is not the source host of {row['id']}")
-    mid = row["id"]
-    # Work on the vifs in memory: read once, write the changes, derive the
-    # state and the answer from what is already at hand.
-    vifs = {
-        r["mac"]: dict(r)
-        for r in c.execute("SELECT * FROM vifs WHERE migration_id = ? ORDER BY position", (mid,))
-    }
+    migration = dict(row)
+    mid = migration["id"]
+    stored = _named_vifs(c, mid, [i.mac for i in interfaces])
     for mac, expected in (if_match or {}).items():
-        have = vifs[mac]["generation"] if mac in vifs else 0
+        have = stored[mac]["generation"] if mac in stored else 0
         if have != expected:
             raise PreconditionFailed(
-                f"{mac} is at generation {have}, not {expected}",
-                mac=mac,
-                current_generation=have,
+                f"{mac} is at generation {have}, not {expected}", mac=mac, current_generation=have
             )
     rev = ctx.next_revision()
-    position = max((v["position"] for v in vifs.values()), default=-1)
-    inserts, updates = [], []
-    for mac, iface_json, portdata in prepared:
-        old = vifs.get(mac)
+    tally = rows.tally(migration)
+    written: list[RowDict] = []
+    for iface in interfaces:
+        iface_json, portdata = rows.split_interface(iface)
+        old = stored.get(iface.mac)
+        new: RowDict = {
+            "migration_id": mid,
+            "mac": iface.mac,
+            "position": old["position"] if old else tally.total,
+            "generation": old["generation"] + 1 if old else 1,
+            "interface": iface_json,
+            "portdata": portdata,
+            "status": "pending",
+            "applied_generation": old["applied_generation"] if old else 0,
+            "detail": None,
+            "digest": None,
+            "revision": rev,
+        }
         if old is None:
-            position += 1
-            new = {
-                "migration_id": mid,
-                "mac": mac,
-                "position": position,
-                "generation": 1,
-                "interface": iface_json,
-                "portdata": portdata,
-                "status": "pending",
-                "applied_generation": 0,
-                "detail": None,
-                "digest": None,
-                "revision": rev,
-            }
-            vifs[mac] = new
-            inserts.append(new)
+            tally.add(rules.Outcome.PENDING)
         else:
-            old.update(
-                generation=old["generation"] + 1,
-                interface=iface_json,
-                portdata=portdata,
-                status="pending",
-                detail=None,
-                digest=None,
-                revision=rev,
-            )
-            updates.append(old)
-    if inserts:
-        c.executemany(
-            "INSERT INTO vifs (migration_id, mac, position, generation, interface,"
-            " portdata, status, applied_generation, revision) VALUES (:migration_id,"
-            " :mac, :position, :generation, :interface, :portdata, :status,"
-            " :applied_generation, :revision)",
-            inserts,
-        )
-    if updates:
-        c.executemany(
-            "UPDATE vifs SET generation = :generation, interface = :interface,"
-            " portdata = :portdata, status = 'pending', detail = NULL, digest = NULL,"
-            " revision = :revision WHERE migration_id = :migration_id AND mac = :mac",
-            updates,
-        )
-    updated = update_migration(c, ctx, dict(row), list(vifs.values()), rev, now)
-    recs = [rows.record(vifs[i.mac], domain_uuid, i) for i in interfaces]
-    return updated, recs
+            tally.replace(rows.outcome(old), rules.Outcome.PENDING)
+        written.append(new)
+    c.executemany(
+        "INSERT INTO vifs (migration_id, mac, position, generation, interface, portdata, status,"
+        " applied_generation, detail, digest, revision) VALUES (:migration_id, :mac, :position,"
+        " :generation, :interface, :portdata, :status, :applied_generation, :detail, :digest,"
+        " :revision) ON CONFLICT (migration_id, mac) DO UPDATE SET"
+        " generation = excluded.generation, interface = excluded.interface,"
+        " portdata = excluded.portdata, status = 'pending', detail = NULL, digest = NULL,"
+        " revision = excluded.revision",
+        written,
+    )
+    _update_migration(c, migration, tally, rev, now)
+    _changed_row(c, ctx, migration, written)
+    records = [rows.record(v, domain_uuid, i) for v, i in zip(written, interfaces, strict=True)]
+    return Uploaded(mid, MigrationState(migration["state"]), rev, records)
 
 
-def post_results(
+def record_results(
     c: sqlite3.Connection,
     ctx: WriteContext,
     migration_id: str,
     results: Sequence[ResultIn],
     now: datetime,
 ) -> Migration:
-    current = rows.load_migration(c, migration_id)
-    if current is None:
-        raise NotFound(f"no migration {migration_id}")
-    rules.ensure_active(current.state, "post results")
-    stored = {
-        r["mac"]: r for r in c.execute("SELECT * FROM vifs WHERE migration_id = ?", (migration_id,))
-    }
-    updates = []
+    """Record the destination's results; a result for an old generation changes nothing."""
+    migration = _migration_row(c, migration_id)
+    rules.ensure_active(MigrationState(migration["state"]), "post results")
+    policy = migration["on_backend_mismatch"]
+    stored = _named_vifs(c, migration_id, [r.mac for r in results])
+    tally = rows.tally(migration)
+    written: list[RowDict] = []
     for res in results:
         if res.mac not in stored:
             raise InvalidInput(f"migration {migration_id} has no interface {res.mac}")
-        row = stored[res.mac]
-        update = rules.apply_result(
-            res, row["generation"], row["portdata"], current.on_backend_mismatch
-        )
-        if update is not None:
-            updates.append((res.mac, update))
-    if not updates:
-        return current
+        old = stored[res.mac]
+        update = rules.apply_result(res, old["generation"], old["portdata"], policy)
+        if update is None:
+            continue
+        new = old | {
+            "status": update.status.value,
+            "applied_generation": update.applied_generation,
+            "detail": update.detail,
+            "digest": update.digest,
+        }
+        tally.replace(rows.outcome(old), rows.outcome(new))
+        written.append(new)
+    if not written:
+        return rows.migration(migration, _all_vifs(c, migration_id))
     rev = ctx.next_revision()
-    for mac, ch in updates:
-        c.execute(
-            "UPDATE vifs SET status = ?, applied_generation = ?, detail = ?, digest = ?,"
-            " revision = ? WHERE migration_id = ? AND mac = ?",
-            (
-                ch.status.value,
-                ch.applied_generation,
-                ch.detail,
-                ch.digest,
-                rev,
-                migration_id,
-                mac,
-            ),
-        )
-    return touch(c, ctx, migration_id, rev, now)
+    for vif in written:
+        vif["revision"] = rev
+    c.executemany(
+        "UPDATE vifs SET status = :status, applied_generation = :applied_generation,"
+        " detail = :detail, digest = :digest, revision = :revision"
+        " WHERE migration_id = :migration_id AND mac = :mac",
+        written,
+    )
+    _update_migration(c, migration, tally, rev, now)
+    _changed_row(c, ctx, migration, written)
+    # The answer shows every vif: the destination's results call reads them all.
+    return rows.migration(migration, _all_vifs(c, migration_id))
 
 
-def touch(c: sqlite3.Connection, ctx: WriteContext, mid: str, rev: int, now: datetime) -> Migration:
-    """Re-derive the state of migration ``mid`` after its vifs changed at ``rev``."""
-    row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
-    vifs = rows.fetch_vifs(c, [mid])[mid]
-    return update_migration(c, ctx, dict(row), vifs, rev, now)
+# --------------------------------------------------------------------- hosts
+def record_heartbeat(
+    c: sqlite3.Connection, ctx: WriteContext, name: str, info: HostIn, now: datetime
+) -> Host:
+    backends = json.dumps([b.model_dump(mode="json") for b in info.backends])
+    c.execute(
+        "INSERT INTO hosts (name, last_seen, agent_version, backends) VALUES (?,?,?,?)"
+        " ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen,"
+        " agent_version = excluded.agent_version, backends = excluded.backends",
+        (name, rows.to_micros(now), info.agent_version, backends),
+    )
+    ctx.keys.add("hosts")
+    return rows.host(c.execute("SELECT * FROM hosts WHERE name = ?", (name,)).fetchone())
 
 
-def update_migration(
-    c: sqlite3.Connection,
-    ctx: WriteContext,
-    row: dict[str, Any],
-    vifs: Sequence[rows.Row],
-    rev: int,
-    now: datetime,
+# ------------------------------------------------------------------- helpers
+def _migration_row(c: sqlite3.Connection, migration_id: str) -> RowDict:
+    row = c.execute("SELECT * FROM migrations WHERE id = ?", (migration_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no migration {migration_id}")
+    return dict(row)
+
+
+def _named_vifs(
+    c: sqlite3.Connection, migration_id: str, macs: Sequence[str]
+) -> dict[str, RowDict]:
+    """The stored vifs among ``macs`` (primary-key lookups: no scan of the migration)."""
+    found: dict[str, RowDict] = {}
+    for start in range(0, len(macs), 500):
+        chunk = macs[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in c.execute(
+            f"SELECT * FROM vifs WHERE migration_id = ? AND mac IN ({marks})",
+            (migration_id, *chunk),
+        ):
+            found[r["mac"]] = dict(r)
+    return found
+
+
+def _all_vifs(c: sqlite3.Connection, migration_id: str) -> list[sqlite3.Row]:
+    return rows.fetch_vifs(c, [migration_id])[migration_id]
+
+
+def _update_migration(
+    c: sqlite3.Connection, migration: RowDict, tally: rules.Tally, rev: int, now: datetime
+) -> None:
+    """Store the counts, the state they imply and the revision of a change to its vifs."""
+    migration.update(
+        state=rules.state_of(MigrationState(migration["state"]), tally).value,
+        updated_at=rows.to_micros(now),
+        revision=rev,
+        vif_count=tally.total,
+        vifs_done=tally.done,
+        vifs_failed=tally.failed,
+    )
+    c.execute(
+        "UPDATE migrations SET state = :state, updated_at = :updated_at, revision = :revision,"
+        " vif_count = :vif_count, vifs_done = :vifs_done, vifs_failed = :vifs_failed"
+        " WHERE id = :id",
+        migration,
+    )
+
+
+def _end(
+    c: sqlite3.Connection, ctx: WriteContext, row: RowDict, to: MigrationState, now: datetime
 ) -> Migration:
-    """Store the state implied by ``vifs`` (already written) and answer the migration."""
-    state = rules.derive_state(MigrationState(row["state"]), (rows.vif_row(v) for v in vifs))
-    row.update(state=state.value, updated_at=rows.to_micros(now), revision=rev)
+    rev = ctx.next_revision()
+    row.update(state=to.value, updated_at=rows.to_micros(now), revision=rev)
     c.execute(
         "UPDATE migrations SET state = :state, updated_at = :updated_at, revision = :revision"
         " WHERE id = :id",
         row,
     )
-    updated = rows.migration(row, vifs)
-    ctx.keys |= rules.keys_for(updated)
-    ctx.changes.append(change(row, vifs))
-    return updated
+    c.execute(
+        "UPDATE vifs SET portdata = NULL, revision = ? WHERE migration_id = ?", (rev, row["id"])
+    )
+    vifs = _all_vifs(c, row["id"])
+    ended = rows.migration(row, vifs)
+    _changed(ctx, ended, row, vifs, full=True)
+    return ended
 
 
-def finish(
-    c: sqlite3.Connection, ctx: WriteContext, current: Migration, to: MigrationState, now: datetime
-) -> Migration:
-    """Move to terminal state ``to`` and purge the port data (outcomes stay)."""
-    rev = ctx.next_revision()
-    c.execute(
-        "UPDATE migrations SET state = ?, updated_at = ?, revision = ? WHERE id = ?",
-        (to.value, rows.to_micros(now), rev, current.id),
+def _changed_row(
+    c: sqlite3.Connection, ctx: WriteContext, row: RowDict, written: list[RowDict]
+) -> None:
+    """Report a change to some vifs of ``row``; all of them when the cache lacks it."""
+    ctx.keys |= rules.hub_keys(
+        row["id"], row["domain_uuid"], row["source_host"], row["destination_host"]
     )
-    c.execute(
-        "UPDATE vifs SET portdata = NULL, revision = ? WHERE migration_id = ?", (rev, current.id)
-    )
-    row = c.execute("SELECT * FROM migrations WHERE id = ?", (current.id,)).fetchone()
-    vifs = rows.fetch_vifs(c, [current.id])[current.id]
-    updated = rows.migration(row, vifs)
-    ctx.keys |= rules.keys_for(updated)
-    ctx.changes.append(change(row, vifs))
-    return updated
+    if ctx.cached(row["id"]):
+        ctx.changes.append(change(row, written, full=False))
+    else:
+        ctx.changes.append(change(row, _all_vifs(c, row["id"]), full=True))
+
+
+def _changed(
+    ctx: WriteContext, m: Migration, row: RowDict, vifs: Sequence[rows.Row], *, full: bool
+) -> None:
+    ctx.keys |= rules.keys_for(m)
+    ctx.changes.append(change(row, vifs, full=full))
