@@ -185,7 +185,9 @@ def store_uploads(
         else:
             tally.replace(rows.outcome(old), rules.Outcome.PENDING)
         written.append(new)
-    c.executemany(
+    _write_vifs(
+        c,
+        ctx,
         "INSERT INTO vifs (migration_id, mac, position, generation, interface, portdata, status,"
         " applied_generation, detail, digest, revision) VALUES (:migration_id, :mac, :position,"
         " :generation, :interface, :portdata, :status, :applied_generation, :detail, :digest,"
@@ -193,10 +195,10 @@ def store_uploads(
         " generation = excluded.generation, interface = excluded.interface,"
         " portdata = excluded.portdata, status = 'pending', detail = NULL, digest = NULL,"
         " revision = excluded.revision",
-        written,
+        (migration, tally, written),
+        rev,
+        now,
     )
-    _update_migration(c, migration, tally, rev, now)
-    _changed_row(c, ctx, migration, written)
     records = [rows.record(v, domain_uuid, i) for v, i in zip(written, interfaces, strict=True)]
     return Uploaded(mid, MigrationState(migration["state"]), rev, records)
 
@@ -235,14 +237,16 @@ def record_results(
     rev = ctx.next_revision()
     for vif in written:
         vif["revision"] = rev
-    c.executemany(
+    _write_vifs(
+        c,
+        ctx,
         "UPDATE vifs SET status = :status, applied_generation = :applied_generation,"
         " detail = :detail, digest = :digest, revision = :revision"
         " WHERE migration_id = :migration_id AND mac = :mac",
-        written,
+        (migration, tally, written),
+        rev,
+        now,
     )
-    _update_migration(c, migration, tally, rev, now)
-    _changed_row(c, ctx, migration, written)
     # The answer shows every vif: the destination's results call reads them all.
     return rows.migration(migration, _all_vifs(c, migration_id))
 
@@ -288,6 +292,21 @@ def _named_vifs(
 
 def _all_vifs(c: sqlite3.Connection, migration_id: str) -> list[sqlite3.Row]:
     return rows.fetch_vifs(c, [migration_id])[migration_id]
+
+
+def _write_vifs(
+    c: sqlite3.Connection,
+    ctx: WriteContext,
+    sql: str,
+    what: tuple[RowDict, rules.Tally, list[RowDict]],
+    rev: int,
+    now: datetime,
+) -> None:
+    """Write ``vifs`` with ``sql``, then their migration's counts, state and revision."""
+    migration, tally, vifs = what
+    c.executemany(sql, vifs)
+    _update_migration(c, migration, tally, rev, now)
+    _changed_row(c, ctx, migration, vifs)
 
 
 def _update_migration(
