@@ -257,11 +257,13 @@ class Host:
         log_name: str = "agent.log",
         *,
         urls: str | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> subprocess.Popen[bytes]:
         """Start ``vifbroker agent`` for this host; its output goes to ``DIR/log_name``.
 
         ``urls``: the ``--broker`` value (several replicas, comma-separated);
-        default ``broker.url``.
+        default ``broker.url``. ``extra_args`` go to the agent as they are
+        (e.g. ``("--ovs-driver", "native")``).
         """
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / log_name
@@ -272,7 +274,7 @@ class Host:
                 "--broker", urls or broker.url, "--token-file", str(token_file),
                 "--host", self.name, "--ovs-db", self.ovs.db, "--ovs-no-wait",
                 "--domain-xml-dir", str(self.xml_dir), "--state-dir", str(self.state_dir),
-                "--poll-wait", "10", "--log-level", "DEBUG",
+                "--poll-wait", "10", "--log-level", "DEBUG", *extra_args,
             ],
             stdout=log, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
