@@ -21,6 +21,7 @@ from vifbroker.clikit import unknown_variables
 from vifbroker.model import Interface
 from vifbroker.model.codec import parse_document
 from vifbroker.model.migration import HOST_PATTERN
+from vifbroker.sdnotify import Notifier
 from vifbroker.settingskit import split_listen
 
 from .config import agent_variables, resolve
@@ -172,7 +173,11 @@ async def _agent_main(
                 host, port = split_listen(metrics_listen)
                 bound = await stack.enter_async_context(metrics_server(metrics, host, port))
                 log.info("metrics on http://%s:%d/metrics", host, bound)
+            systemd = Notifier()
+            await stack.enter_async_context(systemd.watchdog())
+            systemd.ready(f"agent {settings.host}")
             await agent.run()
+            systemd.stopping()
     finally:
         await client.close()
     return 0

@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from vifbroker.clikit import explain, unknown_variables
+from vifbroker.sdnotify import Notifier
 
 from .auth import Role, TokenFileError, add_token, load_tokens
 from .config import Settings, load_settings
@@ -160,7 +161,11 @@ async def _serve(app: web.Application, settings: Settings, token_count: int) -> 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        systemd = Notifier()
+        async with systemd.watchdog():
+            systemd.ready(f"listening on {host}:{port}")
+            await stop.wait()
+            systemd.stopping()
         log.info("shutting down")
     finally:
         await runner.cleanup()

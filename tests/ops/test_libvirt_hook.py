@@ -1,4 +1,5 @@
-"""deploy/libvirt/qemu: spools domain XML, prints nothing, never fails, never calls libvirt."""
+"""deploy/libvirt/qemu.d/vifbroker: spools domain XML, prints nothing, never fails, never
+calls libvirt, and logs what went wrong with ``logger`` (bounded, never blocking)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from testkit import CORPUS, REPO
 from vifbroker.agent.domainxml import DirectorySource
 
-HOOK = REPO / "deploy" / "libvirt" / "qemu"
+HOOK = REPO / "deploy" / "libvirt" / "qemu.d" / "vifbroker"
 DOMAIN_XML = (CORPUS / "qemuxml2argvdata-net-openvswitch.xml").read_text()
 DOMAIN_UUID = "c7a5fdbd-edaf-9455-926a-d65c16db1809"
 
@@ -24,6 +25,10 @@ def env(tmp_path: Path) -> dict[str, str]:
     tripwire = bin_dir / "virsh"
     tripwire.write_text(f"#!/bin/sh\ntouch {tmp_path / 'virsh-was-called'}\n")
     tripwire.chmod(0o755)
+    # A logger that records what it was asked to log (one line per call).
+    logger = bin_dir / "logger"
+    logger.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {tmp_path / "logged"}\n')
+    logger.chmod(0o755)
     return {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "VIFBROKER_SPOOL": str(tmp_path / "spool"),
@@ -33,6 +38,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 def hook(
     env: dict[str, str], *args: str, xml: str = DOMAIN_XML
 ) -> subprocess.CompletedProcess[str]:
+    """Run the hook as libvirtd does: domain name, operation…, the XML on stdin."""
     return subprocess.run(
         [str(HOOK), "QEMUGuest1", *args], input=xml, capture_output=True, text=True,
         env=env, timeout=30,
@@ -48,6 +54,7 @@ def test_incoming_migration_spools_the_xml_and_prints_nothing(
     spooled = Path(env["VIFBROKER_SPOOL"]) / f"{DOMAIN_UUID}.xml"
     assert spooled.read_text() == DOMAIN_XML.rstrip("\n") + "\n"
     assert not (tmp_path / "virsh-was-called").exists()
+    assert not (tmp_path / "logged").exists()  # nothing went wrong, nothing logged
 
 
 async def test_the_agent_reads_the_spool_as_its_domain_xml_source(env: dict[str, str]) -> None:
@@ -77,6 +84,18 @@ def test_unwritable_spool_still_exits_0_for_migrate(env: dict[str, str], tmp_pat
     env["VIFBROKER_SPOOL"] = str(blocker / "spool")
 
     done = hook(env, "migrate", "begin", "-")
+
+    assert (done.returncode, done.stdout) == (0, "")
+    logged = (tmp_path / "logged").read_text()
+    assert logged.startswith("-t vifbroker-hook -p daemon.warning -- migrate begin ")
+    assert f"{DOMAIN_UUID}: cannot create spool" in logged
+
+
+def test_a_logger_that_hangs_cannot_hold_libvirt(env: dict[str, str], tmp_path: Path) -> None:
+    (Path(env["PATH"].split(":")[0]) / "logger").write_text("#!/bin/sh\nexec sleep 600\n")
+    env["VIFBROKER_SPOOL"] = "/proc/nonexistent/spool"
+
+    done = hook(env, "migrate", "begin", "-")  # returns: `timeout` ends the logger
 
     assert (done.returncode, done.stdout) == (0, "")
 
@@ -110,3 +129,5 @@ def test_huge_xml_is_read_to_the_end_and_never_spooled_truncated(
     assert proc.wait(30) == 0
     spooled = Path(env["VIFBROKER_SPOOL"]) / f"{DOMAIN_UUID}.xml"
     assert not spooled.exists()
+    logged = (Path(env["PATH"].split(":")[0]).parent / "logged").read_text()
+    assert "migrate begin: domain XML over 4096 bytes; not spooled" in logged
