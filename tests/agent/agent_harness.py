@@ -63,8 +63,13 @@ class BrokerProcess:
         hosts: tuple[str, ...] = ("host-a", "host-b"),
         *,
         db: str | None = None,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        """``args``: more ``serve`` flags; ``env``: more ``VIFBROKER_*`` settings."""
         self.dir = directory
+        self.args = args
+        self.env = env or {}
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tokens = self.dir / "tokens.toml"
         self.port = port or free_port()
@@ -103,8 +108,9 @@ class BrokerProcess:
                 "--db", self.db,
                 "--tokens", str(self.tokens),
                 "--state-dir", str(self.dir / "state"),
+                *self.args,
             ],
-            stdout=log, stderr=log,
+            stdout=log, stderr=log, env={**os.environ, **self.env},
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + 20
@@ -214,6 +220,7 @@ class Host:
         backends: list[str] | None = None,
         backend_objs: list[Backend] | None = None,
         feed: DomainFeed | None = None,
+        heartbeat_interval: float = 30.0,
     ) -> Agent:
         names = backends or ["openvswitch"]
         from vifbroker.backends.noop import NoopBackend
@@ -230,7 +237,7 @@ class Host:
         )
         self.clients.append(client)
         settings = AgentSettings(
-            host=self.name, poll_wait=10.0, heartbeat_interval=30.0, port_grace=0.3,
+            host=self.name, poll_wait=10.0, heartbeat_interval=heartbeat_interval, port_grace=0.3,
             drain_timeout=5.0,
         )  # fmt: skip
         self.agent = Agent(

@@ -34,6 +34,7 @@ from vifbroker.backends.exec import ExecBackend
 from vifbroker.backends.noop import NoopBackend
 from vifbroker.backends.openvswitch import OpenVSwitchBackend
 from vifbroker.model import BackendInfo
+from vifbroker.model.preflight import handles
 
 
 @dataclass
@@ -137,8 +138,10 @@ async def test_describe_names_the_backend(env: Env) -> None:
 
 
 async def test_handles_agrees_with_describe(env: Env) -> None:
+    """What a backend says it handles (heartbeat → preflight) is what it handles."""
     info = await env.backend.describe()
-    assert env.backend.handles(ovs_iface(1)) == ("openvswitch" in info.virtualport_types)
+    for vif in (ovs_iface(1), plain_iface(2)):
+        assert env.backend.handles(vif) == handles(info, vif), vif
     assert env.backend.handles(plain_iface(2)) is False
 
 

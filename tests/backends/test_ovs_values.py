@@ -165,4 +165,15 @@ async def test_midonet_and_other_virtualports_are_not_ours(ovsdb: OvsDb, ovs_dri
         info = await backend.describe()
     assert result.outcome is Outcome.SKIPPED
     assert info.virtualport_types == ["openvswitch"]
-    assert info.interface_types == ["bridge", "network"]
+    assert info.interface_types == []  # a plain bridge NIC is not ours
+
+
+async def test_describe_reports_reachability_bridges_and_the_cap(ovsdb: OvsDb) -> None:
+    ovsdb.add_bridge("br-int")
+    ovsdb.add_bridge("br-ex")
+    async with ovs_backend(ovsdb, max_portdata=4096) as backend:
+        up = await backend.describe()
+        ovsdb.stop()
+        down = await backend.describe()
+    assert (up.available, up.bridges, up.max_portdata) == (True, ["br-ex", "br-int"], 4096)
+    assert down.available is False and down.bridges is None and down.detail

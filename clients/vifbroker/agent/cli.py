@@ -103,8 +103,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     push.set_defaults(func=run_push)
 
     from .demo import register_demo
+    from .preflight import register as register_preflight
 
     register_demo(subparsers)
+    register_preflight(subparsers)
 
 
 def _agent_version() -> str | None:

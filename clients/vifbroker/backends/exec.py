@@ -119,10 +119,11 @@ class ExecBackend(Backend):
 
     async def describe(self) -> BackendInfo:
         found = shutil.which(self.command[0]) is not None
+        owns_all = not self.interface_types and not self.virtualport_types
         return BackendInfo(
             name=self.name,
             available=found,
-            interface_types=self.interface_types,
+            interface_types=["*"] if owns_all else self.interface_types,
             virtualport_types=self.virtualport_types,
             detail=None if found else f"command not found: {self.command[0]}",
         )

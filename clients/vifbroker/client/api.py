@@ -27,6 +27,7 @@ from vifbroker.model import (
     ResultIn,
     VifRecord,
 )
+from vifbroker.model.preflight import Preflight
 
 from .errors import BadResponse, TransportError
 from .transport import Response, RetryPolicy, Transport, decode_json, raise_for_problem
@@ -369,6 +370,28 @@ class BrokerClient:
                     raise BadResponse(f"events: unreadable event: {exc}") from exc
                 data = []
                 yield _parse(Migration, doc, "events")
+
+    async def preflight(
+        self,
+        host: str,
+        interfaces: Sequence[Interface] | str | bytes,
+        *,
+        on_backend_mismatch: OnMismatch | None = None,
+    ) -> Preflight:
+        """Whether ``host`` can honour each vif, from what its agent last reported."""
+        path = f"/v1/hosts/{quote(host, safe='')}/preflight"
+        params: dict[str, str] | None = None
+        if on_backend_mismatch is not None:
+            params = {"on_backend_mismatch": str(on_backend_mismatch)}
+        if isinstance(interfaces, str | bytes):
+            data = interfaces.encode("utf-8") if isinstance(interfaces, str) else interfaces
+            resp = await self._call(
+                "POST", path, params=params, data=data, headers={"Content-Type": "application/xml"}
+            )
+        else:
+            body = {"interfaces": [_interface_json(i) for i in interfaces]}
+            resp = await self._call("POST", path, params=params, json_body=body)
+        return _parse(Preflight, decode_json(resp), "preflight")
 
     async def list_hosts(self) -> list[Host]:
         doc = decode_json(await self._call("GET", "/v1/hosts"))

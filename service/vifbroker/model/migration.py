@@ -121,13 +121,23 @@ class ResultsIn(_Model):
 
 
 class BackendInfo(_Model):
-    """What a host's backend can do (sent in heartbeats, used for preflight)."""
+    """What a host's backend can do (sent in heartbeats, used for preflight).
 
-    name: str
+    A backend handles an interface whose virtualport type is in
+    ``virtualport_types`` or whose interface type is in ``interface_types``
+    (``"*"``: any); both empty: none.
+    """
+
+    name: str = Field(max_length=128)
+    #: whether the backend's local daemon/tool answered when the agent asked
     available: bool = True
-    interface_types: list[str] = Field(default_factory=list)
-    virtualport_types: list[str] = Field(default_factory=list)
-    detail: str | None = None
+    interface_types: list[str] = Field(default_factory=list, max_length=64)
+    virtualport_types: list[str] = Field(default_factory=list, max_length=64)
+    detail: str | None = Field(default=None, max_length=4096)
+    #: the bridges that exist on the backend's switch (None: it has no such notion)
+    bridges: list[str] | None = Field(default=None, max_length=4096)
+    #: the largest port data (bytes, UTF-8) it writes (None: no limit of its own)
+    max_portdata: int | None = Field(default=None, ge=0)
 
 
 class HostIn(_Model):

@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--state-dir", type=Path, metavar="DIR", help="default ./state")
     serve.add_argument("--config", type=Path, metavar="PATH", help="TOML settings file")
+    serve.add_argument(
+        "--agent-migrations",
+        action="store_true",
+        default=None,
+        help="let agents register migrations themselves (no controller needed)",
+    )
     serve.set_defaults(func=run_serve)
 
     token = subparsers.add_parser("token", help="manage API tokens")
@@ -55,6 +61,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         db=getattr(args, "db", None),
         tokens=getattr(args, "tokens", None),
         state_dir=getattr(args, "state_dir", None),
+        agent_migrations=getattr(args, "agent_migrations", None),
     )
 
 

@@ -67,6 +67,15 @@ class Settings(TomlSettings):
         ge=0,
         description="how long terminal migrations (without port data) are kept for audit",
     )
+    agent_migrations: bool = Field(
+        default=False,
+        description="agents may register migrations themselves (no controller needed)",
+    )
+    heartbeat_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="the agents' heartbeat interval: a host silent for three is not reporting",
+    )
     # Connections (see server/connections.py).
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, description="a client must send its request headers within this"

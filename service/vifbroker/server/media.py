@@ -160,7 +160,9 @@ def one_interface(media: str, body: bytes) -> Interface:
         raise _codec_problem(exc) from exc
 
 
-def many_interfaces(media: str, body: bytes, domain_uuid: str) -> list[Interface]:
+def many_interfaces(media: str, body: bytes, domain_uuid: str | None) -> list[Interface]:
+    """Interfaces of a JSON list, ``<interfaces>`` or ``<domain>`` document; with
+    ``domain_uuid``, a document naming another domain is refused."""
     if media == JSON:
         interfaces = json_model(body, InterfacesIn).interfaces
     else:
@@ -168,7 +170,7 @@ def many_interfaces(media: str, body: bytes, domain_uuid: str) -> list[Interface
             doc = codec.parse_document(body)
         except codec.XMLCodecError as exc:
             raise _codec_problem(exc) from exc
-        if doc.domain_uuid is not None and doc.domain_uuid != domain_uuid:
+        if domain_uuid is not None and doc.domain_uuid not in (None, domain_uuid):
             raise Invalid(f"document is for domain {doc.domain_uuid}, not {domain_uuid}")
         interfaces = list(doc.interfaces)
         if not interfaces:

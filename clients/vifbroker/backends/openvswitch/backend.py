@@ -118,17 +118,21 @@ class OpenVSwitchBackend(Backend):
 
     # -- seam ------------------------------------------------------------------------
     async def describe(self) -> BackendInfo:
+        """Reachability, and the bridges that exist (when the driver can tell)."""
         detail = None
+        names: list[str] | None = None
         try:
             await self.driver.ping()
+            names = await self.driver.bridges()
         except BackendError as exc:
             detail = str(exc)
         return BackendInfo(
             name=self.name,
             available=detail is None,
-            interface_types=["bridge", "network"],
             virtualport_types=[VIRTUALPORT_TYPE],
             detail=detail,
+            bridges=names,
+            max_portdata=self.max_portdata,
         )
 
     def handles(self, interface: Interface) -> bool:

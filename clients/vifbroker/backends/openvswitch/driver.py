@@ -40,6 +40,10 @@ class OvsDriver(abc.ABC):
     async def ping(self) -> None:
         """Return when the database answers; raise a BackendError when it does not."""
 
+    async def bridges(self) -> list[str] | None:
+        """The names of the bridges, sorted; None when this driver cannot tell."""
+        return None
+
     @abc.abstractmethod
     async def ports(self, domain: str) -> dict[str, Port]:
         """This domain's ports by MAC as the database holds them now (empty: none)."""

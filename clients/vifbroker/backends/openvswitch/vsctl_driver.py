@@ -43,6 +43,12 @@ class VsctlDriver(OvsDriver):
         txn.add(Command("list", ("Open_vSwitch",), options=("--columns=_uuid",), table=True))
         await self.pool.run(txn)
 
+    async def bridges(self) -> list[str] | None:
+        txn = Transaction()
+        names = txn.add(Command("list", ("Bridge",), options=("--columns=name",), table=True))
+        await self.pool.run(txn)
+        return sorted(str(row["name"]) for row in names.rows())
+
     async def ports(self, domain: str) -> dict[str, Port]:
         return await self.lookup.ports(domain)
 
