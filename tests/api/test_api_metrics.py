@@ -172,3 +172,16 @@ async def test_log_records_carry_migration_domain_and_mac_as_keys(
         record.request_id = None
         text = TextFormatter("%(message)s").format(record)
         assert f"migration={m['id']}" in text and f"mac={mac(7)}" in text
+
+
+async def test_ready_and_the_oldest_migration_waiting_in_uploaded(broker: Broker) -> None:
+    s = await scrape(broker)
+    assert value(s, "vifbroker_ready") == 1
+    assert value(s, "vifbroker_oldest_uploaded_migration_age_seconds") == 0
+    m = await broker.create()
+    await broker.upload(m["domain_uuid"], iface(mac(1)))
+    broker.clock.advance(900)
+    s = await scrape(broker)
+    assert value(s, "vifbroker_oldest_uploaded_migration_age_seconds") >= 900
+    await broker.results(m["id"], [{"mac": mac(1), "generation": 1, "status": "skipped"}])
+    assert value(await scrape(broker), "vifbroker_oldest_uploaded_migration_age_seconds") == 0

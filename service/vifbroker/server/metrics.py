@@ -29,7 +29,7 @@ from prometheus_client import (
 
 from vifbroker.about import register_process_metrics
 from vifbroker.model import Migration, MigrationState, ResultIn, VifRecord, VifStatus
-from vifbroker.store import Store
+from vifbroker.store import Store, StoreError
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _HANDOFF_BUCKETS = (
@@ -153,6 +153,17 @@ class Metrics:
             "Vifs whose port data was applied only after the guest resumed.",
             registry=r,
         )
+        self.ready = Gauge(
+            "vifbroker_ready",
+            "1 when the store answered at the last scrape (what /readyz checks), else 0.",
+            registry=r,
+        )
+        self.oldest_uploaded = Gauge(
+            "vifbroker_oldest_uploaded_migration_age_seconds",
+            "Age of the oldest migration still in state uploaded (0: none). Vifs normally "
+            "land within seconds: a large value is a stuck migration.",
+            registry=r,
+        )
         self._uploaded_at: OrderedDict[tuple[str, str, int], float] = OrderedDict()
 
     # thin calls from the request path
@@ -208,7 +219,22 @@ class Metrics:
             self.late_landings.inc()
 
     async def render(self, store: Store, now: datetime) -> bytes:
-        """Refresh the store-derived gauges, then the exposition text."""
+        """Refresh the store-derived gauges, then the exposition text.
+
+        A store that does not answer makes ``vifbroker_ready`` 0 and leaves the
+        other store gauges as they were: the scrape itself still succeeds.
+        """
+        try:
+            await self._refresh(store, now)
+        except StoreError:
+            self.ready.set(0)
+        else:
+            self.ready.set(1)
+        data: bytes = generate_latest(self.registry)
+        return data
+
+    async def _refresh(self, store: Store, now: datetime) -> None:
+        await store.ping()
         counts = await store.count_by_state()
         for state in MigrationState:
             self.migrations.labels(state.value).set(counts.get(state, 0))
@@ -216,5 +242,6 @@ class Metrics:
         self.heartbeat_age.clear()
         for host in await store.list_hosts():
             self.heartbeat_age.labels(host.name).set((now - host.last_seen).total_seconds())
-        data: bytes = generate_latest(self.registry)
-        return data
+        oldest, _ = await store.list_migrations(state=MigrationState.UPLOADED, limit=1)
+        age = (now - oldest[0].created_at).total_seconds() if oldest else 0.0
+        self.oldest_uploaded.set(age)
