@@ -21,7 +21,7 @@ from vifbroker.model import (
     portdata_digest,
 )
 
-from .errors import Conflict, InvalidInput, InvalidTransition
+from .errors import BadCursor, Conflict, InvalidInput, InvalidTransition
 
 
 class Outcome(enum.Enum):
@@ -199,3 +199,13 @@ def inbox(
                 )
     revision = page[-1][0].revision if truncated else max(current, after)
     return Inbox(revision=revision, items=items)
+
+
+def parse_cursor(cursor: str | None) -> int:
+    """The list position a cursor names (newest first: the seq of the last row handed out)."""
+    if cursor is None:
+        return 2**63 - 1
+    # ASCII digits only: int() would also take "٣", "1_0" and " 3".
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
+        raise BadCursor("bad cursor")
+    return int(cursor)

@@ -22,12 +22,11 @@ from vifbroker.model import (
     VifRecord,
 )
 
-from . import rules, sqlite_schema
-from . import sqlite_rows as rows
+from . import rows, rules, sqlite_schema
+from . import sqlite_rows as sqlrows
 from . import sqlite_writes as writes
 from .base import Uploaded
 from .errors import (
-    BadCursor,
     NoActiveMigration,
     NotFound,
     StoreUnavailable,
@@ -101,7 +100,7 @@ class SQLiteStore:
         )
 
     async def get_migration(self, migration_id: str) -> Migration:
-        found = await self._engine.read(lambda c: rows.load_migration(c, migration_id))
+        found = await self._engine.read(lambda c: sqlrows.load_migration(c, migration_id))
         if found is None:
             raise NotFound(f"no migration {migration_id}")
         return found
@@ -117,7 +116,7 @@ class SQLiteStore:
     ) -> tuple[list[Migration], str | None]:
         # Newest first: a cursor is the seq of the last row handed out.
         where: list[str] = ["seq < ?"]
-        args: list[object] = [_parse_cursor(cursor)]
+        args: list[object] = [rules.parse_cursor(cursor)]
         if state is not None:
             where.append("state = ?")
             args.append(state.value)
@@ -132,7 +131,7 @@ class SQLiteStore:
         def q(c: sqlite3.Connection) -> tuple[list[Migration], str | None]:
             found = c.execute(sql, (*args, limit + 1)).fetchall()
             page = found[:limit]
-            vifs = rows.fetch_vifs(c, [r["id"] for r in page])
+            vifs = sqlrows.fetch_vifs(c, [r["id"] for r in page])
             nxt = str(page[-1]["seq"]) if len(found) > limit else None
             return [rows.migration(r, vifs[r["id"]]) for r in page], nxt
 
@@ -157,7 +156,7 @@ class SQLiteStore:
             row = c.execute(
                 f"SELECT id FROM migrations WHERE domain_uuid = ? AND {_ACTIVE}", (domain_uuid,)
             ).fetchone()
-            return rows.load_migration(c, row["id"]) if row else None
+            return sqlrows.load_migration(c, row["id"]) if row else None
 
         found = await self._engine.read(q)
         if found is None:
@@ -188,7 +187,7 @@ class SQLiteStore:
     async def latest_migration(self, domain_uuid: str) -> Migration:
         def q(c: sqlite3.Connection) -> Migration | None:
             row = _latest(c, domain_uuid)
-            return rows.load_migration(c, row["id"]) if row else None
+            return sqlrows.load_migration(c, row["id"]) if row else None
 
         found = await self._engine.read(q)
         if found is None:
@@ -242,7 +241,7 @@ class SQLiteStore:
                 (after, host, host, limit + 1),
             ).fetchall()
             page = found[:limit]
-            vifs = rows.fetch_vifs(c, [r["id"] for r in page])
+            vifs = sqlrows.fetch_vifs(c, [r["id"] for r in page])
             done = []
             for r in page:
                 mig = rows.migration(r, vifs[r["id"]])
@@ -257,7 +256,7 @@ class SQLiteStore:
                 "SELECT * FROM migrations WHERE revision > ? ORDER BY revision LIMIT ?",
                 (after, limit),
             ).fetchall()
-            vifs = rows.fetch_vifs(c, [r["id"] for r in found])
+            vifs = sqlrows.fetch_vifs(c, [r["id"] for r in found])
             return [rows.migration(r, vifs[r["id"]]) for r in found]
 
         return await self._engine.read(q)
@@ -296,12 +295,3 @@ def _latest(c: sqlite3.Connection, domain_uuid: str) -> sqlite3.Row | None:
 def _revision(c: sqlite3.Connection) -> int:
     row = c.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
     return int(row[0]) if row else 0
-
-
-def _parse_cursor(cursor: str | None) -> int:
-    if cursor is None:
-        return 2**63 - 1
-    # ASCII digits only: int() would also take "٣", "1_0" and " 3".
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
-        raise BadCursor("bad cursor")
-    return int(cursor)

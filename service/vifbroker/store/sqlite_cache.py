@@ -28,8 +28,7 @@ from typing import Any
 
 from vifbroker.model import Inbox
 
-from . import rules
-from . import sqlite_rows as rows
+from . import rows, rules
 from .hub import ChangeHub
 
 # Woken long-polls read the newest few entries; what lags further goes to SQL.

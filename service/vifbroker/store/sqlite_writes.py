@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from vifbroker.model import (
     Host,
@@ -28,15 +27,13 @@ from vifbroker.model import (
     ResultIn,
 )
 
-from . import rules
-from . import sqlite_rows as rows
+from . import rows, rules
+from . import sqlite_rows as sqlrows
 from .base import Uploaded
 from .errors import (
     Conflict,
-    InvalidInput,
     NoActiveMigration,
     NotFound,
-    PreconditionFailed,
     WrongHost,
 )
 from .sqlite_cache import Pruned, change
@@ -44,7 +41,7 @@ from .sqlite_engine import WriteContext
 from .sqlite_schema import TERMINAL_SQL
 
 ACTIVE = f"state NOT IN {TERMINAL_SQL}"
-RowDict = dict[str, Any]
+RowDict = rows.RowDict
 
 
 # ------------------------------------------------------------------ migrations
@@ -54,17 +51,10 @@ def create_migration(
     """Insert the migration, or return the stored one for a repeated request."""
     row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
     if row is not None:
-        stored = MigrationCreate(
-            domain_uuid=row["domain_uuid"],
-            source_host=row["source_host"],
-            destination_host=row["destination_host"],
-            domain_name=row["domain_name"],
-            ttl_seconds=row["ttl_seconds"],
-            on_backend_mismatch=row["on_backend_mismatch"],
-        )
+        stored = rows.stored_request(row)
         if not rules.same_request(req, stored):
             raise Conflict(f"migration {mid} exists with a different request")
-        existing = rows.load_migration(c, mid)
+        existing = sqlrows.load_migration(c, mid)
         assert existing is not None
         return existing, False
     other = c.execute(
@@ -72,24 +62,7 @@ def create_migration(
     ).fetchone()
     if other is not None:
         raise Conflict(f"domain {req.domain_uuid} already has active migration {other['id']}")
-    t = rows.to_micros(now)
-    new: RowDict = {
-        "id": mid,
-        "domain_uuid": req.domain_uuid,
-        "domain_name": req.domain_name,
-        "source_host": req.source_host,
-        "destination_host": req.destination_host,
-        "state": MigrationState.PENDING.value,
-        "on_backend_mismatch": req.on_backend_mismatch,
-        "ttl_seconds": req.ttl_seconds,
-        "created_at": t,
-        "updated_at": t,
-        "expires_at": rows.to_micros(now + timedelta(seconds=req.ttl_seconds)),
-        "revision": ctx.next_revision(),
-        "vif_count": 0,
-        "vifs_done": 0,
-        "vifs_failed": 0,
-    }
+    new = rows.new_migration(req, mid, now, ctx.next_revision())
     c.execute(
         f"INSERT INTO migrations ({', '.join(new)}) VALUES ({', '.join(':' + k for k in new)})",
         new,
@@ -153,38 +126,9 @@ def store_uploads(
     if source_host is not None and row["source_host"] != source_host:
         raise WrongHost(f"{source_host} is not the source host of {row['id']}")
     migration = dict(row)
-    mid = migration["id"]
-    stored = _named_vifs(c, mid, [i.mac for i in interfaces])
-    for mac, expected in (if_match or {}).items():
-        have = stored[mac]["generation"] if mac in stored else 0
-        if have != expected:
-            raise PreconditionFailed(
-                f"{mac} is at generation {have}, not {expected}", mac=mac, current_generation=have
-            )
+    stored = _named_vifs(c, migration["id"], [i.mac for i in interfaces])
     rev = ctx.next_revision()
-    tally = rows.tally(migration)
-    written: list[RowDict] = []
-    for iface in interfaces:
-        iface_json, portdata = rows.split_interface(iface)
-        old = stored.get(iface.mac)
-        new: RowDict = {
-            "migration_id": mid,
-            "mac": iface.mac,
-            "position": old["position"] if old else tally.total,
-            "generation": old["generation"] + 1 if old else 1,
-            "interface": iface_json,
-            "portdata": portdata,
-            "status": "pending",
-            "applied_generation": old["applied_generation"] if old else 0,
-            "detail": None,
-            "digest": None,
-            "revision": rev,
-        }
-        if old is None:
-            tally.add(rules.Outcome.PENDING)
-        else:
-            tally.replace(rows.outcome(old), rules.Outcome.PENDING)
-        written.append(new)
+    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev)
     _write_vifs(
         c,
         ctx,
@@ -200,7 +144,7 @@ def store_uploads(
         now,
     )
     records = [rows.record(v, domain_uuid, i) for v, i in zip(written, interfaces, strict=True)]
-    return Uploaded(mid, MigrationState(migration["state"]), rev, records)
+    return Uploaded(migration["id"], MigrationState(migration["state"]), rev, records)
 
 
 def record_results(
@@ -213,25 +157,8 @@ def record_results(
     """Record the destination's results; a result for an old generation changes nothing."""
     migration = _migration_row(c, migration_id)
     rules.ensure_active(MigrationState(migration["state"]), "post results")
-    policy = migration["on_backend_mismatch"]
     stored = _named_vifs(c, migration_id, [r.mac for r in results])
-    tally = rows.tally(migration)
-    written: list[RowDict] = []
-    for res in results:
-        if res.mac not in stored:
-            raise InvalidInput(f"migration {migration_id} has no interface {res.mac}")
-        old = stored[res.mac]
-        update = rules.apply_result(res, old["generation"], old["portdata"], policy)
-        if update is None:
-            continue
-        new = old | {
-            "status": update.status.value,
-            "applied_generation": update.applied_generation,
-            "detail": update.detail,
-            "digest": update.digest,
-        }
-        tally.replace(rows.outcome(old), rows.outcome(new))
-        written.append(new)
+    written, tally = rows.plan_results(migration, stored, results)
     if not written:
         return rows.migration(migration, _all_vifs(c, migration_id))
     rev = ctx.next_revision()
@@ -291,7 +218,7 @@ def _named_vifs(
 
 
 def _all_vifs(c: sqlite3.Connection, migration_id: str) -> list[sqlite3.Row]:
-    return rows.fetch_vifs(c, [migration_id])[migration_id]
+    return sqlrows.fetch_vifs(c, [migration_id])[migration_id]
 
 
 def _write_vifs(
@@ -313,14 +240,7 @@ def _update_migration(
     c: sqlite3.Connection, migration: RowDict, tally: rules.Tally, rev: int, now: datetime
 ) -> None:
     """Store the counts, the state they imply and the revision of a change to its vifs."""
-    migration.update(
-        state=rules.state_of(MigrationState(migration["state"]), tally).value,
-        updated_at=rows.to_micros(now),
-        revision=rev,
-        vif_count=tally.total,
-        vifs_done=tally.done,
-        vifs_failed=tally.failed,
-    )
+    rows.settle(migration, tally, rev, now)
     c.execute(
         "UPDATE migrations SET state = :state, updated_at = :updated_at, revision = :revision,"
         " vif_count = :vif_count, vifs_done = :vifs_done, vifs_failed = :vifs_failed"

@@ -1,0 +1,242 @@
+"""Stored rows <-> models, and what a write does to rows: pure, shared by every store.
+
+A row is a mapping of column name to value, the same columns in SQLite and
+PostgreSQL (times as integer microseconds, the interface as JSON without its
+port data, the port data in a column of its own so purging it is one UPDATE).
+Rows were validated on the way in, so models are built from them with
+``model_construct`` (no re-validation): it is most of the cost of a write.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from vifbroker.model import (
+    BackendInfo,
+    Host,
+    Interface,
+    Migration,
+    MigrationCreate,
+    MigrationState,
+    ResultIn,
+    VifRecord,
+    VifResult,
+    VifStatus,
+    VifSummary,
+)
+
+from .errors import InvalidInput, PreconditionFailed
+from .rules import Outcome, Tally, apply_result, state_of, vif_outcome
+
+
+def to_micros(dt: datetime) -> int:
+    return int(dt.timestamp() * 1_000_000)
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+def split_interface(iface: Interface) -> tuple[str, str | None]:
+    """Store port data in its own column so purging it is one UPDATE."""
+    return iface.without_portdata().model_dump_json(exclude_none=True), iface.portdata
+
+
+def join_interface(interface_json: str, portdata: str | None) -> Interface:
+    iface = Interface.model_validate_json(interface_json)
+    return iface.with_portdata(portdata) if portdata is not None else iface
+
+
+class Row(Protocol):
+    """A row as any driver gives it: sqlite3.Row, asyncpg.Record, or a dict."""
+
+    def keys(self) -> Iterable[str]: ...
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+RowDict = dict[str, Any]
+
+
+def outcome(vif: Row) -> Outcome:
+    return vif_outcome(VifStatus(vif["status"]), vif["generation"], vif["applied_generation"])
+
+
+def tally(migration: Row) -> Tally:
+    """The vif counts kept on a migration row."""
+    return Tally(migration["vif_count"], migration["vifs_done"], migration["vifs_failed"])
+
+
+def summary(row: Row) -> VifSummary:
+    return VifSummary.model_construct(
+        mac=row["mac"],
+        generation=row["generation"],
+        status=VifStatus(row["status"]),
+        applied_generation=row["applied_generation"],
+        detail=row["detail"],
+    )
+
+
+def record(row: Row, domain_uuid: str, interface: Interface | None = None) -> VifRecord:
+    """The record of a vif row; pass ``interface`` when it is at hand to skip parsing."""
+    return VifRecord.model_construct(
+        domain_uuid=domain_uuid,
+        mac=row["mac"],
+        generation=row["generation"],
+        interface=interface or join_interface(row["interface"], row["portdata"]),
+        result=VifResult.model_construct(
+            status=VifStatus(row["status"]),
+            applied_generation=row["applied_generation"],
+            detail=row["detail"],
+            digest=row["digest"],
+        ),
+        revision=row["revision"],
+    )
+
+
+def migration(row: Row, vifs: Iterable[Row]) -> Migration:
+    return Migration.model_construct(
+        id=row["id"],
+        domain_uuid=row["domain_uuid"],
+        domain_name=row["domain_name"],
+        source_host=row["source_host"],
+        destination_host=row["destination_host"],
+        state=MigrationState(row["state"]),
+        on_backend_mismatch=row["on_backend_mismatch"],
+        created_at=from_micros(row["created_at"]),
+        updated_at=from_micros(row["updated_at"]),
+        expires_at=from_micros(row["expires_at"]),
+        revision=row["revision"],
+        interfaces=[summary(v) for v in vifs],
+    )
+
+
+def host(row: Row) -> Host:
+    return Host(
+        name=row["name"],
+        last_seen=from_micros(row["last_seen"]),
+        agent_version=row["agent_version"],
+        backends=[BackendInfo.model_validate(b) for b in json.loads(row["backends"])],
+    )
+
+
+def plan_upload(
+    migration: Row,
+    stored: Mapping[str, Row],
+    interfaces: Sequence[Interface],
+    if_match: Mapping[str, int] | None,
+    revision: int,
+) -> tuple[list[RowDict], Tally]:
+    """The vif rows an upload writes (a new generation each) and the migration's new counts.
+
+    ``stored`` holds the migration's current rows of the named vifs only; a
+    stale ``if_match`` (0 = must not exist yet) is PreconditionFailed.
+    """
+    for mac, expected in (if_match or {}).items():
+        have = stored[mac]["generation"] if mac in stored else 0
+        if have != expected:
+            raise PreconditionFailed(
+                f"{mac} is at generation {have}, not {expected}", mac=mac, current_generation=have
+            )
+    counts = tally(migration)
+    written: list[RowDict] = []
+    for iface in interfaces:
+        iface_json, portdata = split_interface(iface)
+        old = stored.get(iface.mac)
+        written.append(
+            {
+                "migration_id": migration["id"],
+                "mac": iface.mac,
+                "position": old["position"] if old else counts.total,
+                "generation": old["generation"] + 1 if old else 1,
+                "interface": iface_json,
+                "portdata": portdata,
+                "status": VifStatus.PENDING.value,
+                "applied_generation": old["applied_generation"] if old else 0,
+                "detail": None,
+                "digest": None,
+                "revision": revision,
+            }
+        )
+        if old is None:
+            counts.add(Outcome.PENDING)
+        else:
+            counts.replace(outcome(old), Outcome.PENDING)
+    return written, counts
+
+
+def plan_results(
+    migration: Row,
+    stored: Mapping[str, Row],
+    results: Sequence[ResultIn],
+) -> tuple[list[RowDict], Tally]:
+    """The vif rows the destination's results change (revision still to set), and the counts."""
+    counts = tally(migration)
+    written: list[RowDict] = []
+    for res in results:
+        old = stored.get(res.mac)
+        if old is None:
+            raise InvalidInput(f"migration {migration['id']} has no interface {res.mac}")
+        update = apply_result(
+            res, old["generation"], old["portdata"], migration["on_backend_mismatch"]
+        )
+        if update is None:
+            continue
+        new = dict(old) | {
+            "status": update.status.value,
+            "applied_generation": update.applied_generation,
+            "detail": update.detail,
+            "digest": update.digest,
+        }
+        counts.replace(outcome(old), outcome(new))
+        written.append(new)
+    return written, counts
+
+
+def settle(migration: RowDict, counts: Tally, revision: int, now: datetime) -> None:
+    """Set on ``migration`` the counts, the state they imply, the time and revision of a change."""
+    migration.update(
+        state=state_of(MigrationState(migration["state"]), counts).value,
+        updated_at=to_micros(now),
+        revision=revision,
+        vif_count=counts.total,
+        vifs_done=counts.done,
+        vifs_failed=counts.failed,
+    )
+
+
+def new_migration(req: MigrationCreate, mid: str, now: datetime, revision: int) -> RowDict:
+    """The row of a migration just created."""
+    t = to_micros(now)
+    return {
+        "id": mid,
+        "domain_uuid": req.domain_uuid,
+        "domain_name": req.domain_name,
+        "source_host": req.source_host,
+        "destination_host": req.destination_host,
+        "state": MigrationState.PENDING.value,
+        "on_backend_mismatch": req.on_backend_mismatch,
+        "ttl_seconds": req.ttl_seconds,
+        "created_at": t,
+        "updated_at": t,
+        "expires_at": to_micros(now + timedelta(seconds=req.ttl_seconds)),
+        "revision": revision,
+        "vif_count": 0,
+        "vifs_done": 0,
+        "vifs_failed": 0,
+    }
+
+
+def stored_request(row: Row) -> MigrationCreate:
+    """The create request a stored migration answered (to compare a repeat with)."""
+    return MigrationCreate(
+        domain_uuid=row["domain_uuid"],
+        source_host=row["source_host"],
+        destination_host=row["destination_host"],
+        domain_name=row["domain_name"],
+        ttl_seconds=row["ttl_seconds"],
+        on_backend_mismatch=row["on_backend_mismatch"],
+    )
