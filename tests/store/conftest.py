@@ -13,23 +13,32 @@ import pytest
 
 from testkit import no_loop_blocking
 from vifbroker.store import Store
+from vifbroker.store.postgres import PostgresStore
 from vifbroker.store.sqlite import SQLiteStore
 
 StoreFactory = Callable[[], Awaitable[Store]]
 
 
-def _sqlite(tmp_path: Path) -> Callable[[], Store]:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
     return lambda: SQLiteStore(tmp_path / "vifbroker.db")
 
 
-BACKENDS: dict[str, Callable[[Path], Callable[[], Store]]] = {"sqlite": _sqlite}
+def _postgresql(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    dsn: str = request.getfixturevalue("pg_dsn")  # a fresh database (tests/pg_harness.py)
+    return lambda: PostgresStore(dsn)
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Callable[[], Store]]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
-    build = BACKENDS[request.param](tmp_path)
+    build = BACKENDS[request.param](request, tmp_path)
     opened: list[Store] = []
 
     async def factory() -> Store:

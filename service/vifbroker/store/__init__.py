@@ -43,4 +43,9 @@ def open_store(url: str, *, upgrade: bool = True) -> Store:
         from .sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite://"), upgrade=upgrade)
-    raise ValueError(f"unsupported store URL: {url!r}")
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, upgrade=upgrade)
+    scheme = url.partition(":")[0]
+    raise ValueError(f"unsupported store URL scheme {scheme!r}: use sqlite:/// or postgresql://")

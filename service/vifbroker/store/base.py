@@ -56,6 +56,13 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise StoreUnavailable unless the database answers."""
 
+    async def probe_write(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Make a real (tiny) write within ``timeout`` seconds, else raise StoreUnavailable.
+
+        What readiness means: this replica can take writes now (and, with
+        several replicas, hears the others' commits).
+        """
+
     async def current_revision(self) -> int: ...
 
     async def count_by_state(self) -> dict[MigrationState, int]:

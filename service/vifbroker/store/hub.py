@@ -29,6 +29,18 @@ class ChangeHub:
                 if not fut.done():
                     fut.set_result(revision)
 
+    def wake_all(self, revision: int) -> None:
+        """Record ``revision`` and wake every waiter: what changed is not known (e.g.
+        notifications were lost while a replica's listener reconnected), so each
+        waiter reads again from where it stood."""
+        if revision > self.revision:
+            self.revision = revision
+        waiters, self._waiters = self._waiters, defaultdict(set)
+        for futs in waiters.values():
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(revision)
+
     @property
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())

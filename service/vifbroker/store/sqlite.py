@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -81,6 +82,13 @@ class SQLiteStore:
         if not self._engine.alive:
             raise StoreUnavailable("sqlite writer is not running")
         await self._engine.read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def probe_write(self, timeout: float) -> None:  # noqa: ASYNC109
+        try:
+            async with asyncio.timeout(timeout):
+                await self._engine.write(writes.probe)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"sqlite write probe took over {timeout}s") from exc
 
     async def current_revision(self) -> int:
         return self.hub.revision

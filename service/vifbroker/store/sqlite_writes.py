@@ -193,6 +193,14 @@ def record_heartbeat(
     return rows.host(c.execute("SELECT * FROM hosts WHERE name = ?", (name,)).fetchone())
 
 
+def probe(c: sqlite3.Connection, ctx: WriteContext) -> None:
+    """A tiny real write for readiness (no revision: nobody is woken)."""
+    c.execute(
+        "INSERT INTO meta (key, value) VALUES ('probe', 1)"
+        " ON CONFLICT (key) DO UPDATE SET value = value + 1"
+    )
+
+
 # ------------------------------------------------------------------- helpers
 def _migration_row(c: sqlite3.Connection, migration_id: str) -> RowDict:
     row = c.execute("SELECT * FROM migrations WHERE id = ?", (migration_id,)).fetchone()

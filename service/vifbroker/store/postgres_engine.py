@@ -1,0 +1,284 @@
+"""Connections, group commit and cross-replica wake-ups for the PostgreSQL store.
+
+Writes queue up on the event loop; one writer task per replica takes
+everything queued and runs it as ONE transaction, each operation in its own
+savepoint (a refused one rolls back alone), then commits once — concurrent
+uploads share commits, as with SQLite.
+
+Every write transaction first takes one advisory lock (``WRITE_LOCK``), so the
+replicas' transactions commit one after another and take revisions from the
+``revisions`` sequence in commit order: a reader that has seen revision N has
+seen everything below N, and resuming ``after=N`` skips nothing. The same lock
+makes expiry and pruning safe when every replica runs them: the second finds
+nothing left to do.
+
+Each commit ends with ``pg_notify`` naming its revision and hub keys; every
+replica LISTENs on its own connection and wakes its long-polls. A replica
+whose listener lost its connection reconnects and then wakes every parked
+long-poll, which reads again from its own position: no wake-up is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+from .errors import InvalidInput, StoreError, StoreUnavailable
+from .hub import ChangeHub
+from .postgres_schema import WRITE_LOCK
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: A connection as operations see it: the pool hands out proxies.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+MAX_BATCH = 256
+CHANNEL = "vifbroker"
+_NOTIFY_MAX = 7000  # bytes; PostgreSQL's payload limit is 8000
+#: Driver and network errors that mean "the database cannot be reached now".
+UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.ReadOnlySQLTransactionError,
+)
+
+
+@dataclass
+class WriteContext:
+    """Per-batch state handed to write operations."""
+
+    conn: Conn
+    keys: set[str] = field(default_factory=set)
+    revision: int = 0  # the newest revision this batch took
+
+    async def next_revision(self) -> int:
+        rev = int(await self.conn.fetchval("SELECT nextval('revisions')"))
+        self.revision = max(self.revision, rev)
+        return rev
+
+
+WriteOp = Callable[[Conn, WriteContext], Awaitable[T]]
+
+
+@contextlib.asynccontextmanager
+async def translated(what: str) -> AsyncIterator[None]:
+    """Turn driver errors into store errors (the boundary of the database)."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except asyncpg.DataError as exc:
+        raise InvalidInput(f"{what}: the database refused a value: {exc}") from exc
+    except (*UNREACHABLE, asyncpg.PostgresError) as exc:
+        raise StoreUnavailable(f"{what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class PgEngine:
+    def __init__(self, dsn: str, hub: ChangeHub, *, timeout: float = 10.0) -> None:
+        self._dsn = dsn
+        self._hub = hub
+        self.timeout = timeout
+        self.replica = uuid.uuid4().hex  # to tell our own notifications from others'
+        self._pool: asyncpg.Pool | None = None
+        self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+    async def open(self, prepare: Callable[[Conn], Awaitable[object]]) -> None:
+        """Connect, run ``prepare`` (the schema) on one connection, start writer and listener."""
+        async with translated("connecting to PostgreSQL"):
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=8,
+                timeout=self.timeout,
+                command_timeout=self.timeout,
+            )
+            try:
+                async with self._pool.acquire() as conn:
+                    await prepare(conn)
+                    revision = int(
+                        await conn.fetchval("SELECT value FROM meta WHERE key = 'revision'")
+                    )
+            except BaseException:
+                await self._pool.close()
+                self._pool = None
+                raise
+        self._hub.publish(revision, ())
+        self._writer = asyncio.create_task(self._write_loop(), name="vifbroker-pg-writer")
+        self._listener = asyncio.create_task(self._listen_loop(), name="vifbroker-pg-listener")
+
+    async def close(self) -> None:
+        for task in (self._writer, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._writer = self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def alive(self) -> bool:
+        return self._writer is not None and not self._writer.done()
+
+    # -------------------------------------------------------------------- reads
+    async def read(self, fn: Callable[[Conn], Awaitable[T]], what: str) -> T:
+        """Run ``fn`` in one read-only snapshot (REPEATABLE READ)."""
+        pool = self._pool
+        if pool is None:
+            raise StoreUnavailable("store is not open")
+        async with (
+            translated(what),
+            pool.acquire(timeout=self.timeout) as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await fn(conn)
+
+    async def probe_write(self, timeout: float) -> None:  # noqa: ASYNC109
+        """A real write on a pooled connection; and the listener must be connected."""
+        pool = self._pool
+        if pool is None or not self.alive:
+            raise StoreUnavailable("store is not open")
+        if not self.listening.is_set():
+            raise StoreUnavailable("not listening for other replicas' commits")
+        async with translated("write probe"), asyncio.timeout(timeout), pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('probe', 1)"
+                " ON CONFLICT (key) DO UPDATE SET value = meta.value + 1"
+            )
+
+    # ------------------------------------------------------------------- writes
+    async def write(self, op: WriteOp[T]) -> T:
+        """Queue ``op``; answer once the batch holding it is committed."""
+        if not self.alive:
+            raise StoreUnavailable("store is not open")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, fut))
+        return await fut
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                async with translated("commit"), asyncio.timeout(self.timeout):
+                    results, revision, keys = await self._run_batch([op for op, _ in batch])
+            except StoreError as exc:  # nobody's write is known to have happened
+                log.warning("postgres batch of %d failed: %s", len(batch), exc)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(StoreUnavailable(str(exc)))
+                continue
+            if keys:
+                self._hub.publish(max(revision, self._hub.revision), keys)
+            for (_, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+
+    async def _run_batch(self, ops: list[WriteOp[Any]]) -> tuple[list[Any], int, set[str]]:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+            ctx = WriteContext(conn)
+            results: list[Any] = []
+            for op in ops:
+                keys = set(ctx.keys)
+                try:
+                    async with conn.transaction():  # a savepoint
+                        results.append(await op(conn, ctx))
+                except (*UNREACHABLE, asyncpg.TransactionRollbackError):
+                    raise  # the batch cannot go on
+                except asyncpg.DataError as exc:
+                    ctx.keys = keys
+                    results.append(InvalidInput(f"the database refused a value: {exc}"))
+                except Exception as exc:
+                    ctx.keys = keys
+                    results.append(exc)
+            if ctx.revision:
+                await conn.execute(
+                    "UPDATE meta SET value = $1 WHERE key = 'revision'", ctx.revision
+                )
+            if ctx.keys:
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._payload(ctx))
+        return results, ctx.revision, ctx.keys
+
+    def _payload(self, ctx: WriteContext) -> str:
+        doc: dict[str, Any] = {"r": ctx.revision, "from": self.replica, "k": sorted(ctx.keys)}
+        text = json.dumps(doc, separators=(",", ":"))
+        if len(text.encode()) > _NOTIFY_MAX:  # too many keys: every replica wakes everyone
+            text = json.dumps({"r": ctx.revision, "from": self.replica, "k": None})
+        return text
+
+    # ----------------------------------------------------------------- listening
+    async def _listen_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=self.timeout)
+                lost = asyncio.Event()
+                conn.add_termination_listener(functools.partial(_set, lost))
+                await conn.add_listener(CHANNEL, self._notified)
+                # Whatever was committed while nobody listened: everyone reads again.
+                revision = int(await conn.fetchval("SELECT value FROM meta WHERE key = 'revision'"))
+                self._hub.wake_all(revision)
+                self.listening.set()
+                backoff = 0.05
+                while not lost.is_set():
+                    # An idle connection to a dead server looks alive: ask it.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), 1.0)
+                    if not lost.is_set():
+                        await conn.fetchval("SELECT 1", timeout=self.timeout)
+            except (*UNREACHABLE, asyncpg.PostgresError) as exc:
+                if self.listening.is_set():
+                    log.warning("lost the PostgreSQL listener connection: %s", exc)
+            finally:
+                self.listening.clear()
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            doc = json.loads(str(payload))
+            if doc["from"] == self.replica:
+                return  # published at our own commit already
+            revision, keys = int(doc["r"]), doc["k"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed notification: %.200s", payload)
+            return
+        if keys is None:
+            self._hub.wake_all(revision)
+        else:
+            self._hub.publish(max(revision, self._hub.revision), keys)
+
+
+def _set(event: asyncio.Event, _conn: object) -> None:
+    event.set()
