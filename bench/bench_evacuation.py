@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -36,6 +37,7 @@ sys.path.insert(0, str(REPO / "tests" / "agent"))
 
 from agent_harness import BrokerProcess, Host, Vif, domain_xml, terminate  # noqa: E402
 
+from benchkit import cpu_seconds  # noqa: E402
 from ovs_harness import OvsDb  # noqa: E402
 from vifbroker.backends.openvswitch.vsctl import portdata_arg  # noqa: E402
 from vifbroker.client import BrokerClient, RetryPolicy  # noqa: E402
@@ -92,9 +94,25 @@ async def watch_applied(ctl: BrokerClient, host: str, ids: set[str]) -> None:
         after = inbox.revision
 
 
+async def request_counts(url: str) -> dict[str, int]:
+    """Requests the broker answered so far, by route and method (from /metrics)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith(("vifbroker_http_request_duration_seconds_count{",
+                            "vifbroker_longpoll_duration_seconds_count{")):  # fmt: skip
+            labels, _, value = line.partition("} ")
+            fields = dict(f.split("=", 1) for f in labels.split("{", 1)[1].split(","))
+            key = f"{fields.get('method', 'GET').strip(chr(34))} {fields['route'].strip(chr(34))}"
+            counts[key] = counts.get(key, 0) + int(float(value))
+    return counts
+
+
 def keep_logs(a: Host, b: Host, tmp: Path) -> None:
     """With VIFBROKER_BENCH_LOGS=DIR, copy the agents' logs there for a look afterwards."""
-    import os
     import shutil
 
     dest = os.environ.get("VIFBROKER_BENCH_LOGS")
@@ -138,10 +156,21 @@ async def bench(domains: int, vifs: int, tmp: Path, driver: str) -> dict[str, ob
                 async with sem:
                     return (await ctl.create_migration(dom, a.name, b.name)).id
 
+            pids = {
+                "broker": broker.proc.pid if broker.proc else None,
+                "agent_a": a.proc.pid if a.proc else None,
+                "agent_b": b.proc.pid if b.proc else None,
+                "ovsdb_a": a.ovs.pid,
+                "ovsdb_b": b.ovs.pid,
+                "bench": os.getpid(),
+            }
+            cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
             t0 = time.perf_counter()
             ids = await asyncio.gather(*(create(dom) for dom in layout))
             await watch_applied(ctl, b.name, set(ids))
             elapsed = time.perf_counter() - t0
+            cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
+        requests = await request_counts(broker.url)
         on_b = all_portdata(b.ovs)
         wrong = sum(
             on_b.get(b_tap(d, i)) != v.portdata
@@ -172,6 +201,9 @@ async def bench(domains: int, vifs: int, tmp: Path, driver: str) -> dict[str, ob
         "anchor_per_vif_calls_s": round(per_vif * domains * vifs, 2),
         "anchor_sample_vifs": anchor_n,
         "ovs_driver": driver,
+        "broker_requests": requests,
+        # CPU seconds each process used during the evacuation: where the time went
+        "cpu_s": {k: round(cpu1[k] - cpu0[k], 2) for k in cpu0},
         "target_s": TARGET_S[driver],
         "met": elapsed <= TARGET_S[driver] and wrong == 0,
     }

@@ -4,7 +4,9 @@ Anchor, measured in the same run with the same client: a bare aiohttp+uvloop
 long-poll server whose PUT commits a row to SQLite (WAL, synchronous=FULL) in a
 thread and only then wakes the parked GET — the durable floor.
 
-Prints one JSON line with median and p99 of both, and their ratios.
+The two servers run side by side and their rounds alternate, so that load
+swings on a shared machine hit both alike. Prints one JSON line with median
+and p99 of both, and their ratios.
 Targets: median ≤ 1.15x, p99 ≤ 1.3x the anchor.
 Usage: python bench/bench_handoff.py [--rounds 400]
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 import uvloop
 
 from bench_upload import Conn, free_port, wait_healthy
+from benchkit import cpu_seconds
 
 PORTDATA = "ovn:" + "x" * 200
 # A benchmark, not a test: a short pause so the long-poll is parked before the upload.
@@ -84,13 +87,17 @@ def anchor_server(port: int, db: str) -> None:
 Round = Callable[[int], Awaitable[tuple[float, int]]]
 
 
-async def measure(rounds: int, one: Round) -> list[float]:
-    after = 0
-    samples: list[float] = []
+async def interleave(rounds: int, subjects: dict[str, Round]) -> dict[str, list[float]]:
+    """One round of each subject in turn (the order flipping every time), so that
+    load swings on this shared machine hit the anchor and the broker alike."""
+    after = dict.fromkeys(subjects, 0)
+    samples: dict[str, list[float]] = {name: [] for name in subjects}
+    names = list(subjects)
     for i in range(rounds + 20):
-        elapsed, after = await one(after)
-        if i >= 20:  # warm-up
-            samples.append(elapsed)
+        for name in names if i % 2 else names[::-1]:
+            elapsed, after[name] = await subjects[name](after[name])
+            if i >= 20:  # warm-up
+                samples[name].append(elapsed)
     return samples
 
 
@@ -110,25 +117,21 @@ async def handoff(
     return elapsed, revision_of(body)
 
 
-async def bench_anchor(rounds: int, tmp: Path) -> list[float]:
+async def start_anchor(tmp: Path) -> tuple[subprocess.Popen[bytes], Round]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--anchor-server", str(port),
                              str(tmp / "anchor.db")])
-    try:
-        await wait_healthy(port, "/healthz", proc)
-        src, dst = await Conn.open(port), await Conn.open(port)
-        body = json.dumps({"mac": "52:54:00:00:00:01",
-                           "virtualport": {"portdata": PORTDATA}}).encode()
-        put = ("PUT", "/put", body, {"Content-Type": "application/json"})
+    await wait_healthy(port, "/healthz", proc)
+    src, dst = await Conn.open(port), await Conn.open(port)
+    body = json.dumps({"mac": "52:54:00:00:00:01",
+                       "virtualport": {"portdata": PORTDATA}}).encode()
+    put = ("PUT", "/put", body, {"Content-Type": "application/json"})
 
-        def one(after: int) -> Awaitable[tuple[float, int]]:
-            return handoff(src, dst, f"/wait?after={after}", put, {},
-                           lambda b: int(json.loads(b)["revision"]))
+    def one(after: int) -> Awaitable[tuple[float, int]]:
+        return handoff(src, dst, f"/wait?after={after}", put, {},
+                       lambda b: int(json.loads(b)["revision"]))
 
-        return await measure(rounds, one)
-    finally:
-        proc.terminate()
-        proc.wait()
+    return proc, one
 
 
 def token(state: Path, role: str, host: str | None = None) -> str:
@@ -138,7 +141,7 @@ def token(state: Path, role: str, host: str | None = None) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
 
-async def bench_broker(rounds: int, state: Path, role: str) -> list[float]:
+async def start_broker(state: Path, role: str) -> tuple[subprocess.Popen[bytes], Round]:
     tokens = {"controller": token(state, "controller"), "src": token(state, "agent", "src"),
               "dst": token(state, "agent", "dst")}
     port = free_port()
@@ -148,44 +151,40 @@ async def bench_broker(rounds: int, state: Path, role: str) -> list[float]:
         env={**os.environ, "VIFBROKER_LOG_LEVEL": "INFO"},
         stderr=subprocess.DEVNULL,
     )
-    try:
-        await wait_healthy(port, "/healthz", proc)
-        src, dst = await Conn.open(port), await Conn.open(port)
-        domain = str(uuid.uuid4())
-        status, body = await src.request(
-            "POST", "/v1/migrations",
-            json.dumps({"domain_uuid": domain, "source_host": "src",
-                        "destination_host": "dst"}).encode(),
-            {"Content-Type": "application/json", "Authorization": f"Bearer {tokens['src']}"},
-        )
-        assert status == 201, body
-        mac = "52:54:00:00:00:01"
-        iface = json.dumps({"mac": mac, "virtualport": {"type": "openvswitch",
-                                                        "portdata": PORTDATA}}).encode()
-        uploader, waiter = ("src", "dst") if role == "agent" else ("controller", "controller")
-        put = ("PUT", f"/v1/domains/{domain}/interfaces/{mac}", iface,
-               {"Content-Type": "application/json",
-                "Authorization": f"Bearer {tokens[uploader]}"})
-        wait_headers = {"Authorization": f"Bearer {tokens[waiter]}"}
+    await wait_healthy(port, "/healthz", proc)
+    src, dst = await Conn.open(port), await Conn.open(port)
+    domain = str(uuid.uuid4())
+    status, body = await src.request(
+        "POST", "/v1/migrations",
+        json.dumps({"domain_uuid": domain, "source_host": "src",
+                    "destination_host": "dst"}).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {tokens['src']}"},
+    )
+    assert status == 201, body
+    mac = "52:54:00:00:00:01"
+    iface = json.dumps({"mac": mac, "virtualport": {"type": "openvswitch",
+                                                    "portdata": PORTDATA}}).encode()
+    uploader, waiter = ("src", "dst") if role == "agent" else ("controller", "controller")
+    put = ("PUT", f"/v1/domains/{domain}/interfaces/{mac}", iface,
+           {"Content-Type": "application/json",
+            "Authorization": f"Bearer {tokens[uploader]}"})
+    wait_headers = {"Authorization": f"Bearer {tokens[waiter]}"}
 
-        def revision_of(body: bytes) -> int:
-            doc = json.loads(body)
-            assert doc["items"], doc
-            return int(doc["revision"])
+    def revision_of(body: bytes) -> int:
+        doc = json.loads(body)
+        assert doc["items"], doc
+        return int(doc["revision"])
 
-        # Start after what is already there, so every round waits for its own upload.
-        _, first = await dst.request("GET", "/v1/hosts/dst/inbox", headers=wait_headers)
-        start_after = int(json.loads(first)["revision"])
+    # Start after what is already there, so every round waits for its own upload.
+    _, first = await dst.request("GET", "/v1/hosts/dst/inbox", headers=wait_headers)
+    start_after = int(json.loads(first)["revision"])
 
-        def one(after: int) -> Awaitable[tuple[float, int]]:
-            after = max(after, start_after)
-            return handoff(src, dst, f"/v1/hosts/dst/inbox?after={after}&wait=60", put,
-                           wait_headers, revision_of)
+    def one(after: int) -> Awaitable[tuple[float, int]]:
+        after = max(after, start_after)
+        return handoff(src, dst, f"/v1/hosts/dst/inbox?after={after}&wait=60", put,
+                       wait_headers, revision_of)
 
-        return await measure(rounds, one)
-    finally:
-        proc.terminate()
-        proc.wait()
+    return proc, one
 
 
 def p99(samples: list[float]) -> float:
@@ -193,9 +192,22 @@ def p99(samples: list[float]) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="vifbroker-bench-") as tmp:
-        anchor = await bench_anchor(args.rounds, Path(tmp))
-        broker = await bench_broker(args.rounds, Path(tmp) / "state", args.token_role)
+    procs = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="vifbroker-bench-") as tmp:
+            anchor_proc, anchor_round = await start_anchor(Path(tmp))
+            procs.append(anchor_proc)
+            broker_proc, broker_round = await start_broker(Path(tmp) / "state", args.token_role)
+            procs.append(broker_proc)
+            subjects = {"anchor": anchor_round, "broker": broker_round}
+            cpu0 = [cpu_seconds(p.pid) for p in procs]
+            samples = await interleave(args.rounds, subjects)
+            cpu1 = [cpu_seconds(p.pid) for p in procs]
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+    anchor, broker = samples["anchor"], samples["broker"]
     am, ap = statistics.median(anchor), p99(anchor)
     bm, bp = statistics.median(broker), p99(broker)
     print(json.dumps({
@@ -208,6 +220,10 @@ async def main(args: argparse.Namespace) -> None:
         "anchor_p99_ms": round(ap * 1000, 3),
         "median_ratio": round(bm / am, 3),
         "p99_ratio": round(bp / ap, 3),
+        # CPU each server used per round (µs): the part of the latency that is
+        # work rather than waiting (fsync, scheduling on a busy machine)
+        "cpu_us_per_round": round((cpu1[1] - cpu0[1]) / len(broker) * 1e6),
+        "anchor_cpu_us_per_round": round((cpu1[0] - cpu0[0]) / len(anchor) * 1e6),
         "target_median_ratio": 1.15,
         "target_p99_ratio": 1.3,
     }))

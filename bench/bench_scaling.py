@@ -142,8 +142,10 @@ async def alternate(pair: dict[str, tuple[Broker, str]], rounds: int) -> dict[st
     conns = {name: await Conn.open(b.port) for name, (b, _) in pair.items()}
     samples: dict[str, list[float]] = {name: [] for name in pair}
     try:
+        names = list(pair)
         for i in range(rounds + 20):
-            for name, (b, domain) in pair.items():
+            for name in names if i % 2 else names[::-1]:  # neither always goes first
+                b, domain = pair[name]
                 body = json.dumps(vif(0, f"round {i} " + "x" * 200)).encode()
                 path = f"/v1/domains/{domain}/interfaces/{mac(0)}"
                 t0 = time.perf_counter()
