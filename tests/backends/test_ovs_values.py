@@ -168,10 +168,12 @@ async def test_midonet_and_other_virtualports_are_not_ours(ovsdb: OvsDb, ovs_dri
     assert info.interface_types == []  # a plain bridge NIC is not ours
 
 
-async def test_describe_reports_reachability_bridges_and_the_cap(ovsdb: OvsDb) -> None:
+async def test_describe_reports_reachability_bridges_and_the_cap(
+    ovsdb: OvsDb, ovs_driver: str
+) -> None:
     ovsdb.add_bridge("br-int")
     ovsdb.add_bridge("br-ex")
-    async with ovs_backend(ovsdb, max_portdata=4096) as backend:
+    async with ovs_backend(ovsdb, driver=ovs_driver, max_portdata=4096, timeout=1) as backend:
         up = await backend.describe()
         ovsdb.stop()
         down = await backend.describe()

@@ -58,6 +58,7 @@ SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        "Bridge": {"columns": {"name": {"type": "string", "mutable": False}}},
     },
 }
 _NO_ROW = ["_uuid", "==", ["uuid", "00000000-0000-0000-0000-000000000000"]]
@@ -113,9 +114,13 @@ class _Idl(ovs.db.idl.Idl):  # type: ignore[misc]  # ovs ships no type hints
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.touched: set[uuid.UUID] = set()
+        self.bridges_changed = False
 
     def notify(self, event: str, row: Any, updates: Any = None) -> None:
-        self.touched.add(row.uuid)
+        if row._table.name == "Interface":
+            self.touched.add(row.uuid)
+        else:
+            self.bridges_changed = True
 
     @property
     def live(self) -> bool:
@@ -130,12 +135,14 @@ class IdlThread:
         *,
         on_rows: Callable[[Rows, bool], None],
         on_live: Callable[[bool], None],
+        on_bridges: Callable[[list[str]], None],
         backoff_min: float = 0.05,
         backoff_max: float = 2.0,
     ) -> None:
         self.remote = remote
         self.on_rows = on_rows
         self.on_live = on_live
+        self.on_bridges = on_bridges
         self.backoff = (max(1, int(backoff_min * 1000)), max(1, int(backoff_max * 1000)))
         self._inbox: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._jobs: list[Job] = []
@@ -177,6 +184,7 @@ class IdlThread:
     def _main(self) -> None:
         helper = ovs.db.idl.SchemaHelper(schema_json=SCHEMA)
         helper.register_columns("Interface", ["name", "external_ids"])
+        helper.register_columns("Bridge", ["name"])
         idl = _Idl(self.remote, helper)
         # The IDL's reconnect backoff (1-8 s by default) is longer than an
         # apply may wait for a restarted ovsdb-server.
@@ -216,6 +224,9 @@ class IdlThread:
         """Tell the loop what changed in the replica; return whether it is live now."""
         live = idl.live
         table = idl.tables["Interface"].rows
+        if live and (idl.bridges_changed or not was_live):
+            idl.bridges_changed = False
+            self.on_bridges(sorted(str(r.name) for r in idl.tables["Bridge"].rows.values()))
         if live and not was_live:
             # (Re)connected: a whole new snapshot. The loop diffs it against
             # what it had, so consumers hear only what changed meanwhile.

@@ -45,6 +45,7 @@ class NativeDriver(OvsDriver):
         self.transactions = 0
         self._view: dict[str, PortRow] = {}
         self._domains: dict[str, dict[str, Port]] = {}  # domain -> row uuid -> port
+        self._bridges: list[str] = []
         self._watchers: set[asyncio.Queue[PortEvent | None]] = set()
         self._live = asyncio.Event()
         self._thread: IdlThread | None = None
@@ -62,6 +63,10 @@ class NativeDriver(OvsDriver):
     # -- the seam ------------------------------------------------------------------
     async def ping(self) -> None:
         await self._run(SyncJob)
+
+    async def bridges(self) -> list[str] | None:
+        await self._run(SyncJob)
+        return list(self._bridges)
 
     async def ports(self, domain: str) -> dict[str, Port]:
         await self._run(SyncJob)
@@ -120,8 +125,15 @@ class NativeDriver(OvsDriver):
             def on_live(live: bool) -> None:
                 _call_soon(loop, self._set_live, live)
 
+            def on_bridges(names: list[str]) -> None:
+                _call_soon(loop, setattr, self, "_bridges", names)
+
             self._thread = IdlThread(
-                self.remote, on_rows=on_rows, on_live=on_live, backoff_max=self.backoff_max
+                self.remote,
+                on_rows=on_rows,
+                on_live=on_live,
+                on_bridges=on_bridges,
+                backoff_max=self.backoff_max,
             )
             self._thread.start()
         return self._thread
