@@ -134,8 +134,12 @@ def test_problem_responses_carry_their_own_status_and_type(checker: SpecChecker)
             if "application/problem+json" not in content:
                 continue
             narrowed = content["application/problem+json"]["schema"]["allOf"][1]["properties"]
-            slug = narrowed["type"]["const"].rsplit(":", 1)[1]
-            assert narrowed["status"]["const"] == SLUGS[slug] == int(code), (path, method, code)
+            # One-value enums, not const: openapi-python-client cannot merge a const
+            # into the Problem schema and would drop the response.
+            (urn,) = narrowed["type"]["enum"]
+            slug = urn.rsplit(":", 1)[1]
+            (status,) = narrowed["status"]["enum"]
+            assert status == SLUGS[slug] == int(code), (path, method, code)
             seen.add(slug)
     # 405 and 431 are documented as unrouted (431: answered by the HTTP layer)
     assert seen == set(SLUGS) - {"method-not-allowed", "headers-too-large"}
@@ -310,10 +314,10 @@ def test_checker_passes_a_right_response(
         (("GET", "/v1/migrations/m", 418, "application/json", "{}"), "status 418 not documented"),
         (("GET", "/v1/migrations/m", 200, "text/html", "{}"), "'text/html' not documented"),
         (("GET", "/v1/migrations/m", 200, "application/json", "{"), "not JSON"),
-        (("GET", "/v1/migrations/m", 404, "application/problem+json", "409"), "404 was expected"),
+        (("GET", "/v1/migrations/m", 404, "application/problem+json", "409"), "not one of [404]"),
         (
             ("PUT", "/v1/domains/x/interfaces", 409, "application/problem+json", "conflict"),
-            "'urn:vifbroker:problem:no-active-migration' was expected",
+            "is not one of ['urn:vifbroker:problem:no-active-migration']",
         ),
         (("GET", "/v1/debug", 200, "application/json", "{}"), "undocumented route"),
         (("DELETE", "/v1/migrations/m", 200, "application/json", "{}"), "undocumented route"),
