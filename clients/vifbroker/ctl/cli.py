@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     msub = migrations.add_subparsers(dest="migrations_command", required=True, metavar="ACTION")
 
-    listing = msub.add_parser("list", parents=[common], help="migrations, oldest first")
+    listing = msub.add_parser("list", parents=[common], help="migrations, newest first")
     listing.add_argument("--state", choices=[s.value for s in MigrationState])
     listing.add_argument("--host", help="only where HOST is the source or the destination")
     listing.set_defaults(func=_runner(list_migrations))
@@ -194,7 +194,7 @@ async def _records_of(client: BrokerClient, m: Migration) -> list[VifRecord] | N
     migration, else its newest one); None otherwise."""
     siblings = [s async for s in client.iter_migrations(domain_uuid=m.domain_uuid)]
     current = next((s for s in siblings if not s.state.terminal), None)
-    current = current or (siblings[-1] if siblings else None)
+    current = current or max(siblings, key=lambda s: s.created_at, default=None)
     if current is None or current.id != m.id:
         return None
     try:
