@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from vifbroker.clikit import explain, unknown_variables
 from vifbroker.sdnotify import Notifier
+from vifbroker.store import StoreError
 
 from .auth import Role, TokenFileError, add_token, load_tokens
 from .config import Settings, load_settings
@@ -34,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.add_argument(
         "--tokens", type=Path, metavar="PATH", help="default <state-dir>/tokens.toml"
     )
+    serve.add_argument(
+        "--no-upgrade",
+        dest="db_upgrade",
+        action="store_false",
+        default=None,
+        help="refuse an older database schema instead of upgrading it at start",
+    )
     serve.add_argument("--state-dir", type=Path, metavar="DIR", help="default ./state")
     serve.add_argument("--config", type=Path, metavar="PATH", help="TOML settings file")
     serve.add_argument(
@@ -43,6 +51,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="let agents register migrations themselves (no controller needed)",
     )
     serve.set_defaults(func=run_serve)
+
+    db = subparsers.add_parser("db", help="manage the broker's database")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser(
+        "upgrade", help="bring the database schema up to this broker's version, then exit"
+    )
+    upgrade.add_argument("--db", metavar="URL", help="default: the settings' store URL")
+    upgrade.add_argument("--state-dir", type=Path, metavar="DIR", help="default ./state")
+    upgrade.add_argument("--config", type=Path, metavar="PATH", help="TOML settings file")
+    upgrade.set_defaults(func=run_db_upgrade)
 
     token = subparsers.add_parser("token", help="manage API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -62,6 +80,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         tokens=getattr(args, "tokens", None),
         state_dir=getattr(args, "state_dir", None),
         agent_migrations=getattr(args, "agent_migrations", None),
+        db_upgrade=getattr(args, "db_upgrade", None),
     )
 
 
@@ -125,7 +144,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from .app import create_app
 
     try:
-        store = open_store(settings.db_url)
+        store = open_store(settings.db_url, upgrade=settings.db_upgrade)
     except ValueError as exc:
         log.error("%s", exc)
         return 2
@@ -133,9 +152,40 @@ def run_serve(args: argparse.Namespace) -> int:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
             return runner.run(_serve(app, settings, len(tokens)))
+        except StoreError as exc:  # unreachable, or a schema this broker does not run on
+            log.error("cannot open the store: %s", exc)
+            return 1
         except OSError as exc:  # the port is taken, the address is not ours
             log.error("cannot listen on %s: %s", settings.listen, exc.strerror or exc)
             return 1
+
+
+def run_db_upgrade(args: argparse.Namespace) -> int:
+    """Open the store with upgrades allowed (that runs them), report the version, close."""
+    try:
+        settings = _settings(args)
+    except (ValidationError, ValueError, OSError) as exc:
+        print(f"vifbroker db upgrade: bad settings: {exc}", file=sys.stderr)
+        return 2
+    from vifbroker.store import open_store
+
+    try:
+        store = open_store(settings.db_url, upgrade=True)
+    except ValueError as exc:
+        print(f"vifbroker db upgrade: {exc}", file=sys.stderr)
+        return 2
+
+    async def upgrade() -> None:
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(upgrade())
+    except StoreError as exc:
+        print(f"vifbroker db upgrade: {exc}", file=sys.stderr)
+        return 1
+    print("vifbroker db upgrade: the database schema is up to date")
+    return 0
 
 
 def raise_open_file_limit() -> int:

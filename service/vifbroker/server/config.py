@@ -41,6 +41,11 @@ class Settings(TomlSettings):
         description="store URL: sqlite:///PATH or postgresql://… "
         "(default: sqlite:///<state_dir>/vifbroker.db)",
     )
+    db_upgrade: bool = Field(
+        default=True,
+        description="bring an older database schema up to date at start "
+        "(false: refuse it and say to run `vifbroker db upgrade`)",
+    )
     tokens: Path | None = Field(
         default=None,
         description="token file (hashes only; re-read when it changes) "
