@@ -143,14 +143,14 @@ class Metrics:
         )
         self.resume_margin = Histogram(
             "vifbroker_resume_margin_seconds",
-            "Per vif: how long before the guest resumed on the destination its port "
-            "data was applied (negative: after).",
+            "Per migration: how long before the guest resumed on the destination the "
+            "last vif's port data was applied (negative: after).",
             buckets=_MARGIN_BUCKETS,
             registry=r,
         )
         self.late_landings = Counter(
             "vifbroker_late_landings",
-            "Vifs whose port data was applied only after the guest resumed.",
+            "Migrations whose port data landed (some of it) only after the guest resumed.",
             registry=r,
         )
         self.ready = Gauge(
@@ -213,7 +213,7 @@ class Metrics:
             self.expiries.inc(count)
 
     def resumed(self, margin_seconds: float) -> None:
-        """One vif's margin between its port data landing and the guest resuming."""
+        """One migration's margin: the guest resumed this long after its last vif landed."""
         self.resume_margin.observe(margin_seconds)
         if margin_seconds < 0:
             self.late_landings.inc()
