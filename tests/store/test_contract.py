@@ -384,3 +384,58 @@ async def test_reopened_store_keeps_everything_acknowledged(store_factory: Store
     assert {r.interface.portdata for r in recs if r.interface} == {str(n) for n in range(30)}
     m2, created = await second.create_migration(req(DOM2), T0)
     assert created and m2.revision > rev and (await second.get_migration("keep")).id == m.id
+
+
+# ------------------------------------------------------- timeline, registration
+
+
+async def test_timeline_uploaded_applied_resumed(store: Store) -> None:
+    m, _ = await store.create_migration(req(), T0)
+    await store.put_interfaces(DOM, [iface(MAC1), iface(MAC2)], T0)
+    landed = T0 + timedelta(seconds=1)
+    m = await store.post_results(
+        m.id,
+        [ok(MAC1, 1).model_copy(update={"applied_at": landed}),
+         ok(MAC2, 1).model_copy(update={"applied_at": landed + timedelta(seconds=1)})],
+        T0 + timedelta(seconds=3),
+    )  # fmt: skip
+    assert [v.uploaded_at for v in m.interfaces] == [T0, T0]
+    assert m.timeline.resumed_at is None and m.timeline.margin_seconds is None
+    assert m.timeline.last_applied_at == landed + timedelta(seconds=1)
+    resumed = T0 + timedelta(seconds=2.5)
+    m = await store.record_resume(m.id, resumed, T0 + timedelta(seconds=4))
+    assert m.timeline.resumed_at == resumed
+    assert m.timeline.margin_seconds == pytest.approx(0.5)
+    assert m.timeline.late is False
+    # A second report changes nothing; a re-apply keeps the first landing.
+    again = await store.record_resume(m.id, T0 + timedelta(seconds=9), T0 + timedelta(seconds=9))
+    assert again.timeline == m.timeline and again.revision == m.revision
+    m = await store.post_results(m.id, [ok(MAC1, 1)], T0 + timedelta(seconds=10))
+    assert m.interfaces[0].applied_at == landed
+
+
+async def test_a_vif_landing_after_the_resume_is_late(store: Store) -> None:
+    m, _ = await store.create_migration(req(), T0)
+    await store.put_interfaces(DOM, [iface(MAC1)], T0)
+    m = await store.record_resume(m.id, T0 + timedelta(seconds=1), T0 + timedelta(seconds=1))
+    assert m.timeline.late is True and m.timeline.margin_seconds is None  # nothing landed
+    m = await store.post_results(m.id, [ok(MAC1, 1)], T0 + timedelta(seconds=2))
+    assert m.timeline.late is True
+    assert m.timeline.margin_seconds == pytest.approx(-1.0)
+
+
+async def test_registered_by_and_the_running_host(store: Store) -> None:
+    await store.heartbeat("a", HostIn(running_domains=[DOM.upper()]), T0)
+    await store.heartbeat("c", HostIn(running_domains=[DOM2]), T0)
+    assert await store.running_host(DOM) == "a"
+    assert await store.running_host(DOM2) == "c"
+    assert await store.running_host("6f1a3c2e-0000-4000-8000-00000000ffff") is None
+    # The domain moved: the newest report wins.
+    await store.heartbeat("b", HostIn(running_domains=[DOM]), T0 + timedelta(seconds=5))
+    assert await store.running_host(DOM) == "b"
+    assert (await store.get_host("b")).running_domains == [DOM]
+    m, _ = await store.create_migration(req(), T0, registered_by="b")
+    assert m.registered_by == "b"
+    assert (await store.get_migration(m.id)).registered_by == "b"
+    m2, _ = await store.create_migration(req(DOM2), T0)
+    assert m2.registered_by is None

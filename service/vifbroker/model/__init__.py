@@ -24,11 +24,14 @@ from .migration import (
     OnMismatch,
     ResultIn,
     ResultsIn,
+    ResumedIn,
+    Timeline,
     VifRecord,
     VifResult,
     VifStatus,
     VifSummary,
     portdata_digest,
+    timeline_of,
 )
 
 __all__ = [
@@ -50,7 +53,9 @@ __all__ = [
     "Rate",
     "ResultIn",
     "ResultsIn",
+    "ResumedIn",
     "Source",
+    "Timeline",
     "VifRecord",
     "VifResult",
     "VifStatus",
@@ -61,4 +66,5 @@ __all__ = [
     "normalize_mac",
     "normalize_uuid",
     "portdata_digest",
+    "timeline_of",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -55,7 +56,9 @@ class _Model(BaseModel):
 
 class MigrationCreate(_Model):
     domain_uuid: DomainUUID
-    source_host: str = Field(pattern=HOST_PATTERN)
+    #: None: an agent registering an arriving domain leaves it to the broker, which
+    #: takes the host that last reported the domain running
+    source_host: str | None = Field(default=None, pattern=HOST_PATTERN)
     destination_host: str = Field(pattern=HOST_PATTERN)
     domain_name: str | None = Field(default=None, max_length=1024)
     ttl_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
@@ -73,13 +76,52 @@ class VifResult(_Model):
 
 
 class VifSummary(_Model):
-    """A vif as shown inside a migration."""
+    """A vif as shown inside a migration, with its timeline."""
 
     mac: Mac
     generation: int
     status: VifStatus
     applied_generation: int
     detail: str | None = None
+    #: when the broker took the upload of ``generation``
+    uploaded_at: datetime | None = None
+    #: when the destination read back ``applied_generation`` (as it reported)
+    applied_at: datetime | None = None
+
+
+class Timeline(_Model):
+    """When the guest resumed on the destination, against when its port data landed."""
+
+    #: as the destination's agent reported it (libvirt's lifecycle event)
+    resumed_at: datetime | None = None
+    #: the latest ``applied_at`` of the vifs applied at their latest generation
+    last_applied_at: datetime | None = None
+    #: resumed_at - last_applied_at (negative: port data landed after the guest ran)
+    margin_seconds: float | None = None
+    #: some vif's port data was not (yet) applied when the guest resumed
+    late: bool | None = None
+
+
+def timeline_of(vifs: Sequence[VifSummary], resumed_at: datetime | None) -> Timeline:
+    """The migration's timeline from its vifs (pure; the store and tests share it)."""
+    landed = [
+        v.applied_at
+        for v in vifs
+        if v.status is VifStatus.APPLIED
+        and v.applied_generation == v.generation
+        and v.applied_at is not None
+    ]
+    last = max(landed) if landed else None
+    if resumed_at is None:
+        return Timeline(last_applied_at=last)
+    pending = any(
+        v.applied_generation != v.generation or v.status is VifStatus.PENDING for v in vifs
+    )
+    margin = (resumed_at - last).total_seconds() if last is not None else None
+    late = pending or (margin is not None and margin < 0)
+    return Timeline(
+        resumed_at=resumed_at, last_applied_at=last, margin_seconds=margin, late=late
+    )
 
 
 class Migration(_Model):
@@ -95,6 +137,9 @@ class Migration(_Model):
     expires_at: datetime
     revision: int
     interfaces: list[VifSummary] = Field(default_factory=list)
+    #: the agent (host) that registered the migration (None: a controller did)
+    registered_by: str | None = None
+    timeline: Timeline = Field(default_factory=Timeline)
 
 
 class VifRecord(_Model):
@@ -114,6 +159,8 @@ class ResultIn(_Model):
     status: Literal["applied", "skipped", "failed"]
     detail: str | None = Field(default=None, max_length=4096)
     digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    #: when the destination read the value back (default: when the broker takes it)
+    applied_at: datetime | None = None
 
 
 class ResultsIn(_Model):
@@ -143,6 +190,9 @@ class BackendInfo(_Model):
 class HostIn(_Model):
     agent_version: str | None = Field(default=None, max_length=128)
     backends: list[BackendInfo] = Field(default_factory=list, max_length=64)
+    #: UUIDs of the domains running on the host now (agent-registered migrations
+    #: take their source host from these)
+    running_domains: list[DomainUUID] = Field(default_factory=list, max_length=65536)
 
 
 class Host(_Model):
@@ -150,6 +200,13 @@ class Host(_Model):
     last_seen: datetime
     agent_version: str | None = None
     backends: list[BackendInfo] = Field(default_factory=list)
+    running_domains: list[str] = Field(default_factory=list)
+
+
+class ResumedIn(_Model):
+    """The destination agent's report that the guest resumed on its host."""
+
+    at: datetime
 
 
 class InboxItem(_Model):

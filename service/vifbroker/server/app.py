@@ -12,7 +12,7 @@ from aiohttp import web
 
 from vifbroker.store import Store, StoreError
 
-from . import domains, events, hosts, migrations, ops, preflight
+from . import domains, events, hosts, migrations, ops, preflight, registration
 from .auth import TokenRegistry
 from .config import Settings
 from .context import CTX, Context, utcnow
@@ -47,7 +47,7 @@ def create_app(
         client_max_size=settings.max_body_bytes, middlewares=[observe_middleware(), problems, guard]
     )
     app[CTX] = ctx
-    for module in (ops, migrations, domains, hosts, events, preflight):
+    for module in (ops, migrations, domains, hosts, events, preflight, registration):
         module.add_routes(app)
     app.cleanup_ctx.append(_store_lifecycle)
     app.cleanup_ctx.append(_housekeeping)

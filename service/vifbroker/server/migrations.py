@@ -13,6 +13,7 @@ from .errors import Malformed
 from .media import JSON_TYPES, json_model, read_body
 from .middleware import principal
 from .params import query_float, query_int
+from .registration import admit_create, may_finish, observe_margin
 from .render import json_response, migration_doc
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,12 @@ def _location(migration: Migration) -> dict[str, str]:
 async def create_migration(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
-    req = json_model(body, MigrationCreate)
-    principal(request).require_host(req.source_host)
-    migration, created = await ctx.store.create_migration(req, ctx.now())
+    req, registered_by = await admit_create(
+        ctx, principal(request), json_model(body, MigrationCreate)
+    )
+    migration, created = await ctx.store.create_migration(
+        req, ctx.now(), registered_by=registered_by
+    )
     if created:
         log.info(
             "migration created %s -> %s",
@@ -106,11 +110,7 @@ async def _finish(request: web.Request, to: MigrationState) -> web.Response:
     """Move the migration to the terminal state ``to`` (complete, cancel)."""
     ctx = request.app[CTX]
     migration = await ctx.store.get_migration(request.match_info["id"])
-    who = principal(request)
-    if to is MigrationState.CANCELLED:
-        who.require_host(migration.source_host)  # the source may give up on it
-    else:
-        who.require_controller()
+    may_finish(principal(request), migration, to)
     migration = await ctx.store.transition(migration.id, to, ctx.now())
     log.info("migration %s", to.value, extra=fields(migration))
     return json_response(migration_doc(migration))
@@ -135,6 +135,7 @@ async def post_results(request: web.Request) -> web.Response:
     before = migration
     migration = await ctx.store.post_results(migration.id, results, ctx.now())
     ctx.metrics.results(before, results, migration)
+    observe_margin(ctx, before, migration)
     for result in results:
         log.info(
             "result %s",

@@ -69,11 +69,14 @@ class Store(Protocol):
         """Number of migrations in each state (for metrics)."""
 
     # migrations
-    async def create_migration(self, req: MigrationCreate, now: datetime) -> tuple[Migration, bool]:
+    async def create_migration(
+        self, req: MigrationCreate, now: datetime, *, registered_by: str | None = None
+    ) -> tuple[Migration, bool]:
         """Create (True) or, for the same ``id`` and body, return the existing one (False).
 
         Conflict when another active migration exists for the domain or the id is
-        taken with a different body.
+        taken with a different body. ``registered_by``: the host of the agent that
+        registers it (None: a controller). ``req.source_host`` must be set.
         """
 
     async def get_migration(self, migration_id: str) -> Migration:
@@ -136,6 +139,10 @@ class Store(Protocol):
     ) -> Migration:
         """Record destination results; a result for an old generation changes nothing."""
 
+    async def record_resume(self, migration_id: str, at: datetime, now: datetime) -> Migration:
+        """Note that the guest resumed on the destination at ``at`` (the first report
+        counts; later ones change nothing). Conflict when the migration is terminal."""
+
     # inbox
     async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
         """Items of migrations where ``host`` is source or destination, changed after ``after``."""
@@ -149,3 +156,6 @@ class Store(Protocol):
     async def get_host(self, name: str) -> Host: ...
 
     async def list_hosts(self) -> list[Host]: ...
+
+    async def running_host(self, domain_uuid: str) -> str | None:
+        """The host that most recently reported ``domain_uuid`` running (None: none)."""

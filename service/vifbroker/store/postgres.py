@@ -83,10 +83,14 @@ class PostgresStore:
         return await self._engine.read(q, "counting migrations")
 
     # ------------------------------------------------------------ migrations
-    async def create_migration(self, req: MigrationCreate, now: datetime) -> tuple[Migration, bool]:
+    async def create_migration(
+        self, req: MigrationCreate, now: datetime, *, registered_by: str | None = None
+    ) -> tuple[Migration, bool]:
         mid = req.id or str(uuid.uuid4())
         return await self._engine.write(
-            functools.partial(writes.create_migration, req=req, mid=mid, now=now)
+            functools.partial(
+                writes.create_migration, req=req, mid=mid, now=now, registered_by=registered_by
+            )
         )
 
     async def get_migration(self, migration_id: str) -> Migration:
@@ -219,6 +223,11 @@ class PostgresStore:
             )
         )
 
+    async def record_resume(self, migration_id: str, at: datetime, now: datetime) -> Migration:
+        return await self._engine.write(
+            functools.partial(writes.record_resume, migration_id=migration_id, at=at, now=now)
+        )
+
     # ----------------------------------------------------------------- inbox
     async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
         async def q(c: Conn) -> Inbox:
@@ -273,6 +282,17 @@ class PostgresStore:
             return list(await c.fetch("SELECT * FROM hosts ORDER BY name"))
 
         return [rows.host(r) for r in await self._engine.read(q, "listing hosts")]
+
+    async def running_host(self, domain_uuid: str) -> str | None:
+        async def q(c: Conn) -> str | None:
+            name: str | None = await c.fetchval(
+                "SELECT name FROM hosts WHERE running_domains::jsonb ? $1"
+                " ORDER BY last_seen DESC LIMIT 1",
+                domain_uuid,
+            )
+            return name
+
+        return await self._engine.read(q, "finding a domain's host")
 
 
 async def _latest(c: Conn, domain_uuid: str) -> str | None:

@@ -74,6 +74,16 @@ CREATE TABLE hosts (
     backends TEXT NOT NULL
 );
 """,
+    # 2: the timeline (when each vif was uploaded and applied, when the guest
+    # resumed), who registered a migration, the domains each host runs (as
+    # SQLite's step 3).
+    """
+ALTER TABLE vifs ADD COLUMN uploaded_at BIGINT;
+ALTER TABLE vifs ADD COLUMN applied_at BIGINT;
+ALTER TABLE migrations ADD COLUMN resumed_at BIGINT;
+ALTER TABLE migrations ADD COLUMN registered_by TEXT;
+ALTER TABLE hosts ADD COLUMN running_domains TEXT NOT NULL DEFAULT '[]';
+""",
 )
 
 LATEST = len(STEPS)

@@ -49,6 +49,7 @@ _VIF_COLUMNS = (
     "detail",
     "digest",
     "revision",
+    "uploaded_at",
 )
 
 _RESULT_COLUMNS = (
@@ -59,12 +60,18 @@ _RESULT_COLUMNS = (
     "detail",
     "digest",
     "revision",
+    "applied_at",
 )
 
 
 # ------------------------------------------------------------------ migrations
 async def create_migration(
-    c: Conn, ctx: WriteContext, req: MigrationCreate, mid: str, now: datetime
+    c: Conn,
+    ctx: WriteContext,
+    req: MigrationCreate,
+    mid: str,
+    now: datetime,
+    registered_by: str | None = None,
 ) -> tuple[Migration, bool]:
     """Insert the migration, or return the stored one for a repeated request."""
     row = await c.fetchrow("SELECT * FROM migrations WHERE id = $1", mid)
@@ -72,7 +79,7 @@ async def create_migration(
         if not rules.same_request(req, rows.stored_request(row)):
             raise Conflict(f"migration {mid} exists with a different request")
         return rows.migration(row, await all_vifs(c, mid)), False
-    new = rows.new_migration(req, mid, now, await ctx.next_revision())
+    new = rows.new_migration(req, mid, now, await ctx.next_revision(), registered_by)
     columns = list(new)
     try:
         async with c.transaction():
@@ -145,13 +152,14 @@ async def store_uploads(
     migration = dict(row)
     stored = await _named_vifs(c, migration["id"], [i.mac for i in interfaces])
     rev = await ctx.next_revision()
-    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev)
+    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev, now)
     await c.executemany(
         f"INSERT INTO vifs ({', '.join(_VIF_COLUMNS)})"
         f" VALUES ({', '.join(f'${i}' for i in range(1, len(_VIF_COLUMNS) + 1))})"
         " ON CONFLICT (migration_id, mac) DO UPDATE SET generation = excluded.generation,"
         " interface = excluded.interface, portdata = excluded.portdata, status = 'pending',"
-        " detail = NULL, digest = NULL, revision = excluded.revision",
+        " detail = NULL, digest = NULL, revision = excluded.revision,"
+        " uploaded_at = excluded.uploaded_at",
         _vif_args(written),
     )
     await _update_migration(c, ctx, migration, tally, rev, now)
@@ -170,14 +178,14 @@ async def record_results(
     migration = await _migration_row(c, migration_id, lock=True)
     rules.ensure_active(MigrationState(migration["state"]), "post results")
     stored = await _named_vifs(c, migration_id, [r.mac for r in results])
-    written, tally = rows.plan_results(migration, stored, results)
+    written, tally = rows.plan_results(migration, stored, results, now)
     if written:
         rev = await ctx.next_revision()
         for vif in written:
             vif["revision"] = rev
         await c.executemany(
             "UPDATE vifs SET status = $3, applied_generation = $4, detail = $5, digest = $6,"
-            " revision = $7 WHERE migration_id = $1 AND mac = $2",
+            " revision = $7, applied_at = $8 WHERE migration_id = $1 AND mac = $2",
             [tuple(v[k] for k in _RESULT_COLUMNS) for v in written],
         )
         await _update_migration(c, ctx, migration, tally, rev, now)
@@ -185,19 +193,43 @@ async def record_results(
     return rows.migration(migration, await all_vifs(c, migration_id))
 
 
+async def record_resume(
+    c: Conn, ctx: WriteContext, migration_id: str, at: datetime, now: datetime
+) -> Migration:
+    """Note when the guest resumed on the destination (the first report counts)."""
+    row = await _migration_row(c, migration_id, lock=True)
+    if row["resumed_at"] is not None:
+        return rows.migration(row, await all_vifs(c, migration_id))
+    rules.ensure_active(MigrationState(row["state"]), "report the resume")
+    row.update(resumed_at=rows.to_micros(at), updated_at=rows.to_micros(now),
+               revision=await ctx.next_revision())  # fmt: skip
+    await c.execute(
+        "UPDATE migrations SET resumed_at = $2, updated_at = $3, revision = $4 WHERE id = $1",
+        row["id"],
+        row["resumed_at"],
+        row["updated_at"],
+        row["revision"],
+    )
+    _changed(ctx, row)
+    return rows.migration(row, await all_vifs(c, migration_id))
+
+
 # --------------------------------------------------------------------- hosts
 async def record_heartbeat(
     c: Conn, ctx: WriteContext, name: str, info: HostIn, now: datetime
 ) -> Host:
     backends = json.dumps([b.model_dump(mode="json") for b in info.backends])
+    running = json.dumps(sorted(set(info.running_domains)))
     row = await c.fetchrow(
-        "INSERT INTO hosts (name, last_seen, agent_version, backends) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen,"
-        " agent_version = excluded.agent_version, backends = excluded.backends RETURNING *",
+        "INSERT INTO hosts (name, last_seen, agent_version, backends, running_domains)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET"
+        " last_seen = excluded.last_seen, agent_version = excluded.agent_version,"
+        " backends = excluded.backends, running_domains = excluded.running_domains RETURNING *",
         name,
         rows.to_micros(now),
         info.agent_version,
         backends,
+        running,
     )
     assert row is not None  # INSERT … RETURNING gives the row
     ctx.keys.add("hosts")

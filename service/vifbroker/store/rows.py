@@ -26,10 +26,11 @@ from vifbroker.model import (
     VifResult,
     VifStatus,
     VifSummary,
+    timeline_of,
 )
 
 from .errors import InvalidInput, PreconditionFailed
-from .rules import Outcome, Tally, apply_result, state_of, vif_outcome
+from .rules import Outcome, Tally, apply_result, landed_at, state_of, vif_outcome
 
 
 def to_micros(dt: datetime) -> int:
@@ -70,6 +71,10 @@ def tally(migration: Row) -> Tally:
     return Tally(migration["vif_count"], migration["vifs_done"], migration["vifs_failed"])
 
 
+def maybe_micros(us: int | None) -> datetime | None:
+    return None if us is None else from_micros(us)
+
+
 def summary(row: Row) -> VifSummary:
     return VifSummary.model_construct(
         mac=row["mac"],
@@ -77,6 +82,8 @@ def summary(row: Row) -> VifSummary:
         status=VifStatus(row["status"]),
         applied_generation=row["applied_generation"],
         detail=row["detail"],
+        uploaded_at=maybe_micros(row["uploaded_at"]),
+        applied_at=maybe_micros(row["applied_at"]),
     )
 
 
@@ -98,6 +105,7 @@ def record(row: Row, domain_uuid: str, interface: Interface | None = None) -> Vi
 
 
 def migration(row: Row, vifs: Iterable[Row]) -> Migration:
+    summaries = [summary(v) for v in vifs]
     return Migration.model_construct(
         id=row["id"],
         domain_uuid=row["domain_uuid"],
@@ -110,7 +118,9 @@ def migration(row: Row, vifs: Iterable[Row]) -> Migration:
         updated_at=from_micros(row["updated_at"]),
         expires_at=from_micros(row["expires_at"]),
         revision=row["revision"],
-        interfaces=[summary(v) for v in vifs],
+        interfaces=summaries,
+        registered_by=row["registered_by"],
+        timeline=timeline_of(summaries, maybe_micros(row["resumed_at"])),
     )
 
 
@@ -120,6 +130,7 @@ def host(row: Row) -> Host:
         last_seen=from_micros(row["last_seen"]),
         agent_version=row["agent_version"],
         backends=[BackendInfo.model_validate(b) for b in json.loads(row["backends"])],
+        running_domains=json.loads(row["running_domains"]),
     )
 
 
@@ -129,6 +140,7 @@ def plan_upload(
     interfaces: Sequence[Interface],
     if_match: Mapping[str, int] | None,
     revision: int,
+    now: datetime,
 ) -> tuple[list[RowDict], Tally]:
     """The vif rows an upload writes (a new generation each) and the migration's new counts.
 
@@ -159,6 +171,8 @@ def plan_upload(
                 "detail": None,
                 "digest": None,
                 "revision": revision,
+                "uploaded_at": to_micros(now),
+                "applied_at": old["applied_at"] if old else None,
             }
         )
         if old is None:
@@ -172,6 +186,7 @@ def plan_results(
     migration: Row,
     stored: Mapping[str, Row],
     results: Sequence[ResultIn],
+    now: datetime,
 ) -> tuple[list[RowDict], Tally]:
     """The vif rows the destination's results change (revision still to set), and the counts."""
     counts = tally(migration)
@@ -190,6 +205,7 @@ def plan_results(
             "applied_generation": update.applied_generation,
             "detail": update.detail,
             "digest": update.digest,
+            "applied_at": landed_at(dict(old), update, res.applied_at or now),
         }
         counts.replace(outcome(old), outcome(new))
         written.append(new)
@@ -208,8 +224,12 @@ def settle(migration: RowDict, counts: Tally, revision: int, now: datetime) -> N
     )
 
 
-def new_migration(req: MigrationCreate, mid: str, now: datetime, revision: int) -> RowDict:
-    """The row of a migration just created."""
+def new_migration(
+    req: MigrationCreate, mid: str, now: datetime, revision: int, registered_by: str | None
+) -> RowDict:
+    """The row of a migration just created (``req.source_host`` already resolved)."""
+    if req.source_host is None:
+        raise InvalidInput("source_host is required")
     t = to_micros(now)
     return {
         "id": mid,
@@ -227,6 +247,8 @@ def new_migration(req: MigrationCreate, mid: str, now: datetime, revision: int) 
         "vif_count": 0,
         "vifs_done": 0,
         "vifs_failed": 0,
+        "resumed_at": None,
+        "registered_by": registered_by,
     }
 
 

@@ -6,8 +6,10 @@ Kept apart from any SQL so the SQLite and PostgreSQL stores cannot drift.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from vifbroker.model import (
     Inbox,
@@ -209,3 +211,19 @@ def parse_cursor(cursor: str | None) -> int:
     if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
         raise BadCursor("bad cursor")
     return int(cursor)
+
+
+def landed_at(old: Mapping[str, Any], update: ResultUpdate, reported: datetime) -> int | None:
+    """The vif's ``applied_at`` (µs) after ``update``: when its generation first landed.
+
+    A re-apply of the same generation (the destination found it overwritten)
+    keeps the first landing: the timeline is about when the data was there.
+    """
+    if update.status is not VifStatus.APPLIED:
+        return None
+    same = (
+        old["status"] == VifStatus.APPLIED.value
+        and old["applied_generation"] == update.applied_generation
+        and old["applied_at"] is not None
+    )
+    return int(old["applied_at"]) if same else int(reported.timestamp() * 1_000_000)

@@ -101,10 +101,14 @@ class SQLiteStore:
         return await self._engine.read(q)
 
     # ------------------------------------------------------------ migrations
-    async def create_migration(self, req: MigrationCreate, now: datetime) -> tuple[Migration, bool]:
+    async def create_migration(
+        self, req: MigrationCreate, now: datetime, *, registered_by: str | None = None
+    ) -> tuple[Migration, bool]:
         mid = req.id or str(uuid.uuid4())
         return await self._engine.write(
-            functools.partial(writes.create_migration, req=req, mid=mid, now=now)
+            functools.partial(
+                writes.create_migration, req=req, mid=mid, now=now, registered_by=registered_by
+            )
         )
 
     async def get_migration(self, migration_id: str) -> Migration:
@@ -229,6 +233,11 @@ class SQLiteStore:
             )
         )
 
+    async def record_resume(self, migration_id: str, at: datetime, now: datetime) -> Migration:
+        return await self._engine.write(
+            functools.partial(writes.record_resume, migration_id=migration_id, at=at, now=now)
+        )
+
     # ----------------------------------------------------------------- inbox
     async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
         # A reader near the head (a woken long-poll) is answered from memory:
@@ -288,6 +297,17 @@ class SQLiteStore:
             lambda c: c.execute("SELECT * FROM hosts ORDER BY name").fetchall()
         )
         return [rows.host(r) for r in found]
+
+    async def running_host(self, domain_uuid: str) -> str | None:
+        def q(c: sqlite3.Connection) -> str | None:
+            row = c.execute(
+                "SELECT name FROM hosts WHERE EXISTS (SELECT 1 FROM json_each(running_domains)"
+                " WHERE value = ?) ORDER BY last_seen DESC LIMIT 1",
+                (domain_uuid,),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._engine.read(q)
 
 
 def _latest(c: sqlite3.Connection, domain_uuid: str) -> sqlite3.Row | None:

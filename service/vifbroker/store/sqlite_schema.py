@@ -77,6 +77,16 @@ UPDATE migrations SET
     vifs_failed = (SELECT count(*) FROM vifs v WHERE v.migration_id = migrations.id
         AND v.applied_generation = v.generation AND v.status = 'failed');
 """,
+    # 3: the timeline (when each vif was uploaded and applied, when the guest
+    # resumed), who registered a migration (an agent's host; NULL: a
+    # controller), and the domains each host reported running.
+    """
+ALTER TABLE vifs ADD COLUMN uploaded_at INTEGER;
+ALTER TABLE vifs ADD COLUMN applied_at INTEGER;
+ALTER TABLE migrations ADD COLUMN resumed_at INTEGER;
+ALTER TABLE migrations ADD COLUMN registered_by TEXT;
+ALTER TABLE hosts ADD COLUMN running_domains TEXT NOT NULL DEFAULT '[]';
+""",
 )
 
 LATEST = len(STEPS)

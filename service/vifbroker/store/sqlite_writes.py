@@ -46,7 +46,12 @@ RowDict = rows.RowDict
 
 # ------------------------------------------------------------------ migrations
 def create_migration(
-    c: sqlite3.Connection, ctx: WriteContext, req: MigrationCreate, mid: str, now: datetime
+    c: sqlite3.Connection,
+    ctx: WriteContext,
+    req: MigrationCreate,
+    mid: str,
+    now: datetime,
+    registered_by: str | None = None,
 ) -> tuple[Migration, bool]:
     """Insert the migration, or return the stored one for a repeated request."""
     row = c.execute("SELECT * FROM migrations WHERE id = ?", (mid,)).fetchone()
@@ -62,7 +67,7 @@ def create_migration(
     ).fetchone()
     if other is not None:
         raise Conflict(f"domain {req.domain_uuid} already has active migration {other['id']}")
-    new = rows.new_migration(req, mid, now, ctx.next_revision())
+    new = rows.new_migration(req, mid, now, ctx.next_revision(), registered_by)
     c.execute(
         f"INSERT INTO migrations ({', '.join(new)}) VALUES ({', '.join(':' + k for k in new)})",
         new,
@@ -128,17 +133,17 @@ def store_uploads(
     migration = dict(row)
     stored = _named_vifs(c, migration["id"], [i.mac for i in interfaces])
     rev = ctx.next_revision()
-    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev)
+    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev, now)
     _write_vifs(
         c,
         ctx,
         "INSERT INTO vifs (migration_id, mac, position, generation, interface, portdata, status,"
-        " applied_generation, detail, digest, revision) VALUES (:migration_id, :mac, :position,"
-        " :generation, :interface, :portdata, :status, :applied_generation, :detail, :digest,"
-        " :revision) ON CONFLICT (migration_id, mac) DO UPDATE SET"
-        " generation = excluded.generation, interface = excluded.interface,"
+        " applied_generation, detail, digest, revision, uploaded_at) VALUES (:migration_id,"
+        " :mac, :position, :generation, :interface, :portdata, :status, :applied_generation,"
+        " :detail, :digest, :revision, :uploaded_at) ON CONFLICT (migration_id, mac) DO UPDATE"
+        " SET generation = excluded.generation, interface = excluded.interface,"
         " portdata = excluded.portdata, status = 'pending', detail = NULL, digest = NULL,"
-        " revision = excluded.revision",
+        " revision = excluded.revision, uploaded_at = excluded.uploaded_at",
         (migration, tally, written),
         rev,
         now,
@@ -158,7 +163,7 @@ def record_results(
     migration = _migration_row(c, migration_id)
     rules.ensure_active(MigrationState(migration["state"]), "post results")
     stored = _named_vifs(c, migration_id, [r.mac for r in results])
-    written, tally = rows.plan_results(migration, stored, results)
+    written, tally = rows.plan_results(migration, stored, results, now)
     if not written:
         return rows.migration(migration, _all_vifs(c, migration_id))
     rev = ctx.next_revision()
@@ -168,7 +173,7 @@ def record_results(
         c,
         ctx,
         "UPDATE vifs SET status = :status, applied_generation = :applied_generation,"
-        " detail = :detail, digest = :digest, revision = :revision"
+        " detail = :detail, digest = :digest, revision = :revision, applied_at = :applied_at"
         " WHERE migration_id = :migration_id AND mac = :mac",
         (migration, tally, written),
         rev,
@@ -178,16 +183,39 @@ def record_results(
     return rows.migration(migration, _all_vifs(c, migration_id))
 
 
+def record_resume(
+    c: sqlite3.Connection, ctx: WriteContext, migration_id: str, at: datetime, now: datetime
+) -> Migration:
+    """Note when the guest resumed on the destination (the first report counts)."""
+    row = _migration_row(c, migration_id)
+    if row["resumed_at"] is not None:
+        return rows.migration(row, _all_vifs(c, migration_id))
+    rules.ensure_active(MigrationState(row["state"]), "report the resume")
+    row.update(resumed_at=rows.to_micros(at), updated_at=rows.to_micros(now),
+               revision=ctx.next_revision())  # fmt: skip
+    c.execute(
+        "UPDATE migrations SET resumed_at = :resumed_at, updated_at = :updated_at,"
+        " revision = :revision WHERE id = :id",
+        row,
+    )
+    vifs = _all_vifs(c, migration_id)
+    resumed = rows.migration(row, vifs)
+    _changed(ctx, resumed, row, vifs, full=True)
+    return resumed
+
+
 # --------------------------------------------------------------------- hosts
 def record_heartbeat(
     c: sqlite3.Connection, ctx: WriteContext, name: str, info: HostIn, now: datetime
 ) -> Host:
     backends = json.dumps([b.model_dump(mode="json") for b in info.backends])
+    running = json.dumps(sorted(set(info.running_domains)))
     c.execute(
-        "INSERT INTO hosts (name, last_seen, agent_version, backends) VALUES (?,?,?,?)"
-        " ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen,"
-        " agent_version = excluded.agent_version, backends = excluded.backends",
-        (name, rows.to_micros(now), info.agent_version, backends),
+        "INSERT INTO hosts (name, last_seen, agent_version, backends, running_domains)"
+        " VALUES (?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen,"
+        " agent_version = excluded.agent_version, backends = excluded.backends,"
+        " running_domains = excluded.running_domains",
+        (name, rows.to_micros(now), info.agent_version, backends, running),
     )
     ctx.keys.add("hosts")
     return rows.host(c.execute("SELECT * FROM hosts WHERE name = ?", (name,)).fetchone())
