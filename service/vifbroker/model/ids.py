@@ -7,6 +7,7 @@ exactly one of the accepted spellings or it is refused.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated
 
@@ -21,6 +22,10 @@ _UUID_RE = re.compile(
 )
 
 
+# Every request names its MAC and UUID several times over (path, body, store):
+# the few distinct keys a broker sees are checked once each. Pure functions,
+# so a bounded cache changes nothing but the cost; errors are never cached.
+@functools.lru_cache(maxsize=16384)
 def normalize_mac(value: str) -> str:
     """Return ``value`` as lowercase colon-separated MAC, or raise ValueError.
 
@@ -40,6 +45,7 @@ def normalize_mac(value: str) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
+@functools.lru_cache(maxsize=16384)
 def normalize_uuid(value: str) -> str:
     """Return ``value`` as lowercase 8-4-4-4-12 UUID, or raise ValueError."""
     if not _UUID_RE.fullmatch(value):

@@ -114,8 +114,13 @@ async def read_body(
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"body of {length} bytes exceeds {max_bytes}")
     try:
-        async with asyncio.timeout(settings.body_timeout_seconds):
+        if request.content.is_eof():
+            # The whole body came with the headers (the usual small upload):
+            # nothing left to wait for, so no timer to arm and cancel.
             body = await request.read()
+        else:
+            async with asyncio.timeout(settings.body_timeout_seconds):
+                body = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"body exceeds {max_bytes} bytes") from exc
     except TimeoutError as exc:
