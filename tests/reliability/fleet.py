@@ -72,6 +72,12 @@ class Fleet:
         await broker.start()
         return broker
 
+    async def start_replicas(self, count: int) -> list[BrokerProcess]:
+        """``count`` replicas started at once (their schema upgrades race, as in a rollout)."""
+        brokers = [self.replica() for _ in range(count)]
+        await asyncio.gather(*(b.start() for b in brokers))
+        return brokers
+
     def controller(self, *brokers: BrokerProcess, attempts: int = 30) -> BrokerClient:
         """A controller client given ``brokers`` (default: every replica), retrying."""
         urls = [b.url for b in brokers or self.replicas]

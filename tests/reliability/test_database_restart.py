@@ -34,7 +34,7 @@ POLLS_PER_REPLICA = 10
 async def test_database_crash_and_restart_under_load(
     fleet: Fleet, store_url: str, pg_cluster: PgCluster
 ) -> None:
-    replicas = [await fleet.start_replica(), await fleet.start_replica()]
+    replicas = await fleet.start_replicas(2)
     pids = [r.proc.pid for r in replicas if r.proc is not None]
     controller = fleet.controller()
     uploaders = await make_uploaders(

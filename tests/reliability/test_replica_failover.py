@@ -81,6 +81,15 @@ async def test_replica_sigkilled_mid_migration(
     for dom in late:
         _plug(dst, dom, domains[dom])
 
+    async def uploaded_again() -> bool:
+        for dom, i in changed:
+            if (await controller.get_interface(dom, domains[dom][i].mac)).generation != 2:
+                return False
+        return True
+
+    # The source agent uploads each change through the surviving replica.
+    await wait_until(uploaded_again, timeout=60, interval=0.1)
+
     done = await asyncio.wait_for(barrier, 120)
     barrier_s = time.monotonic() - killed_at
     assert done.state == MigrationState.APPLIED, done
