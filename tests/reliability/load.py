@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,8 @@ class Uploader:
     acks_total: int = 0
     #: statuses of upload answers other than 2xx
     refusals: list[int] = field(default_factory=list)
+    #: the longest a refused upload took to be answered (seconds)
+    slowest_refusal: float = 0.0
     #: revisions answered by bulk uploads (since the caller last cleared them)
     revisions: list[int] = field(default_factory=list)
 
@@ -96,12 +99,14 @@ class Uploader:
         seq = self.seq + 1
         path, body = self._request(seq)
         self.uncertain = True
+        started = time.monotonic()
         async with session.put(
             self.base_url + path, json=body, headers=self._auth, timeout=limit
         ) as resp:
             doc = await resp.json(content_type=None)
             if not 200 <= resp.status < 300:
                 self.refusals.append(resp.status)
+                self.slowest_refusal = max(self.slowest_refusal, time.monotonic() - started)
                 return resp.status
         gens = [i["generation"] for i in doc["interfaces"]] if self.bulk else [doc["generation"]]
         assert gens == [seq] * len(gens), f"client {self.index}: seq {seq} answered {doc}"

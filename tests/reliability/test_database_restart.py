@@ -11,6 +11,8 @@ after it.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 
 import aiohttp
@@ -68,6 +70,7 @@ async def test_database_crash_and_restart_under_load(
             await wait_until(lambda: all(u.acks_total >= 5 for u in uploaders), timeout=60)
 
             refused = [len(u.refusals) for u in uploaders]
+            down_at = time.monotonic()
             pg_cluster.stop(mode="immediate")
             try:
                 # Every client is refused at least once (an upload that hangs fails the
@@ -82,6 +85,7 @@ async def test_database_crash_and_restart_under_load(
                 await wait_until(lambda: ready(503), timeout=30)
             finally:
                 pg_cluster.start()
+                up_at = time.monotonic()
             assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
             assert set().union(*(u.refusals for u in uploaders)) == {503}
             assert not any(r.done() for r in readers), "a parked poll answered during the outage"
@@ -90,6 +94,7 @@ async def test_database_crash_and_restart_under_load(
             await wait_until(
                 lambda: all(u.acks_total > acked[u.index] for u in uploaders), timeout=60
             )
+            resumed_s = time.monotonic() - up_at
             await wait_until(lambda: ready(200), timeout=30)
             stop.set()
             await gather_cancelling(*tasks)
@@ -113,3 +118,12 @@ async def test_database_crash_and_restart_under_load(
     for code, doc in answers:
         assert code == 200, doc
         assert inbox_portdata(doc, target) == vifs
+    print(json.dumps({
+        "test": "database_restart", "replicas": len(replicas), "clients": CLIENTS,
+        "down_s": round(up_at - down_at, 3),
+        "refused_503": sum(len(u.refusals) for u in uploaders),
+        "slowest_503_s": round(max(u.slowest_refusal for u in uploaders), 3),
+        "every_client_writing_again_s": round(resumed_s, 3),
+        "acknowledged": sum(u.acks_total for u in uploaders),
+        "parked_polls_answered": len(answers),
+    }))  # fmt: skip
