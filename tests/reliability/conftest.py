@@ -14,10 +14,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 
-from fleet import PG_PENDING, Fleet
+from fleet import Fleet
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=PG_PENDING)])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store URL for each store the broker supports: a fresh database every time.
 

@@ -24,16 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from agent_harness import BrokerProcess, Host, terminate
 
 from ovs_harness import OvsDb
 from vifbroker.client import BrokerClient, RetryPolicy
 
 HOSTS = ("host-a", "host-b", "host-c")
-
-# TEMPORARY until the PostgreSQL store is on main (then every PostgreSQL test runs plainly).
-PG_PENDING = pytest.mark.xfail(reason="PostgreSQL store not yet on main", strict=False)
 
 
 class Fleet:

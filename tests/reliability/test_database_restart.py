@@ -18,7 +18,7 @@ import uuid
 import aiohttp
 import pytest
 from agent_harness import mac
-from fleet import PG_PENDING, Fleet, gather_cancelling, metric, status
+from fleet import Fleet, gather_cancelling, metric, status
 from load import ParkedPoll, inbox_portdata, make_uploaders
 
 from pg_harness import PgCluster
@@ -31,7 +31,6 @@ CLIENTS = 8
 POLLS_PER_REPLICA = 10
 
 
-@PG_PENDING
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 async def test_database_crash_and_restart_under_load(
     fleet: Fleet, store_url: str, pg_cluster: PgCluster

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 from agent_harness import BrokerProcess, Host, Vif, mac
-from fleet import PG_PENDING, Fleet, metric
+from fleet import Fleet, metric
 
 from ovs_harness import OvsDb
 from testkit import wait_until
@@ -36,7 +36,6 @@ VIFS = 3
 APPLIED = re.compile(r"migration (\S+) mac (\S+): applied generation (\d+)")
 
 
-@PG_PENDING
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 async def test_replica_sigkilled_mid_migration(
     fleet: Fleet, store_url: str, ovsdb_factory: Callable[[], OvsDb]
