@@ -7,6 +7,7 @@ for a migration created through the broker; its metrics endpoint then says so.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -101,7 +102,7 @@ async def test_agent_from_environment_and_toml_applies_and_reports_metrics(
     config.write_text(
         f'host = "hv1"\nbackends = ["openvswitch"]\ndomain_xml_dir = "{xml_dir}"\n'
         f'ovs_db = "{ovsdb.db}"\novs_no_wait = true\nmetrics_listen = "127.0.0.1:{port}"\n'
-        "heartbeat_interval = 1\npoll_wait = 5\n"
+        'heartbeat_interval = 1\npoll_wait = 5\nlog_format = "json"\n'
     )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIFBROKER_")}
     env |= {
@@ -148,6 +149,9 @@ async def test_agent_from_environment_and_toml_applies_and_reports_metrics(
     assert proc.returncode == 0, stderr
     assert "VIFBROKER_POLWAIT is not a setting of vifbroker agent" in stderr
     assert "Traceback" not in stderr
+    # JSON lines, each with this agent's host as a key (logs of many agents join on it).
+    lines = [json.loads(ln) for ln in stderr.splitlines() if ln.strip()]
+    assert lines and all(doc["host"] == "hv1" for doc in lines)
 
 
 def test_serve_warns_about_an_unknown_variable(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def run_agent(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"vifbroker agent: {exc}", file=sys.stderr)
         return 2
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format, args.host)
     for name in unknown_variables(os.environ, agent_variables()):
         log.warning("%s is not a setting of vifbroker agent (ignored)", name)
     if not re.match(HOST_PATTERN, args.host):

@@ -73,6 +73,10 @@ class AgentConfig(TomlSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="log threshold"
     )
+    log_format: Literal["json", "text"] = Field(
+        default="text",
+        description="json: one object per line, with host/migration/domain/mac keys",
+    )
 
     @field_validator("backends", mode="before")
     @classmethod

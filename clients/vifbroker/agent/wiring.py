@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from vifbroker.backends import Backend, BackendOptions, available_backends, load_backend
 from vifbroker.client import BrokerClient
+from vifbroker.logkit import FieldsFilter, configure
 
 from .domainxml import DirectorySource, DomainSource, VirshSource
 from .errors import ConfigError
@@ -41,6 +41,7 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
         help="file holding the token (env VIFBROKER_TOKEN_FILE)",
     )
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", choices=["json", "text"])
 
 
 def add_backend_options(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
@@ -175,10 +176,9 @@ def make_domain_source(args: argparse.Namespace) -> tuple[DomainSource, DomainFe
     return VirshSource(uri=uri), VirshEvents(uri=uri)
 
 
-def configure_logging(level: str | None) -> None:
+def configure_logging(level: str | None, fmt: str | None = None, host: str | None = None) -> None:
+    """JSON or text lines on stderr; with ``host``, every record carries it as a key."""
     level = level or os.environ.get("VIFBROKER_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    fmt = fmt or os.environ.get("VIFBROKER_LOG_FORMAT", "text")
+    filters = [FieldsFilter(host=host)] if host else []
+    configure(level if level in logging.getLevelNamesMapping() else "INFO", fmt, filters)
