@@ -8,8 +8,9 @@ arrive; here they exist up front so the figure is the agents' and the
 broker's work alone).
 
 * evacuation_s: from the first ``POST /v1/migrations`` (the controller creates
-  all D migrations, 32 at a time) until the controller's long-poll of B's
-  inbox shows every migration ``applied``; then every B port is checked.
+  all D migrations, 32 at a time) until the controller's event stream
+  (``GET /v1/events``) shows every migration ``applied``; then every B port
+  is checked.
 
 Anchor, measured in the same run: per-vif ``ovs-vsctl set`` calls, one after
 another (the naive way), timed on a sample of vifs and scaled to D x V.
@@ -80,18 +81,18 @@ def b_tap(dom_index: int, i: int) -> str:
     return f"b{dom_index}-{i}"
 
 
-async def watch_applied(ctl: BrokerClient, host: str, ids: set[str]) -> None:
+async def watch_applied(ctl: BrokerClient, ids: set[str], after: int) -> None:
+    """Follow the broker's event stream (what a controller watching many
+    migrations reads: states, no port data) until every one is applied."""
     applied: set[str] = set()
-    after = 0
-    while applied != ids:
-        inbox = await ctl.inbox(host, after, wait=10)
-        for item in inbox.items:
-            if item.migration.id in ids:
-                if item.migration.state == MigrationState.APPLIED:
-                    applied.add(item.migration.id)
-                elif item.migration.state == MigrationState.FAILED:
-                    raise RuntimeError(f"migration {item.migration.id} failed")
-        after = inbox.revision
+    async for migration in ctl.events(after):
+        if migration.id in ids:
+            if migration.state == MigrationState.APPLIED:
+                applied.add(migration.id)
+            elif migration.state == MigrationState.FAILED:
+                raise RuntimeError(f"migration {migration.id} failed")
+        if applied == ids:
+            return
 
 
 async def request_counts(url: str) -> dict[str, int]:
@@ -164,10 +165,11 @@ async def bench(domains: int, vifs: int, tmp: Path, driver: str) -> dict[str, ob
                 "ovsdb_b": b.ovs.pid,
                 "bench": os.getpid(),
             }
+            start_after = (await ctl.inbox(b.name, 0)).revision
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
             t0 = time.perf_counter()
             ids = await asyncio.gather(*(create(dom) for dom in layout))
-            await watch_applied(ctl, b.name, set(ids))
+            await watch_applied(ctl, set(ids), start_after)
             elapsed = time.perf_counter() - t0
             cpu1 = {k: cpu_seconds(p) for k, p in pids.items()}
         requests = await request_counts(broker.url)
