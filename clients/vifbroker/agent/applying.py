@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from vifbroker.backends import ApplyResult, Backend, BackendError, Outcome
+from vifbroker.backends import ApplyResult, Backend, BackendError, Outcome, PortNotFound
 from vifbroker.model import Interface, Migration, ResultIn, VifRecord, portdata_digest
 
 from .errors import DomainNotFound, DomainXmlError
@@ -91,6 +91,7 @@ class Applier:
         first_present: float | None = None
         reason = "the local port never appeared"
         local_known = False
+        write_first = True
         while not self._stopping():
             if not local_known:
                 local = await self._local_view(domain)
@@ -100,6 +101,15 @@ class Applier:
                     if decided:
                         return decided  # the rest in the next round
             try:
+                if write_first:
+                    # Mostly every port is there already (a later generation, or
+                    # ports plugged before the records came): write at once, with
+                    # no look-up first. A missing port writes nothing and raises.
+                    write_first = False
+                    try:
+                        return await self._write(backend, domain, ifaces)
+                    except PortNotFound:
+                        pass
                 ports = await backend.inspect(domain, [i.mac for i in ifaces])
                 present = [i for i in ifaces if ports.get(i.mac) is not None]
                 now = time.monotonic()
@@ -108,10 +118,7 @@ class Applier:
                 if len(present) == len(ifaces) or (
                     present and first_present is not None and now - first_present >= grace
                 ):
-                    started = time.monotonic()
-                    applied = await backend.apply(domain, present)
-                    self.deps.metrics.applied(backend.name, applied, time.monotonic() - started)
-                    return list(zip(present, applied, strict=True))
+                    return await self._write(backend, domain, present)
                 have = {i.mac for i in present}
                 missing = [i.mac for i in ifaces if i.mac not in have]
                 reason = f"no local port for vm-id {domain} mac {', '.join(missing)}"
@@ -132,6 +139,12 @@ class Applier:
             await self.sub.get(wait)
             self.sub.drain()
         return []
+
+    async def _write(self, backend: Backend, domain: str, ifaces: list[Interface]) -> Outcomes:
+        started = time.monotonic()
+        applied = await backend.apply(domain, ifaces)
+        self.deps.metrics.applied(backend.name, applied, time.monotonic() - started)
+        return list(zip(ifaces, applied, strict=True))
 
     async def _local_view(self, domain: str) -> dict[str, Interface] | None:
         """This host's own NICs of ``domain`` by MAC; None while it is not here (yet)."""
