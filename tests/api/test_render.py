@@ -19,7 +19,7 @@ from vifbroker.model import (
     VifStatus,
     VifSummary,
 )
-from vifbroker.server.render import _dumps, inbox_json, migration_doc, record_doc
+from vifbroker.server.render import _dumps, inbox_json, migration_doc, record_doc, records_json
 
 
 def inbox_doc(inbox: Inbox) -> dict[str, Any]:
@@ -108,6 +108,8 @@ def test_inbox_json_is_the_dict_rendering(portdata: str | None, name: str | None
     box = _inbox(portdata, name)
     assert inbox_json(box) == _dumps(inbox_doc(box))
     assert json.loads(inbox_json(box)) == inbox_doc(box)
+    records = box.items[0].interfaces
+    assert records_json(records) == _dumps({"interfaces": [record_doc(r) for r in records]})
 
 
 def test_empty_inbox() -> None:

@@ -12,7 +12,13 @@ from codec_samples import EXAMPLE, STRICT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vifbroker.model.codec import XMLCodecError, parse_document, parse_interface
+from vifbroker.model.codec import (
+    LimitExceeded,
+    Limits,
+    XMLCodecError,
+    parse_document,
+    parse_interface,
+)
 
 FUZZ = settings(
     max_examples=400,
@@ -133,18 +139,20 @@ def test_nesting_beyond_libxml2s_limit_is_a_codec_error_not_a_crash() -> None:
         parse_document(f"<domain><devices>{deep}</devices></domain>")
 
 
-def test_large_portdata_is_read_whole() -> None:
-    # Capping is the broker's policy (Settings.max_portdata_bytes); the
-    # codec must not truncate what it was given.
+def test_large_portdata_is_read_whole_or_refused() -> None:
+    # The cap is the caller's policy (Limits, from Settings.max_portdata_bytes);
+    # the codec must never truncate what it was given.
     big = "x" * (4 * 1024 * 1024)
     doc = EXAMPLE.replace("any UTF-8 text, XML-escaped", big)
-    assert parse_interface(doc).portdata == big
+    assert parse_interface(doc, Limits(max_portdata_bytes=len(big))).portdata == big
+    with pytest.raises(LimitExceeded, match="port data"):
+        parse_interface(doc)
 
 
 @FUZZ
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes(data: bytes) -> None:
-    with contextlib.suppress(XMLCodecError):
+    with contextlib.suppress(XMLCodecError, LimitExceeded):
         parse_document(data)
 
 
@@ -156,7 +164,7 @@ def test_arbitrary_bytes(data: bytes) -> None:
 )
 def test_mangled_example(at: int, cut: int, insert: str) -> None:
     doc = EXAMPLE[:at] + insert + EXAMPLE[at + cut :]
-    with contextlib.suppress(XMLCodecError):
+    with contextlib.suppress(XMLCodecError, LimitExceeded):
         parse_interface(doc)
 
 
@@ -180,5 +188,5 @@ def test_arbitrary_attribute_values(slot: str, values: list[str]) -> None:
     # quoteattr adds its own quotes; strip them so the slot's quotes frame the value
     escaped = [quoteattr(v)[1:-1].replace("'", "&apos;") for v in values]
     doc = f"<interface type='bridge'>{slot.format(*escaped)}</interface>"
-    with contextlib.suppress(XMLCodecError):
+    with contextlib.suppress(XMLCodecError, LimitExceeded):
         parse_interface(doc)

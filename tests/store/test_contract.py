@@ -28,6 +28,7 @@ from vifbroker.store import (
     Store,
     WrongHost,
 )
+from vifbroker.store.errors import TooManyVifs
 
 DOM = "6f1a3c2e-0000-4000-8000-000000000001"
 DOM2 = "6f1a3c2e-0000-4000-8000-000000000002"
@@ -439,3 +440,13 @@ async def test_registered_by_and_the_running_host(store: Store) -> None:
     assert (await store.get_migration(m.id)).registered_by == "b"
     m2, _ = await store.create_migration(req(DOM2), T0)
     assert m2.registered_by is None
+async def test_max_vifs_bounds_the_migration_and_writes_nothing_past_it(store: Store) -> None:
+    await store.create_migration(req(), T0)
+    await store.put_interfaces(DOM, [iface(MAC1, "x")], T0, max_vifs=2)
+    # Re-uploading a vif it holds does not count twice.
+    await store.put_interfaces(DOM, [iface(MAC1, "y"), iface(MAC2, "z")], T0, max_vifs=2)
+    third = iface("52:54:00:00:00:03", "w")
+    with pytest.raises(TooManyVifs):
+        await store.put_interfaces(DOM, [iface(MAC1, "v"), third], T0, max_vifs=2)
+    records = await store.get_interfaces(DOM)
+    assert [(r.mac, r.generation) for r in records] == [(MAC1, 2), (MAC2, 1)]

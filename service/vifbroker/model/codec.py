@@ -4,8 +4,12 @@ XML and JSON are two encodings of one model: ``parse(to_xml(i)) == i`` for
 every valid ``Interface``. Ingest reads a single ``<interface>``, an
 ``<interfaces>`` list or a whole libvirt ``<domain>``; anything outside the
 subset is ignored, anything inside it that is wrong raises
-:class:`XMLCodecError` (a ``ValueError``) naming the place — never anything
-else, whatever the bytes.
+:class:`XMLCodecError` (a ``ValueError``) naming the place, and a document
+past one of its :class:`~vifbroker.model.limits.Limits` raises
+:class:`LimitExceeded` (also a ``ValueError``) before the costly part of
+reading it — never anything else, whatever the bytes. Reading costs time
+linear in the document: children the codec does not read are skipped by lxml
+in C, and attributes are counted before they are read.
 
 Two decisions outside libvirt's own format (``<portdata>`` is ours):
 
@@ -30,12 +34,13 @@ from pydantic import ValidationError
 
 from .ids import normalize_mac, normalize_uuid
 from .interface import Interface, Rate
+from .limits import DEFAULT_LIMITS, LimitExceeded, Limits
 from .xmldoc import (
     XMLCodecError,
     XMLMalformed,
     attributes,
     child_text,
-    elements,
+    children,
     one,
     parse_xml,
     required_attr,
@@ -49,6 +54,8 @@ from .xmlsafe import is_xml_text
 __all__ = [
     "DocumentKind",
     "InterfaceDocument",
+    "LimitExceeded",
+    "Limits",
     "XMLCodecError",
     "XMLMalformed",
     "interface_from_element",
@@ -91,27 +98,31 @@ class InterfaceDocument:
 # ---------------------------------------------------------------- parsing
 
 
-def parse_document(data: bytes | str) -> InterfaceDocument:
+def parse_document(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> InterfaceDocument:
     """Read ``<interface>``, ``<interfaces>`` or ``<domain>`` into interfaces."""
     root = parse_xml(data)
     if root.tag == "interface":
-        return InterfaceDocument("interface", (interface_from_element(root),))
+        return InterfaceDocument("interface", (interface_from_element(root, limits),))
     if root.tag == "interfaces":
-        items = [c for c in elements(root) if c.tag == "interface"]
-        unknown = sorted({c.tag for c in elements(root) if c.tag != "interface"})
+        if len(root) > limits.max_interfaces:  # len() counts in C; junk children too
+            raise LimitExceeded(f"<interfaces>: more than {limits.max_interfaces} children")
+        items = children(root)
+        unknown = sorted({str(c.tag) for c in items if c.tag != "interface"})
         if unknown:
             raise XMLCodecError(f"<interfaces> may only hold <interface>, not <{unknown[0]}>")
         return InterfaceDocument(
             "interfaces",
-            _interfaces_of(items),
+            _interfaces_of(items, limits),
             domain_uuid=_uuid_or_none(root.get("domain"), "<interfaces domain>"),
         )
     if root.tag == "domain":
         devices = one(root, "devices", "domain")
-        items = [] if devices is None else [c for c in elements(devices) if c.tag == "interface"]
+        items = (
+            [] if devices is None else children(devices, "interface", limit=limits.max_interfaces)
+        )
         return InterfaceDocument(
             "domain",
-            _interfaces_of(items),
+            _interfaces_of(items, limits),
             domain_uuid=_uuid_or_none(child_text(root, "uuid"), "<domain><uuid>"),
             domain_name=child_text(root, "name"),
         )
@@ -120,23 +131,23 @@ def parse_document(data: bytes | str) -> InterfaceDocument:
     )
 
 
-def parse_interfaces(data: bytes | str) -> list[Interface]:
+def parse_interfaces(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> list[Interface]:
     """The interfaces of any accepted document (see :func:`parse_document`)."""
-    return list(parse_document(data).interfaces)
+    return list(parse_document(data, limits).interfaces)
 
 
-def parse_interface(data: bytes | str) -> Interface:
+def parse_interface(data: bytes | str, limits: Limits = DEFAULT_LIMITS) -> Interface:
     """Exactly one ``<interface>`` element as the root."""
     root = parse_xml(data)
     if root.tag != "interface":
         raise XMLCodecError(f"expected <interface> as the root, not <{tag_name(root)}>")
-    return interface_from_element(root)
+    return interface_from_element(root, limits)
 
 
-def interface_from_element(el: etree._Element) -> Interface:
+def interface_from_element(el: etree._Element, limits: Limits = DEFAULT_LIMITS) -> Interface:
     """Read one ``<interface>`` element (from a tree the caller already holds)."""
-    children = singletons(el, _SINGLETONS, "interface")
-    mac_el = children.get("mac")
+    children_of = singletons(el, _SINGLETONS, "interface")
+    mac_el = children_of.get("mac")
     if mac_el is None:
         raise XMLCodecError("<interface> has no <mac address='…'/>")
     mac = required_attr(mac_el, "address", "mac")
@@ -148,29 +159,31 @@ def interface_from_element(el: etree._Element) -> Interface:
     fields: dict[str, Any] = {"mac": mac}
     if (itype := el.get("type")) is not None:
         fields["type"] = itype
-    if (source := children.get("source")) is not None:
-        fields["source"] = _source(source, where)
-    if (target := children.get("target")) is not None and target.get("dev") is not None:
+    if (source := children_of.get("source")) is not None:
+        fields["source"] = _source(source, where, limits)
+    if (target := children_of.get("target")) is not None and target.get("dev") is not None:
         fields["target_dev"] = target.get("dev")
-    if (model := children.get("model")) is not None and model.get("type") is not None:
+    if (model := children_of.get("model")) is not None and model.get("type") is not None:
         fields["model"] = model.get("type")
-    if (vport := children.get("virtualport")) is not None:
-        fields["virtualport"] = _virtualport(vport, where)
-    if (vlan := children.get("vlan")) is not None:
-        fields["vlan"] = _vlan(vlan, where)
-    if (mtu := children.get("mtu")) is not None:
+    if (vport := children_of.get("virtualport")) is not None:
+        fields["virtualport"] = _virtualport(vport, where, limits)
+    if (vlan := children_of.get("vlan")) is not None:
+        fields["vlan"] = _vlan(vlan, where, limits)
+    if (mtu := children_of.get("mtu")) is not None:
         fields["mtu"] = uint(required_attr(mtu, "size", f"{where}: mtu"), f"{where}: <mtu size>")
-    if (link := children.get("link")) is not None:
+    if (link := children_of.get("link")) is not None:
         fields["link_state"] = required_attr(link, "state", f"{where}: link")
-    if (bandwidth := children.get("bandwidth")) is not None:
+    if (bandwidth := children_of.get("bandwidth")) is not None:
         fields["bandwidth"] = _bandwidth(bandwidth, where)
     try:
-        return Interface.model_validate(fields)
+        iface = Interface.model_validate(fields)
     except ValidationError as exc:
         raise XMLCodecError(f"{where}: {_summarise(exc)}") from exc
+    limits.check_interface(iface)
+    return iface
 
 
-def _interfaces_of(items: Iterable[etree._Element]) -> tuple[Interface, ...]:
+def _interfaces_of(items: Iterable[etree._Element], limits: Limits) -> tuple[Interface, ...]:
     # A MAC named twice is kept as given: refusing an upload that names a vif
     # twice is the store's rule (store/rules.py), the same for JSON and XML.
     result: list[Interface] = []
@@ -179,35 +192,35 @@ def _interfaces_of(items: Iterable[etree._Element]) -> tuple[Interface, ...]:
             teaming = one(item, "teaming", "interface")
             if teaming is not None and teaming.get("type") == "transient":
                 continue
-            iface = interface_from_element(item)
+            iface = interface_from_element(item, limits)
         except XMLCodecError as exc:
             raise XMLCodecError(f"<interface> #{index + 1}: {exc}") from exc
         result.append(iface)
     return tuple(result)
 
 
-def _source(el: etree._Element, where: str) -> dict[str, Any]:
-    fields: dict[str, Any] = attributes(el)
+def _source(el: etree._Element, where: str, limits: Limits) -> dict[str, Any]:
+    fields: dict[str, Any] = attributes(el, limits.max_attributes)
     address = one(el, "address", f"{where}: source")
     if address is not None:
         if "address" in fields:
             raise XMLCodecError(f"{where}: <source> has both an address attribute and <address>")
-        fields["address"] = attributes(address)
+        fields["address"] = attributes(address, limits.max_attributes)
     return fields
 
 
-def _virtualport(el: etree._Element, where: str) -> dict[str, Any]:
-    children = singletons(el, ("parameters", "portdata"), f"{where}: virtualport")
+def _virtualport(el: etree._Element, where: str, limits: Limits) -> dict[str, Any]:
+    found = singletons(el, ("parameters", "portdata"), f"{where}: virtualport")
     fields: dict[str, Any] = {"type": el.get("type")}
-    if (params := children.get("parameters")) is not None:
-        fields["parameters"] = attributes(params)
-    if (portdata := children.get("portdata")) is not None:
+    if (params := found.get("parameters")) is not None:
+        fields["parameters"] = attributes(params, limits.max_attributes)
+    if (portdata := found.get("portdata")) is not None:
         fields["portdata"] = _portdata(portdata, where)
     return fields
 
 
 def _portdata(el: etree._Element, where: str) -> str:
-    if next(elements(el), None) is not None:
+    if len(el):  # comments and PIs are gone: any child is an element
         raise XMLCodecError(f"{where}: <portdata> holds text only, not elements")
     text = el.text or ""
     encoding = el.get("encoding")
@@ -221,13 +234,11 @@ def _portdata(el: etree._Element, where: str) -> str:
         raise XMLCodecError(f"{where}: <portdata> is not base64 of UTF-8: {exc}") from exc
 
 
-def _vlan(el: etree._Element, where: str) -> dict[str, Any]:
+def _vlan(el: etree._Element, where: str, limits: Limits) -> dict[str, Any]:
     fields: dict[str, Any] = {"tags": []}
     if (trunk := el.get("trunk")) is not None:
         fields["trunk"] = yes_no(trunk, f"{where}: <vlan trunk>")
-    for tag in elements(el):
-        if tag.tag != "tag":
-            continue
+    for tag in children(el, "tag", limit=limits.max_vlan_tags):
         item: dict[str, Any] = {
             "id": uint(required_attr(tag, "id", f"{where}: vlan tag"), f"{where}: <tag id>")
         }

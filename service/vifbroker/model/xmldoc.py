@@ -6,11 +6,13 @@ says where: callers turn it into a 4xx without looking inside.
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from lxml import etree
+
+from .limits import LimitExceeded
 
 _UINT = re.compile(r"[0-9]{1,19}")
 _YES_NO = {"yes": True, "no": False}
@@ -69,15 +71,21 @@ def parse_xml(data: bytes | str) -> etree._Element:
     return root
 
 
-def elements(el: etree._Element) -> Iterator[etree._Element]:
-    # Comments and PIs are removed while parsing; entity references cannot
-    # occur without a DOCTYPE. Only elements remain — and the str check keeps
-    # it that way for trees a caller built.
-    return (child for child in el if isinstance(child.tag, str))
+def children(el: etree._Element, *tags: str, limit: int | None = None) -> list[etree._Element]:
+    """The children named ``tags`` (lxml filters in C: other children cost nothing here).
+
+    With ``limit``, LimitExceeded as soon as there are more than that many.
+    """
+    found: list[etree._Element] = []
+    for child in el.iterchildren(*tags):
+        found.append(child)
+        if limit is not None and len(found) > limit:
+            raise LimitExceeded(f"<{tag_name(el)}>: more than {limit} <{'>, <'.join(tags)}>")
+    return found
 
 
 def one(el: etree._Element, tag: str, where: str) -> etree._Element | None:
-    found = [child for child in elements(el) if child.tag == tag]
+    found = list(itertools.islice(el.iterchildren(tag), 2))
     if len(found) > 1:
         raise XMLCodecError(f"{where}: more than one <{tag}>")
     return found[0] if found else None
@@ -85,15 +93,21 @@ def one(el: etree._Element, tag: str, where: str) -> etree._Element | None:
 
 def singletons(el: etree._Element, tags: tuple[str, ...], where: str) -> dict[str, etree._Element]:
     found: dict[str, etree._Element] = {}
-    for child in elements(el):
-        if child.tag in tags:
-            if child.tag in found:
-                raise XMLCodecError(f"{where}: more than one <{child.tag}>")
-            found[str(child.tag)] = child
+    for child in el.iterchildren(*tags):
+        if child.tag in found:
+            raise XMLCodecError(f"{where}: more than one <{child.tag}>")
+        found[str(child.tag)] = child
     return found
 
 
-def attributes(el: etree._Element) -> dict[str, str]:
+def attributes(el: etree._Element, limit: int) -> dict[str, str]:
+    """The element's attributes; LimitExceeded past ``limit`` of them.
+
+    Counted first: lxml's ``attrib.items()`` costs time quadratic in the
+    number of attributes (30,000 took seconds).
+    """
+    if len(el.attrib) > limit:
+        raise LimitExceeded(f"<{tag_name(el)}>: more than {limit} attributes")
     # Namespaced attributes ("{uri}name") belong to someone else's extension.
     return {str(k): str(v) for k, v in el.attrib.items() if not str(k).startswith("{")}
 

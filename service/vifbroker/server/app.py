@@ -14,6 +14,7 @@ from vifbroker.store import Store, StoreError
 
 from . import domains, events, hosts, migrations, ops, preflight, registration
 from .auth import TokenRegistry
+from .bodies import BodyDecoder
 from .config import Settings
 from .context import CTX, Context, utcnow
 from .longpoll import LongPolls
@@ -41,6 +42,7 @@ def create_app(
         tokens=tokens,
         metrics=metrics,
         longpolls=LongPolls(store.hub, metrics.longpolls),
+        bodies=BodyDecoder(settings.limits, settings.inline_body_bytes, settings.body_workers),
         clock=clock,
     )
     app = web.Application(
@@ -61,6 +63,7 @@ async def _store_lifecycle(app: web.Application) -> AsyncIterator[None]:
     await store.open()
     log.info("store open, revision %d", await store.current_revision())
     yield
+    app[CTX].bodies.close()
     await store.close()
 
 

@@ -26,6 +26,7 @@ from .logs import configure_logging
 log = logging.getLogger(__name__)
 
 SHUTDOWN_TIMEOUT_SECONDS = 10.0
+GIL_SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -149,6 +150,11 @@ def run_serve(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     app = create_app(settings, store, tokens)
+    # Work handed to threads (large renders, the store's readers) holds the GIL
+    # in short calls; with Python's 5 ms switch interval the event loop could
+    # wait that long at each of the many times it takes the GIL back to answer
+    # one request. 0.5 ms keeps it answering while such work runs.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
             return runner.run(_serve(app, settings, len(tokens)))

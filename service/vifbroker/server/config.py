@@ -23,6 +23,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from vifbroker.model import PORTDATA_DEFAULT_MAX
+from vifbroker.model.limits import Limits
 from vifbroker.settingskit import TomlSettings, load_toml_settings, split_listen
 
 __all__ = ["Settings", "load_settings", "split_listen"]
@@ -81,6 +82,29 @@ class Settings(TomlSettings):
         gt=0,
         description="the agents' heartbeat interval: a host silent for three is not reporting",
     )
+    # What one interface document may hold (model/limits.py): past any of
+    # them an upload is refused with 413 before the costly part of reading it.
+    max_interfaces_per_document: int = Field(
+        default=256, ge=1, description="interfaces in one uploaded document, JSON or XML"
+    )
+    max_attributes_per_element: int = Field(
+        default=64, ge=8, description="attributes on one XML element the broker reads"
+    )
+    max_keys: int = Field(
+        default=16, ge=1, description="keys in source, source address and virtualport parameters"
+    )
+    max_vlan_tags: int = Field(default=64, ge=1, description="<tag> elements in one <vlan>")
+    max_vifs_per_migration: int = Field(
+        default=256, ge=1, description="vifs one migration may hold (413 past it)"
+    )
+    inline_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        description="bodies up to this size are decoded on the event loop, larger in a worker",
+    )
+    body_workers: int = Field(
+        default=1, ge=1, description="worker processes that decode large bodies"
+    )
     # Connections (see server/connections.py).
     header_timeout_seconds: float = Field(
         default=10.0, gt=0, description="a client must send its request headers within this"
@@ -116,6 +140,16 @@ class Settings(TomlSettings):
     def db_url(self) -> str:
         # open_store strips "sqlite://": the rest must be an absolute path.
         return self.db or f"sqlite://{(self.state_dir / 'vifbroker.db').resolve()}"
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_interfaces=self.max_interfaces_per_document,
+            max_attributes=self.max_attributes_per_element,
+            max_keys=self.max_keys,
+            max_vlan_tags=self.max_vlan_tags,
+            max_portdata_bytes=self.max_portdata_bytes,
+        )
 
     @property
     def tokens_path(self) -> Path:

@@ -11,6 +11,7 @@ from aiohttp import web
 from vifbroker.store import Store
 
 from .auth import TokenRegistry
+from .bodies import BodyDecoder
 from .config import Settings
 from .longpoll import LongPolls
 from .metrics import Metrics
@@ -27,6 +28,7 @@ class Context:
     tokens: TokenRegistry
     metrics: Metrics
     longpolls: LongPolls
+    bodies: BodyDecoder
     clock: Callable[[], datetime] = utcnow
 
     def now(self) -> datetime:

@@ -11,18 +11,19 @@ from vifbroker.store import Uploaded
 
 from .context import CTX, Context
 from .errors import Invalid, Malformed, NotFound
-from .media import (
-    INTERFACE_TYPES,
-    JSON,
-    XML,
-    check_portdata,
-    many_interfaces,
-    one_interface,
-    read_body,
-)
+from .media import INTERFACE_TYPES, JSON, XML, read_body
 from .middleware import MEDIA, principal, produces
 from .params import if_match, path_mac, path_uuid
-from .render import json_response, record_doc, record_xml, records_xml, xml_response
+from .render import (
+    json_bytes_response,
+    json_response,
+    record_doc,
+    record_xml,
+    records_json,
+    records_xml,
+    render_off_loop,
+    xml_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ async def _put(
     interfaces: list[Interface],
     if_match: dict[str, int] | None,
 ) -> Uploaded:
-    check_portdata(interfaces, ctx.settings.max_portdata_bytes)
     who = principal(request)
     # An agent may upload only as the source host: checked inside the write.
     uploaded = await ctx.store.put_interfaces(
@@ -43,6 +43,7 @@ async def _put(
         ctx.now(),
         if_match=if_match,
         source_host=None if who.is_controller else who.host,
+        max_vifs=ctx.settings.max_vifs_per_migration,
     )
     ctx.metrics.uploaded(uploaded.migration_id, uploaded.records)
     for record in uploaded.records:
@@ -62,7 +63,7 @@ async def put_interface(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     domain_uuid, mac = path_uuid(request), path_mac(request)
     media, body = await read_body(request, INTERFACE_TYPES, ctx.settings)
-    iface = one_interface(media, body)
+    iface = (await ctx.bodies.interfaces(media, body, many=False)).interfaces[0]
     if iface.mac != mac:
         raise Invalid(
             f"body MAC {iface.mac} differs from path MAC {mac}",
@@ -86,8 +87,12 @@ async def put_interfaces(request: web.Request) -> web.Response:
         # One entity tag cannot name the generations of several vifs.
         raise Malformed("If-Match applies to one interface: PUT …/interfaces/{mac}")
     media, body = await read_body(request, INTERFACE_TYPES, ctx.settings)
-    interfaces = many_interfaces(media, body, domain_uuid)
-    uploaded = await _put(ctx, request, domain_uuid, interfaces, None)
+    doc = await ctx.bodies.interfaces(media, body, many=True)
+    if doc.domain_uuid is not None and doc.domain_uuid != domain_uuid:
+        raise Invalid(f"document is for domain {doc.domain_uuid}, not {domain_uuid}")
+    if not doc.interfaces:
+        raise Invalid("the document holds no <interface>")
+    uploaded = await _put(ctx, request, domain_uuid, doc.interfaces, None)
     return json_response(
         {
             "domain_uuid": domain_uuid,
@@ -114,8 +119,9 @@ async def get_interfaces(request: web.Request) -> web.Response:
     domain_uuid = path_uuid(request)
     records = await _readable_records(request, domain_uuid, None)
     if request[MEDIA] == XML:
-        return xml_response(records_xml(domain_uuid, records))
-    return json_response({"interfaces": [record_doc(r) for r in records]})
+        text = await render_off_loop(len(records), records_xml, domain_uuid, records)
+        return xml_response(text)
+    return json_bytes_response(await render_off_loop(len(records), records_json, records))
 
 
 @produces(JSON, XML)

@@ -168,6 +168,7 @@ STORE_PROBLEMS: Mapping[type[store_errors.StoreError], type[Problem]] = {
     store_errors.InvalidTransition: Conflict,
     store_errors.PreconditionFailed: PreconditionFailed,
     store_errors.BadCursor: Malformed,
+    store_errors.TooManyVifs: PayloadTooLarge,
     store_errors.InvalidInput: Invalid,
     store_errors.WrongHost: Forbidden,
     store_errors.StoreUnavailable: Unavailable,

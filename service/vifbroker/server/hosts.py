@@ -9,10 +9,10 @@ from aiohttp import web
 from vifbroker.model import HostIn, Inbox
 
 from .context import CTX
-from .media import JSON_TYPES, json_model, read_body
+from .media import JSON_TYPES, read_body
 from .middleware import principal
 from .params import path_host, query_float, query_int
-from .render import host_doc, inbox_json, json_bytes_response, json_response
+from .render import host_doc, inbox_json, json_bytes_response, json_response, render_off_loop
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     name = path_host(request)
     principal(request).require_host(name)
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
-    info = json_model(body, HostIn)
+    info = await ctx.bodies.model(body, HostIn)
     host = await ctx.store.heartbeat(name, info, ctx.now())
     log.debug("heartbeat", extra={"host": name, "agent_version": info.agent_version})
     return json_response(host_doc(host))
@@ -56,7 +56,8 @@ async def inbox(request: web.Request) -> web.Response:
     box = await ctx.longpolls.poll(
         f"host:{name}", wait, lambda: ctx.store.inbox(name, after), has_items
     )
-    return json_bytes_response(inbox_json(box))
+    records = sum(len(item.interfaces) for item in box.items)
+    return json_bytes_response(await render_off_loop(records, inbox_json, box))
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,31 +1,17 @@
-"""Content negotiation and request bodies: media types, size limits, decoding.
+"""Content negotiation and reading request bodies: media types, codings, size, time.
 
-JSON bodies are decoded and validated in one pass by pydantic; unparseable
-JSON or XML is ``Malformed`` (400), well-formed but wrong content ``Invalid``
-(422). Port data over the configured limit is ``PayloadTooLarge`` (413).
+Decoding what was read is ``bodies``' job.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, Field, ValidationError
-
-from vifbroker.model import Interface, codec
 
 from .config import Settings
-from .errors import (
-    Invalid,
-    Malformed,
-    NotAcceptable,
-    PayloadTooLarge,
-    RequestTimeout,
-    UnsupportedMediaType,
-    invalid_from_validation,
-)
+from .errors import NotAcceptable, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 JSON = "application/json"
 XML = "application/xml"
@@ -34,8 +20,6 @@ JSON_TYPES = (JSON,)
 #: Content codings of a request body that the HTTP layer decodes (RFC 9110 8.4).
 CONTENT_ENCODINGS = frozenset({"identity", "gzip", "deflate"})
 INTERFACE_TYPES = (JSON, XML, TEXT_XML)
-
-M = TypeVar("M", bound=BaseModel)
 
 
 # ---------------------------------------------------------------- Accept
@@ -128,57 +112,3 @@ async def read_body(
             f"body not received within {settings.body_timeout_seconds:g} s"
         ) from exc
     return media, body
-
-
-def json_model(body: bytes, model: type[M]) -> M:
-    try:
-        return model.model_validate_json(body)
-    except ValidationError as exc:
-        if any(err["type"] == "json_invalid" for err in exc.errors()):
-            raise Malformed("body is not valid JSON") from exc
-        raise invalid_from_validation(exc) from exc
-
-
-class InterfacesIn(BaseModel):
-    interfaces: list[Interface] = Field(min_length=1, max_length=4096)
-
-
-def _codec_problem(exc: codec.XMLCodecError) -> Malformed | Invalid:
-    if isinstance(exc, codec.XMLMalformed):
-        return Malformed(str(exc))
-    return Invalid(str(exc), [{"loc": ["body"], "msg": str(exc), "type": "xml"}])
-
-
-def check_portdata(interfaces: Iterable[Interface], limit: int) -> None:
-    for iface in interfaces:
-        portdata = iface.portdata
-        if portdata is not None and len(portdata.encode("utf-8", "surrogatepass")) > limit:
-            raise PayloadTooLarge(f"port data of {iface.mac} exceeds {limit} bytes")
-
-
-def one_interface(media: str, body: bytes) -> Interface:
-    if media == JSON:
-        return json_model(body, Interface)
-    try:
-        return codec.parse_interface(body)
-    except codec.XMLCodecError as exc:
-        raise _codec_problem(exc) from exc
-
-
-def many_interfaces(media: str, body: bytes, domain_uuid: str | None) -> list[Interface]:
-    """Interfaces of a JSON list, ``<interfaces>`` or ``<domain>`` document; with
-    ``domain_uuid``, a document naming another domain is refused."""
-    if media == JSON:
-        interfaces = json_model(body, InterfacesIn).interfaces
-    else:
-        try:
-            doc = codec.parse_document(body)
-        except codec.XMLCodecError as exc:
-            raise _codec_problem(exc) from exc
-        if domain_uuid is not None and doc.domain_uuid not in (None, domain_uuid):
-            raise Invalid(f"document is for domain {doc.domain_uuid}, not {domain_uuid}")
-        interfaces = list(doc.interfaces)
-        if not interfaces:
-            raise Invalid("the document holds no <interface>")
-    # A MAC named twice is refused by the store (its rule, one owner).
-    return interfaces

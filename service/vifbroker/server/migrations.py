@@ -10,7 +10,7 @@ from vifbroker.model import Migration, MigrationCreate, MigrationState, ResultsI
 
 from .context import CTX
 from .errors import Malformed
-from .media import JSON_TYPES, json_model, read_body
+from .media import JSON_TYPES, read_body
 from .middleware import principal
 from .params import query_float, query_int
 from .registration import admit_create, may_finish, observe_margin
@@ -35,7 +35,7 @@ async def create_migration(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
     req, registered_by = await admit_create(
-        ctx, principal(request), json_model(body, MigrationCreate)
+        ctx, principal(request), await ctx.bodies.model(body, MigrationCreate)
     )
     migration, created = await ctx.store.create_migration(
         req, ctx.now(), registered_by=registered_by
@@ -129,7 +129,7 @@ async def post_results(request: web.Request) -> web.Response:
     migration = await ctx.store.get_migration(request.match_info["id"])
     principal(request).require_host(migration.destination_host)
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
-    results = json_model(body, ResultsIn).results
+    results = (await ctx.bodies.model(body, ResultsIn)).results
     # Whether each result may land (terminal, unknown or repeated MAC, a future
     # generation) is the store's rule: rules.apply_result and friends.
     before = migration

@@ -16,8 +16,8 @@ from vifbroker.store import NotFound as HostNotFound
 from .auth import Principal
 from .config import Settings
 from .context import CTX
-from .errors import Forbidden, Malformed
-from .media import INTERFACE_TYPES, many_interfaces, read_body
+from .errors import Forbidden, Invalid, Malformed
+from .media import INTERFACE_TYPES, read_body
 from .middleware import principal
 from .params import path_host
 from .render import json_response
@@ -42,7 +42,10 @@ async def post_preflight(request: web.Request) -> web.Response:
     if policy not in ("skip", "fail"):
         raise Malformed("on_backend_mismatch must be skip or fail")
     media, body = await read_body(request, INTERFACE_TYPES, ctx.settings)
-    interfaces = many_interfaces(media, body, None)
+    doc = await ctx.bodies.interfaces(media, body, many=True)
+    if not doc.interfaces:
+        raise Invalid("the document holds no <interface>")
+    interfaces = doc.interfaces
     try:
         host = await ctx.store.get_host(name)
     except HostNotFound:

@@ -23,7 +23,7 @@ from vifbroker.model import Migration, MigrationCreate, MigrationState, ResumedI
 from .auth import Principal
 from .context import CTX, Context
 from .errors import Forbidden, Invalid
-from .media import JSON_TYPES, json_model, read_body
+from .media import JSON_TYPES, read_body
 from .middleware import principal
 from .render import json_response, migration_doc
 
@@ -90,7 +90,7 @@ async def post_resumed(request: web.Request) -> web.Response:
     before = await ctx.store.get_migration(request.match_info["id"])
     principal(request).require_host(before.destination_host)
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
-    report = json_model(body, ResumedIn)
+    report = await ctx.bodies.model(body, ResumedIn)
     after = await ctx.store.record_resume(before.id, report.at, ctx.now())
     observe_margin(ctx, before, after)
     return json_response(migration_doc(after))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from vifbroker.model import Host, Inbox, Migration, VifRecord, codec
 
 from .errors import PROBLEM_CONTENT_TYPE, Problem
+
+T = TypeVar("T")
 
 
 def _dumps(doc: Any) -> bytes:
@@ -64,6 +67,24 @@ def inbox_json(inbox: Inbox) -> bytes:
         for item in inbox.items
     )
     return f'{{"revision":{inbox.revision:d},"items":[{items}]}}'.encode()
+
+
+def records_json(records: Iterable[VifRecord]) -> bytes:
+    """``{"interfaces": [record_doc, …]}`` as JSON bytes, one pydantic call per record."""
+    return f'{{"interfaces":[{",".join(_record_json(r) for r in records)}]}}'.encode()
+
+
+#: Answers holding more records than this are rendered in a worker thread.
+#: The work is many short calls (one per record or element), so the event
+#: loop gets the GIL back between them and keeps answering meanwhile.
+INLINE_RECORDS = 32
+
+
+async def render_off_loop(records: int, render: Callable[..., T], *args: Any) -> T:
+    """``render(*args)``, in a thread when it covers more than INLINE_RECORDS records."""
+    if records <= INLINE_RECORDS:
+        return render(*args)
+    return await asyncio.to_thread(render, *args)
 
 
 def _record_json(record: VifRecord) -> str:

@@ -118,6 +118,7 @@ class Store(Protocol):
         *,
         if_match: dict[str, int] | None = None,
         source_host: str | None = None,
+        max_vifs: int | None = None,
     ) -> Uploaded:
         """Store new generations of these vifs in the active migration, atomically.
 
@@ -125,7 +126,8 @@ class Store(Protocol):
         (PreconditionFailed when it is not the current one; 0 = must not exist).
         ``source_host``, when given, must be the migration's source (else WrongHost):
         the check and the write happen in one transaction. A MAC named twice
-        is InvalidInput.
+        is InvalidInput. ``max_vifs``, when given, bounds the vifs the
+        migration may hold after the write (else TooManyVifs, nothing written).
         """
 
     async def latest_migration(self, domain_uuid: str) -> Migration:

@@ -8,7 +8,8 @@ StoreError
 ├── InvalidTransition     e.g. complete on a cancelled migration, results for a terminal one
 ├── WrongHost             an upload from a host that is not the migration's source
 ├── InvalidInput          unknown MAC in results, duplicate MACs, a future generation
-│   └── BadCursor         a list cursor the store did not hand out
+│   ├── BadCursor         a list cursor the store did not hand out
+│   └── TooManyVifs       an upload would give the migration more vifs than allowed
 ├── StoreUnavailable      the database cannot be reached (translated driver error)
 └── SchemaMismatch        the database schema is not the version this broker runs
 """
@@ -61,6 +62,10 @@ class InvalidInput(StoreError):
 
 
 class BadCursor(InvalidInput):
+    pass
+
+
+class TooManyVifs(InvalidInput):
     pass
 
 

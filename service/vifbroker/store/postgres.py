@@ -171,6 +171,7 @@ class PostgresStore:
         *,
         if_match: dict[str, int] | None = None,
         source_host: str | None = None,
+        max_vifs: int | None = None,
     ) -> Uploaded:
         rules.check_unique_macs([i.mac for i in interfaces])
         return await self._engine.write(
@@ -181,6 +182,7 @@ class PostgresStore:
                 now=now,
                 if_match=if_match,
                 source_host=source_host,
+                max_vifs=max_vifs,
             )
         )
 

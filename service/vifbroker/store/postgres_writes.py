@@ -140,6 +140,7 @@ async def store_uploads(
     now: datetime,
     if_match: dict[str, int] | None,
     source_host: str | None,
+    max_vifs: int | None = None,
 ) -> Uploaded:
     """Store a new generation of each interface in the domain's active migration."""
     row = await c.fetchrow(
@@ -152,7 +153,9 @@ async def store_uploads(
     migration = dict(row)
     stored = await _named_vifs(c, migration["id"], [i.mac for i in interfaces])
     rev = await ctx.next_revision()
-    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev, now)
+    written, tally = rows.plan_upload(
+        migration, stored, interfaces, if_match, rev, now, max_vifs
+    )
     await c.executemany(
         f"INSERT INTO vifs ({', '.join(_VIF_COLUMNS)})"
         f" VALUES ({', '.join(f'${i}' for i in range(1, len(_VIF_COLUMNS) + 1))})"

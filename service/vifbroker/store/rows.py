@@ -30,7 +30,7 @@ from vifbroker.model import (
 )
 
 from .errors import InvalidInput, PreconditionFailed
-from .rules import Outcome, Tally, apply_result, landed_at, state_of, vif_outcome
+from .rules import Outcome, Tally, apply_result, check_vif_count, landed_at, state_of, vif_outcome
 
 
 def to_micros(dt: datetime) -> int:
@@ -141,11 +141,13 @@ def plan_upload(
     if_match: Mapping[str, int] | None,
     revision: int,
     now: datetime,
+    max_vifs: int | None = None,
 ) -> tuple[list[RowDict], Tally]:
     """The vif rows an upload writes (a new generation each) and the migration's new counts.
 
     ``stored`` holds the migration's current rows of the named vifs only; a
-    stale ``if_match`` (0 = must not exist yet) is PreconditionFailed.
+    stale ``if_match`` (0 = must not exist yet) is PreconditionFailed; more
+    than ``max_vifs`` vifs in the migration afterwards is TooManyVifs.
     """
     for mac, expected in (if_match or {}).items():
         have = stored[mac]["generation"] if mac in stored else 0
@@ -154,6 +156,7 @@ def plan_upload(
                 f"{mac} is at generation {have}, not {expected}", mac=mac, current_generation=have
             )
     counts = tally(migration)
+    check_vif_count(counts.total + sum(i.mac not in stored for i in interfaces), max_vifs)
     written: list[RowDict] = []
     for iface in interfaces:
         iface_json, portdata = split_interface(iface)

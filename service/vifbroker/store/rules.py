@@ -23,7 +23,7 @@ from vifbroker.model import (
     portdata_digest,
 )
 
-from .errors import BadCursor, Conflict, InvalidInput, InvalidTransition
+from .errors import BadCursor, Conflict, InvalidInput, InvalidTransition, TooManyVifs
 
 
 class Outcome(enum.Enum):
@@ -85,6 +85,12 @@ def state_of(current: MigrationState, tally: Tally) -> MigrationState:
     if tally.done == tally.total:
         return MigrationState.APPLIED
     return MigrationState.UPLOADED
+
+
+def check_vif_count(total: int, limit: int | None) -> None:
+    """An upload may not leave a migration with more than ``limit`` vifs (None: no limit)."""
+    if limit is not None and total > limit:
+        raise TooManyVifs(f"the migration would hold {total} vifs; at most {limit} are allowed")
 
 
 def same_request(req: MigrationCreate, stored: MigrationCreate) -> bool:

@@ -33,11 +33,14 @@ from .errors import (
     StoreUnavailable,
 )
 from .hub import ChangeHub
-from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Event, WatchCache
+from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Event, WatchCache, answer
 from .sqlite_engine import Engine
 
 _ACTIVE = writes.ACTIVE
 log = logging.getLogger(__name__)
+
+#: Inbox answers from the watch cache larger than this are built in a thread.
+_INLINE_BUILD_BYTES = 64 * 1024
 
 
 class SQLiteStore:
@@ -183,6 +186,7 @@ class SQLiteStore:
         *,
         if_match: dict[str, int] | None = None,
         source_host: str | None = None,
+        max_vifs: int | None = None,
     ) -> Uploaded:
         rules.check_unique_macs([i.mac for i in interfaces])
         return await self._engine.write(
@@ -193,6 +197,7 @@ class SQLiteStore:
                 now=now,
                 if_match=if_match,
                 source_host=source_host,
+                max_vifs=max_vifs,
             )
         )
 
@@ -242,10 +247,15 @@ class SQLiteStore:
     async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
         # A reader near the head (a woken long-poll) is answered from memory:
         # no thread hop, no query. Older positions fall back to SQL.
-        cached = self.cache.inbox(host, after, limit)
-        if cached is not None:
-            return cached
-        return await self.inbox_sql(host, after, limit)
+        found = self.cache.select(host, after, limit)
+        if found is None:
+            return await self.inbox_sql(host, after, limit)
+        revision = self.cache.revision
+        if sum(held.size for held in found) <= _INLINE_BUILD_BYTES:
+            return answer(host, after, limit, found, revision)
+        # A large answer (many or large records) is built in a thread: one
+        # short pydantic call per record, so the loop keeps serving meanwhile.
+        return await asyncio.to_thread(answer, host, after, limit, found, revision)
 
     async def inbox_sql(self, host: str, after: int, limit: int = 500) -> Inbox:
         """The inbox straight from the database (the watch cache's reference)."""

@@ -104,6 +104,26 @@ class _Held:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """A snapshot of one held migration, for building an inbox answer."""
+
+    row: Mapping[str, Any]
+    vifs: tuple[RowDict, ...]
+    size: int
+
+
+def answer(host: str, after: int, limit: int, found: list[Held], revision: int) -> Inbox:
+    """The inbox answer from :meth:`WatchCache.select`'s snapshots (models built here)."""
+    page = []
+    for held in found[:limit]:
+        domain = held.row["domain_uuid"]
+        page.append(
+            (rows.migration(held.row, held.vifs), [rows.record(v, domain) for v in held.vifs])
+        )
+    return rules.inbox(host, after, page, len(found) > limit, revision)
+
+
+@dataclass(frozen=True, slots=True)
 class _Entry:
     revision: int
     id: str
@@ -181,6 +201,13 @@ class WatchCache:
 
     def inbox(self, host: str, after: int, limit: int) -> Inbox | None:
         """The same answer as the SQL inbox, or None when only SQL can give it."""
+        found = self.select(host, after, limit)
+        return None if found is None else answer(host, after, limit, found, self.revision)
+
+    def select(self, host: str, after: int, limit: int) -> list[Held] | None:
+        """Snapshots of what the inbox answer holds (``limit`` + 1 at most), or
+        None when only SQL can give it. ``answer`` builds the models from them,
+        on any thread: later changes to the cache do not touch a snapshot."""
         if after < self.floor or limit < 1:
             return None
         # Newest first until ``after``: a reader at the head touches only what is new.
@@ -197,12 +224,7 @@ class WatchCache:
         found = newest_first[::-1][: limit + 1]
         if not all(held.complete for held in found):
             return None
-        page = []
-        for held in found[:limit]:
-            vifs = held.vifs.values()
-            domain = held.row["domain_uuid"]
-            page.append((rows.migration(held.row, vifs), [rows.record(v, domain) for v in vifs]))
-        return rules.inbox(host, after, page, len(found) > limit, self.revision)
+        return [Held(held.row, tuple(held.vifs.values()), held.size) for held in found]
 
     def _evict(self) -> None:
         old = self._log.popleft()

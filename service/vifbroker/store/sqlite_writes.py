@@ -121,6 +121,7 @@ def store_uploads(
     now: datetime,
     if_match: dict[str, int] | None,
     source_host: str | None,
+    max_vifs: int | None = None,
 ) -> Uploaded:
     """Store a new generation of each interface in the domain's active migration."""
     row = c.execute(
@@ -133,7 +134,9 @@ def store_uploads(
     migration = dict(row)
     stored = _named_vifs(c, migration["id"], [i.mac for i in interfaces])
     rev = ctx.next_revision()
-    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev, now)
+    written, tally = rows.plan_upload(
+        migration, stored, interfaces, if_match, rev, now, max_vifs
+    )
     _write_vifs(
         c,
         ctx,
