@@ -59,6 +59,7 @@ async def served_broker(
     env: Mapping[str, str] | None = None,
     agents: tuple[str, ...] = ("src", "dst", "other"),
     args: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
 ) -> AsyncIterator[Served]:
     """``vifbroker serve`` on a free loopback port with a controller and agent tokens."""
     token_file = directory / "tokens.toml"
@@ -69,8 +70,9 @@ async def served_broker(
     log = directory / "broker.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vifbroker.cli", "serve", "--listen", f"127.0.0.1:{port}",
-             "--state-dir", str(directory / "state"), "--tokens", str(token_file), *args],
+            [*prefix, sys.executable, "-m", "vifbroker.cli", "serve",
+             "--listen", f"127.0.0.1:{port}", "--state-dir", str(directory / "state"),
+             "--tokens", str(token_file), *args],
             stdout=out, stderr=out, preexec_fn=_priority,
             env={**os.environ, "VIFBROKER_LOG_LEVEL": "WARNING", **(env or {})},
         )  # fmt: skip

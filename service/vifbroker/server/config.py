@@ -82,6 +82,9 @@ class Settings(TomlSettings):
         gt=0,
         description="the agents' heartbeat interval: a host silent for three is not reporting",
     )
+    readiness_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="/readyz answers 503 when a probe write takes longer"
+    )
     # What one interface document may hold (model/limits.py): past any of
     # them an upload is refused with 413 before the costly part of reading it.
     max_interfaces_per_document: int = Field(

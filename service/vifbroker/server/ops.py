@@ -20,10 +20,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready means "this replica can take a write now": a real, tiny write, in time."""
+    ctx = request.app[CTX]
     try:
-        await request.app[CTX].store.ping()
+        await ctx.store.probe_write(ctx.settings.readiness_timeout_seconds)
     except StoreError as exc:
-        raise Unavailable(f"store not reachable: {exc}") from exc
+        raise Unavailable(f"the store cannot take a write: {exc}") from exc
     return json_response({"status": "ready"})
 
 
