@@ -219,6 +219,10 @@ async def main(args: argparse.Namespace) -> None:
         "anchor_median_ms": round(am * 1000, 3),
         "anchor_p99_ms": round(ap * 1000, 3),
         "median_ratio": round(bm / am, 3),
+        # the median of each round's broker/anchor ratio (the two ran back to back)
+        "paired_median_ratio": round(
+            statistics.median(b / a for a, b in zip(anchor, broker, strict=True)), 3
+        ),
         "p99_ratio": round(bp / ap, 3),
         # CPU each server used per round (µs): the part of the latency that is
         # work rather than waiting (fsync, scheduling on a busy machine)
