@@ -68,9 +68,22 @@ class WriteContext:
     revision: int = 0  # the newest revision this batch took
 
     async def next_revision(self) -> int:
-        rev = int(await self.conn.fetchval("SELECT nextval('revisions')"))
-        self.revision = max(self.revision, rev)
-        return rev
+        # The write lock is held: nobody else draws from the sequence until the
+        # commit, so the batch takes one value and counts on from it (the
+        # sequence is set to the last one at the end).
+        if self.revision == 0:
+            self.revision = int(await self.conn.fetchval("SELECT nextval('revisions')"))
+        else:
+            self.revision += 1
+        return self.revision
+
+
+class _Rerun(Exception):
+    """Operation ``index`` failed other than by refusing: run the batch again without it."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(index)
+        self.index, self.error = index, error
 
 
 WriteOp = Callable[[Conn, WriteContext], Awaitable[T]]
@@ -201,27 +214,50 @@ class PgEngine:
                     fut.set_result(result)
 
     async def _run_batch(self, ops: list[WriteOp[Any]]) -> tuple[list[Any], int, set[str]]:
+        failed: dict[int, BaseException] = {}
+        while True:
+            try:
+                return await self._try_batch(ops, failed)
+            except _Rerun as rerun:
+                failed[rerun.index] = rerun.error
+
+    async def _try_batch(
+        self, ops: list[WriteOp[Any]], failed: dict[int, BaseException]
+    ) -> tuple[list[Any], int, set[str]]:
+        """One transaction for ``ops`` (but the ``failed`` ones), without savepoints.
+
+        Savepoints cost two round trips per operation. Instead an operation
+        refuses (raises a StoreError) before it writes anything, so a refusal
+        leaves nothing to undo; any other failure rolls the whole transaction
+        back and the batch runs again without that operation.
+        """
         assert self._pool is not None
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
             ctx = WriteContext(conn)
             results: list[Any] = []
-            for op in ops:
-                keys = set(ctx.keys)
+            for index, op in enumerate(ops):
+                if index in failed:
+                    results.append(failed[index])
+                    continue
+                keys, revision = set(ctx.keys), ctx.revision
                 try:
-                    async with conn.transaction():  # a savepoint
-                        results.append(await op(conn, ctx))
+                    results.append(await op(conn, ctx))
+                except StoreError as exc:
+                    ctx.keys, ctx.revision = keys, revision
+                    results.append(exc)
                 except (*UNREACHABLE, asyncpg.TransactionRollbackError):
                     raise  # the batch cannot go on
                 except asyncpg.DataError as exc:
-                    ctx.keys = keys
-                    results.append(InvalidInput(f"the database refused a value: {exc}"))
+                    refused = InvalidInput(f"the database refused a value: {exc}")
+                    raise _Rerun(index, refused) from exc
                 except Exception as exc:
-                    ctx.keys = keys
-                    results.append(exc)
+                    raise _Rerun(index, exc) from exc
             if ctx.revision:
                 await conn.execute(
-                    "UPDATE meta SET value = $1 WHERE key = 'revision'", ctx.revision
+                    "UPDATE meta SET value = (SELECT setval('revisions', $1))"
+                    " WHERE key = 'revision'",
+                    ctx.revision,
                 )
             if ctx.keys:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._payload(ctx))

@@ -1,7 +1,8 @@
 """Every write of the PostgreSQL store, in one place (the twin of ``sqlite_writes``).
 
-Each function runs inside one savepoint of a group-committed transaction that
-holds the write lock (see ``postgres_engine``): it takes the connection and the
+Each function runs inside a group-committed transaction that holds the write
+lock (see ``postgres_engine``), and must refuse (raise a StoreError) before it
+writes anything: the batch runs without savepoints. It takes the connection and the
 batch's ``WriteContext`` first (the store binds the rest with
 ``functools.partial``), decides through ``rules`` and ``rows`` (shared with
 SQLite), writes, and adds the hub keys to wake. The database enforces what it
@@ -13,7 +14,7 @@ transaction that writes it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -53,7 +54,6 @@ _VIF_COLUMNS = (
 )
 
 _RESULT_COLUMNS = (
-    "migration_id",
     "mac",
     "status",
     "applied_generation",
@@ -142,30 +142,33 @@ async def store_uploads(
     source_host: str | None,
     max_vifs: int | None = None,
 ) -> Uploaded:
-    """Store a new generation of each interface in the domain's active migration."""
-    row = await c.fetchrow(
-        f"SELECT * FROM migrations WHERE domain_uuid = $1 AND {ACTIVE} FOR UPDATE", domain_uuid
+    """Store a new generation of each interface in the domain's active migration.
+
+    Two round trips whatever the size: the migration (locked) with the named
+    vifs, then one statement writing the vifs and the migration's counts.
+    """
+    migration, stored = await _locked_with_vifs(
+        c, "m.domain_uuid = $1 AND m." + ACTIVE, domain_uuid, [i.mac for i in interfaces]
     )
-    if row is None:
+    if migration is None:
         raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
-    if source_host is not None and row["source_host"] != source_host:
-        raise WrongHost(f"{source_host} is not the source host of {row['id']}")
-    migration = dict(row)
-    stored = await _named_vifs(c, migration["id"], [i.mac for i in interfaces])
+    if source_host is not None and migration["source_host"] != source_host:
+        raise WrongHost(f"{source_host} is not the source host of {migration['id']}")
     rev = await ctx.next_revision()
-    written, tally = rows.plan_upload(
-        migration, stored, interfaces, if_match, rev, now, max_vifs
-    )
-    await c.executemany(
-        f"INSERT INTO vifs ({', '.join(_VIF_COLUMNS)})"
-        f" VALUES ({', '.join(f'${i}' for i in range(1, len(_VIF_COLUMNS) + 1))})"
+    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev, now, max_vifs)
+    await _write_vifs(
+        c,
+        ctx,
+        f"INSERT INTO vifs ({', '.join(_VIF_COLUMNS)}) SELECT * FROM unnest($8::text[],"
+        " $9::text[], $10::int[], $11::int[], $12::text[], $13::text[], $14::text[],"
+        " $15::int[], $16::text[], $17::text[], $18::bigint[], $19::bigint[])"
         " ON CONFLICT (migration_id, mac) DO UPDATE SET generation = excluded.generation,"
         " interface = excluded.interface, portdata = excluded.portdata, status = 'pending',"
         " detail = NULL, digest = NULL, revision = excluded.revision,"
         " uploaded_at = excluded.uploaded_at",
-        _vif_args(written),
+        _columns(written, _VIF_COLUMNS),
+        (migration, tally, now),
     )
-    await _update_migration(c, ctx, migration, tally, rev, now)
     records = [rows.record(v, domain_uuid, i) for v, i in zip(written, interfaces, strict=True)]
     return Uploaded(migration["id"], MigrationState(migration["state"]), rev, records)
 
@@ -178,20 +181,29 @@ async def record_results(
     now: datetime,
 ) -> Migration:
     """Record the destination's results; a result for an old generation changes nothing."""
-    migration = await _migration_row(c, migration_id, lock=True)
+    migration, stored = await _locked_with_vifs(
+        c, "m.id = $1", migration_id, [r.mac for r in results]
+    )
+    if migration is None:
+        raise NotFound(f"no migration {migration_id}")
     rules.ensure_active(MigrationState(migration["state"]), "post results")
-    stored = await _named_vifs(c, migration_id, [r.mac for r in results])
     written, tally = rows.plan_results(migration, stored, results, now)
     if written:
         rev = await ctx.next_revision()
         for vif in written:
             vif["revision"] = rev
-        await c.executemany(
-            "UPDATE vifs SET status = $3, applied_generation = $4, detail = $5, digest = $6,"
-            " revision = $7, applied_at = $8 WHERE migration_id = $1 AND mac = $2",
-            [tuple(v[k] for k in _RESULT_COLUMNS) for v in written],
+        await _write_vifs(
+            c,
+            ctx,
+            "UPDATE vifs SET status = r.status, applied_generation = r.applied_generation,"
+            " detail = r.detail, digest = r.digest, revision = r.revision,"
+            " applied_at = r.applied_at FROM unnest($8::text[], $9::text[], $10::int[],"
+            " $11::text[], $12::text[], $13::bigint[], $14::bigint[])"
+            " AS r(mac, status, applied_generation, detail, digest, revision, applied_at)"
+            " WHERE vifs.migration_id = $1 AND vifs.mac = r.mac",
+            _columns(written, _RESULT_COLUMNS),
+            (migration, tally, now),
         )
-        await _update_migration(c, ctx, migration, tally, rev, now)
     # The answer shows every vif: the destination's results call reads them all.
     return rows.migration(migration, await all_vifs(c, migration_id))
 
@@ -272,36 +284,48 @@ async def _migration_row(c: Conn, migration_id: str, lock: bool = True) -> RowDi
     return dict(row)
 
 
-async def _named_vifs(c: Conn, migration_id: str, macs: Sequence[str]) -> dict[str, asyncpg.Record]:
-    """The stored vifs among ``macs`` (index lookups: no scan of the migration)."""
-    found = await c.fetch(
-        "SELECT * FROM vifs WHERE migration_id = $1 AND mac = ANY($2::text[])",
-        migration_id,
+async def _locked_with_vifs(
+    c: Conn, where: str, key: str, macs: Sequence[str]
+) -> tuple[RowDict | None, dict[str, RowDict]]:
+    """The migration matching ``where`` (locked for this transaction) and its vifs among
+    ``macs``, in one round trip (index lookups: no scan of the migration's vifs)."""
+    row = await c.fetchrow(
+        "SELECT m.*, (SELECT json_agg(v) FROM vifs v WHERE v.migration_id = m.id"
+        f" AND v.mac = ANY($2::text[])) AS named FROM migrations m WHERE {where}"
+        " FOR UPDATE OF m",
+        key,
         list(macs),
     )
-    return {r["mac"]: r for r in found}
+    if row is None:
+        return None, {}
+    migration = dict(row)
+    named = migration.pop("named")
+    return migration, {v["mac"]: v for v in json.loads(named or "[]")}
 
 
-def _vif_args(vifs: Iterable[RowDict]) -> list[tuple[Any, ...]]:
-    return [tuple(v[k] for k in _VIF_COLUMNS) for v in vifs]
+def _columns(vifs: Sequence[RowDict], names: Sequence[str]) -> list[list[Any]]:
+    """Rows as one array per column (what ``unnest`` takes: one round trip for many)."""
+    return [[v[name] for v in vifs] for name in names]
 
 
-async def _update_migration(
+async def _write_vifs(
     c: Conn,
     ctx: WriteContext,
-    migration: RowDict,
-    tally: rules.Tally,
-    rev: int,
-    now: datetime,
+    vifs_sql: str,
+    arrays: list[list[Any]],
+    what: tuple[RowDict, rules.Tally, datetime],
 ) -> None:
-    """Store the counts, the state they imply and the revision of a change to its vifs."""
-    rows.settle(migration, tally, rev, now)
+    """Run ``vifs_sql`` (its arrays from $8) and store the migration's counts, state and
+    revision, in one statement."""
+    migration, tally, now = what
+    rows.settle(migration, tally, ctx.revision, now)
     await c.execute(
-        "UPDATE migrations SET state = $2, updated_at = $3, revision = $4, vif_count = $5,"
-        " vifs_done = $6, vifs_failed = $7 WHERE id = $1",
+        f"WITH written AS ({vifs_sql}) UPDATE migrations SET state = $2, updated_at = $3,"
+        " revision = $4, vif_count = $5, vifs_done = $6, vifs_failed = $7 WHERE id = $1",
         *(migration[k] for k in ("id", "state", "updated_at", "revision", "vif_count")),
         migration["vifs_done"],
         migration["vifs_failed"],
+        *arrays,
     )
     _changed(ctx, migration)
 

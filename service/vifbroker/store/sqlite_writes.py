@@ -134,9 +134,7 @@ def store_uploads(
     migration = dict(row)
     stored = _named_vifs(c, migration["id"], [i.mac for i in interfaces])
     rev = ctx.next_revision()
-    written, tally = rows.plan_upload(
-        migration, stored, interfaces, if_match, rev, now, max_vifs
-    )
+    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev, now, max_vifs)
     _write_vifs(
         c,
         ctx,
