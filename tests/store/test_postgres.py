@@ -187,3 +187,18 @@ async def test_an_empty_database_is_refused_without_upgrade(replica: Replica) ->
 def test_passwords_stay_out_of_messages() -> None:
     assert redacted("postgresql://u:s3cret@h1:5432,h2/db") == "postgresql://u:***@h1:5432,h2/db"
     assert redacted("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+async def test_a_multi_host_dsn_finds_the_writable_server(pg_dsn: str) -> None:
+    # The first host refuses connections (a failed-over primary): libpq-style
+    # multi-host DSNs with target_session_attrs move on to the next one.
+    head, _, rest = pg_dsn.partition("@")
+    dsn = f"{head}@127.0.0.1:1,{rest}?target_session_attrs=read-write"
+    store = PostgresStore(dsn)
+    await store.open()
+    try:
+        m, created = await store.create_migration(req(3), T0)
+        assert created and (await store.get_migration(m.id)).id == m.id
+        await store.probe_write(5)
+    finally:
+        await store.close()
