@@ -221,6 +221,7 @@ class Host:
         backend_objs: list[Backend] | None = None,
         feed: DomainFeed | None = None,
         heartbeat_interval: float = 30.0,
+        register_migrations: bool = False,
     ) -> Agent:
         names = backends or ["openvswitch"]
         from vifbroker.backends.noop import NoopBackend
@@ -238,7 +239,7 @@ class Host:
         self.clients.append(client)
         settings = AgentSettings(
             host=self.name, poll_wait=10.0, heartbeat_interval=heartbeat_interval, port_grace=0.3,
-            drain_timeout=5.0,
+            drain_timeout=5.0, register_migrations=register_migrations,
         )  # fmt: skip
         self.agent = Agent(
             client, objs, DirectorySource(self.xml_dir), StateFile(self.state_dir, self.name),

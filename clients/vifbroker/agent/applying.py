@@ -25,6 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from vifbroker.backends import ApplyResult, Backend, BackendError, Outcome, PortNotFound
 from vifbroker.model import Interface, Migration, ResultIn, VifRecord, portdata_digest
@@ -41,7 +42,7 @@ Outcomes = list[tuple[Interface, ApplyResult]]
 
 
 def to_result(iface: Interface, generation: int, outcome: ApplyResult) -> ResultIn:
-    """The result to post for ``outcome``: the digest of what was read back."""
+    """The result to post for ``outcome``: the digest of what was read back, and when."""
     applied = outcome.outcome is Outcome.APPLIED
     return ResultIn(
         mac=iface.mac,
@@ -49,6 +50,7 @@ def to_result(iface: Interface, generation: int, outcome: ApplyResult) -> Result
         status=outcome.outcome.value,
         detail=outcome.detail[:4096] if outcome.detail else None,
         digest=portdata_digest(outcome.readback) if applied else None,
+        applied_at=datetime.now(UTC) if applied else None,
     )
 
 

@@ -85,6 +85,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     agent.add_argument(
         "--metrics-listen", metavar="HOST:PORT", help="serve Prometheus /metrics here"
     )
+    agent.add_argument(
+        "--register-migrations",
+        action="store_true",
+        default=None,
+        help="register arriving migrations from libvirt's events and complete or cancel them "
+        "(no controller; the broker runs with --agent-migrations)",
+    )
     agent.set_defaults(func=run_agent)
 
     push = subparsers.add_parser("push", help="upload a domain's vifs once (for scripts)")
@@ -141,6 +148,7 @@ def run_agent(args: argparse.Namespace) -> int:
         heartbeat_interval=args.heartbeat_interval,
         drain_timeout=args.drain_timeout,
         agent_version=_agent_version(),
+        register_migrations=bool(args.register_migrations),
     )
     state = StateFile(args.state_dir, args.host)
     import uvloop

@@ -70,6 +70,11 @@ class AgentConfig(TomlSettings):
     metrics_listen: str | None = Field(
         default=None, description="HOST:PORT to serve Prometheus /metrics on (default: off)"
     )
+    register_migrations: bool = Field(
+        default=False,
+        description="register arriving migrations from libvirt's events, complete or cancel "
+        "them (no controller; the broker runs with --agent-migrations)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="log threshold"
     )

@@ -23,6 +23,12 @@ class DomainSource(Protocol):
     async def interfaces(self, domain_uuid: str) -> list[Interface]:
         """Every ``<interface>`` of the running domain (DomainNotFound if none)."""
 
+    async def running(self) -> list[str]:
+        """UUIDs of the domains running here now (DomainXmlError when unknown)."""
+
+    async def migrating_out(self, domain_uuid: str) -> bool:
+        """Whether the domain has an outgoing migration job here now."""
+
 
 def parse_domain_xml(xml: bytes, where: str) -> list[Interface]:
     try:
@@ -49,6 +55,14 @@ class DirectorySource:
         except OSError as exc:
             raise DomainXmlError(f"{path}: {exc}") from exc
         return parse_domain_xml(data, str(path))
+
+    async def running(self) -> list[str]:
+        return sorted(normalize_uuid(p.stem) for p in self.directory.glob("*.xml"))
+
+    async def migrating_out(self, domain_uuid: str) -> bool:
+        """A ``<uuid>.migrating-out`` file beside the XML stands for libvirt's job."""
+        path = self.directory / f"{normalize_uuid(domain_uuid)}.migrating-out"
+        return await asyncio.to_thread(path.exists)
 
 
 class VirshSource:
@@ -79,3 +93,32 @@ class VirshSource:
                 raise DomainNotFound(f"virsh: {text}")
             raise DomainXmlError(f"virsh dumpxml {domain_uuid} failed: {text}")
         return parse_domain_xml(out, f"virsh dumpxml {domain_uuid}")
+
+    async def running(self) -> list[str]:
+        rc, out, text = await self._virsh("list", "--uuid")
+        if rc != 0:
+            raise DomainXmlError(f"virsh list failed: {text}")
+        return sorted(normalize_uuid(line) for line in out.decode().split() if line.strip())
+
+    async def migrating_out(self, domain_uuid: str) -> bool:
+        rc, out, _ = await self._virsh("domjobinfo", normalize_uuid(domain_uuid))
+        return rc == 0 and job_is_outgoing(out.decode("utf-8", "replace"))
+
+    async def _virsh(self, *args: str) -> tuple[int, bytes, str]:
+        try:
+            return await run_virsh(self.virsh, self.uri, *args, seconds=self.timeout)
+        except OSError as exc:
+            raise DomainXmlError(f"cannot run {self.virsh}: {exc}") from exc
+        except TimeoutError as exc:
+            raise DomainXmlError(f"virsh {args[0]}: timed out") from exc
+
+
+def job_is_outgoing(domjobinfo: str) -> bool:
+    """``virsh domjobinfo`` output names an active outgoing migration job."""
+    fields = dict(
+        (k.strip(), v.strip())
+        for k, _, v in (line.partition(":") for line in domjobinfo.splitlines())
+    )
+    return fields.get("Operation") == "Outgoing migration" and fields.get("Job type") not in (
+        None, "None", "Completed", "Failed", "Cancelled",
+    )  # fmt: skip

@@ -6,6 +6,11 @@
 3. :mod:`.verifying`, once nothing is pending, re-reads the applied ports when
    the guest resumes here or a port event shows other data, and re-applies.
 
+When the guest resumes here the worker reports the time (the broker's
+timeline and margin); a migration this host registered itself
+(``--register-migrations``) is completed once the guest runs here and every
+vif has its outcome.
+
 The worker holds ONE subscription to its domain's port and lifecycle events for
 its whole run; the apply step consumes the events it waited on (they describe
 states before its own write), so the idle step sees only later ones.
@@ -13,9 +18,12 @@ states before its own write), so the idle step sees only later ones.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import datetime
 
-from vifbroker.model import InboxItem, Migration, VifRecord, VifStatus
+from vifbroker.client import ClientError, Conflict, NotFound
+from vifbroker.model import InboxItem, Migration, MigrationState, VifRecord, VifStatus
 
 from .applying import Applier
 from .portwatch import Subscription
@@ -35,6 +43,7 @@ class Incoming(Worker):
         self.reporter = Reporter(deps.client)
         self.verifier = Verifier(deps.router)
         self._busy_since: int | None = item.revision
+        self._resume_report: asyncio.Task[None] | None = None
 
     @property
     def resume_revision(self) -> int | None:
@@ -58,11 +67,20 @@ class Incoming(Worker):
         return out
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._resume_report is not None:
+                await asyncio.wait({self._resume_report}, timeout=10)
+
+    async def _run(self) -> None:
         with self.subscribe() as sub:
             applier = Applier(self.deps, sub, lambda: self.stopping)
             while not self.stopping:
                 item = self.item
                 if item.migration.state.terminal:
+                    return
+                if not await self._after_resume(item.migration):
                     return
                 pending = self._pending(item)
                 if not pending:
@@ -76,6 +94,43 @@ class Incoming(Worker):
                 self.verifier.record((r.interface for r in pending if r.interface), results)
                 if results and not await self.reporter.post(item.migration, results):
                     return
+
+    def on_resumed(self, at: datetime) -> None:
+        """The guest resumed here: report it once, whatever step the worker is in
+        (it may still be waiting for ports: that is a late landing to measure)."""
+        if self._resume_report is None and at >= self.item.migration.created_at:
+            self._resume_report = asyncio.create_task(self._report_resume(at))
+
+    async def _report_resume(self, at: datetime) -> None:
+        migration_id = self.item.migration.id
+        log.info("migration %s: guest resumed here at %s", migration_id, at.isoformat())
+        try:
+            await self.deps.client.report_resumed(migration_id, at)
+        except ClientError as exc:
+            log.warning("migration %s: reporting the resume failed: %s", migration_id, exc)
+
+    async def _after_resume(self, migration: Migration) -> bool:
+        """Complete a migration this host registered once the guest runs here and
+        every vif has its outcome. False when the worker is done."""
+        resumed = self.deps.resumes.since(migration.domain_uuid, migration.created_at)
+        if resumed is None:
+            return True
+        self.on_resumed(resumed)
+        mine = migration.registered_by == self.deps.settings.host
+        if not mine or migration.state not in (MigrationState.APPLIED, MigrationState.FAILED):
+            return True
+        if self._resume_report is not None:
+            await self._resume_report  # the timeline first, then the end
+        log.info("migration %s: guest runs here, vifs %s: completing",
+                 migration.id, migration.state.value)  # fmt: skip
+        try:
+            await self.deps.client.complete(migration.id)
+        except (NotFound, Conflict) as exc:
+            log.info("migration %s: %s", migration.id, exc)
+        except ClientError as exc:
+            log.warning("migration %s: completing failed: %s", migration.id, exc)
+            return True
+        return False
 
     async def _idle(self, migration: Migration, sub: Subscription) -> bool:
         """Wait for an inbox change or a local event; verify the ports when one asks for it.

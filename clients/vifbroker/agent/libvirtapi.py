@@ -19,8 +19,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import libvirt
 from vifbroker.model import Interface, normalize_uuid
@@ -30,6 +30,7 @@ from .errors import DomainNotFound, DomainXmlError
 from .lifecycle import DomainEvent, FeedBroken, event_from_codes
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _event_lock = threading.Lock()
 _event_thread: threading.Thread | None = None
@@ -99,6 +100,41 @@ class LibvirtSource:
         except libvirt.libvirtError as exc:
             if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 raise DomainNotFound(f"libvirt {self.uri}: no domain {uuid}") from exc
+            raise DomainXmlError(f"libvirt {self.uri}: {exc}") from exc
+
+    async def running(self) -> list[str]:
+        return await self._call(self._running)
+
+    def _running(self) -> list[str]:
+        flags = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE
+        return sorted(
+            normalize_uuid(d.UUIDString()) for d in self._connection().listAllDomains(flags)
+        )
+
+    async def migrating_out(self, domain_uuid: str) -> bool:
+        return await self._call(self._migrating_out, normalize_uuid(domain_uuid))
+
+    def _migrating_out(self, uuid: str) -> bool:
+        try:
+            stats = self._connection().lookupByUUIDString(uuid).jobStats()
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise DomainXmlError(f"libvirt {self.uri}: {exc}") from exc
+        active = stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) in (
+            libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED,
+        )  # fmt: skip
+        return bool(
+            active and stats.get("operation") == libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT
+        )
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """A blocking libvirt call in a worker thread, bounded by ``timeout``."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args), self.timeout)
+        except TimeoutError as exc:
+            raise DomainXmlError(f"libvirt {self.uri}: no answer within {self.timeout}s") from exc
+        except libvirt.libvirtError as exc:
             raise DomainXmlError(f"libvirt {self.uri}: {exc}") from exc
 
     @staticmethod

@@ -15,7 +15,8 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from vifbroker.model import normalize_uuid
@@ -47,6 +48,10 @@ DETAIL_NAMES: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class DomainEvent:
     domain_uuid: str
@@ -54,11 +59,23 @@ class DomainEvent:
     event: str
     #: lower-case detail: "migrated", "unpaused", "booted", …
     detail: str
+    #: when this process received it (libvirt events carry no time of their own)
+    at: datetime = field(default_factory=_now)
 
     @property
     def resumed(self) -> bool:
         """The guest runs again (on a destination: the switchover is over)."""
         return self.event == "resumed"
+
+    @property
+    def arriving(self) -> bool:
+        """An incoming migration started this domain here (paused until it resumes)."""
+        return self.event == "started" and self.detail == "migrated"
+
+    @property
+    def gone(self) -> bool:
+        """The domain stopped or vanished here (an incoming one failed or was destroyed)."""
+        return self.event in ("stopped", "undefined", "crashed")
 
 
 def event_from_codes(domain_uuid: str, event: int, detail: int) -> DomainEvent:

@@ -2,6 +2,11 @@
 
 The port watch is subscribed to *before* the first collect, so a change made
 while collecting is never missed; at worst it is uploaded once more.
+
+A migration an agent registered (no controller vouched for it) is uploaded
+for only while this host's libvirt shows the domain with an outgoing
+migration job: a host claiming a domain that is not leaving learns nothing of
+its port data. Otherwise the source refuses, says why, and cancels it.
 """
 
 from __future__ import annotations
@@ -33,19 +38,45 @@ class Outgoing(Worker):
         # Followed until terminal: a restarted agent must pick it up again.
         return self.item.revision
 
-    @property
-    def domain_uuid(self) -> str:
-        return self.item.migration.domain_uuid
-
     async def run(self) -> None:
         deadline = monotonic_deadline(self.item.migration.expires_at)
         with self.subscribe() as sub:
             try:
+                if not await self._leaving():
+                    return
                 current = await self._first_upload(deadline)
                 if current is not None:
                     await self._follow(sub, current, deadline)
             except _Gone:
                 log.info("migration %s: no longer active, stopped following", self.migration_id)
+
+    async def _leaving(self, tries: int = 5) -> bool:
+        """For an agent-registered migration: whether libvirt here shows the domain
+        leaving (asked a few times: the job may be a moment from showing). When it
+        does not, the migration is cancelled."""
+        migration = self.item.migration
+        if migration.registered_by is None:
+            return True
+        reason = "no outgoing migration job"
+        backoff = Backoff(0.1, 0.5)
+        for _ in range(tries):
+            try:
+                if await self.deps.domains.migrating_out(migration.domain_uuid):
+                    return True
+            except AgentError as exc:
+                reason = f"cannot ask libvirt ({exc})"
+            await self.wait_changed(backoff.next())
+            if self.stopping:
+                return False
+        log.warning(
+            "migration %s: refusing to upload: domain %s has %s here (registered by %s);"
+            " cancelling", migration.id, migration.domain_uuid, reason, migration.registered_by,
+        )  # fmt: skip
+        try:
+            await self.deps.client.cancel(migration.id)
+        except ClientError as exc:
+            log.warning("migration %s: cancelling failed: %s", migration.id, exc)
+        return False
 
     async def _collect(self) -> list[Interface]:
         interfaces = await self.deps.domains.interfaces(self.domain_uuid)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from vifbroker.backends import Backend, PortEvent
 from vifbroker.model import normalize_uuid
@@ -65,6 +65,8 @@ class PortWatch:
         self._feed = feed
         self._subs: dict[str, set[Subscription]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        #: called with every lifecycle event of any domain (before the subscribers)
+        self.listeners: list[Callable[[DomainEvent], None]] = []
 
     def start(self) -> None:
         for backend in self._backends:
@@ -106,6 +108,8 @@ class PortWatch:
             sub.queue.put_nowait(event)
 
     def notify(self, event: DomainEvent) -> None:
+        for listener in self.listeners:
+            listener(event)
         for sub in self._subs.get(event.domain_uuid, ()):
             sub.lifecycle.append(event)
             sub.wake()

@@ -10,14 +10,16 @@ from collections.abc import Sequence
 
 from vifbroker.backends import Backend
 from vifbroker.client import BrokerClient, ClientError
-from vifbroker.model import BackendInfo, InboxItem
+from vifbroker.model import InboxItem
 
 from .domainxml import DomainSource
+from .heartbeat import Heartbeat
 from .incoming import Incoming
-from .lifecycle import DomainFeed
+from .lifecycle import DomainEvent, DomainFeed
 from .metrics import AgentMetrics
 from .outgoing import Outgoing
 from .portwatch import PortWatch
+from .registrar import Registrar
 from .retry import Backoff
 from .router import Router
 from .settings import AgentSettings, Deps
@@ -53,6 +55,11 @@ class Agent:
         self._crashes: dict[_Key, int] = {}
         self._stop = asyncio.Event()
         self.metrics.track_queue(lambda: len(self._tasks))
+        self.heartbeat = Heartbeat(client, self.backends, domains, settings, self.metrics)
+        self.registrar = (
+            Registrar(client, settings.host) if settings.register_migrations else None
+        )
+        self.watch.listeners.append(self._on_domain_event)
 
     @property
     def client(self) -> BrokerClient:
@@ -66,7 +73,12 @@ class Agent:
         for backend in self.backends:
             await backend.start()
         self.watch.start()
-        heartbeats = asyncio.create_task(self._heartbeats(), name="heartbeats")
+        heartbeats = asyncio.create_task(self.heartbeat.run(), name="heartbeats")
+        registrar = (
+            asyncio.create_task(self.registrar.run(), name="registrar")
+            if self.registrar is not None
+            else None
+        )
         log.info(
             "agent %s started: backends %s, broker %s",
             self.settings.host,
@@ -80,9 +92,11 @@ class Agent:
             # (an outgoing migration to follow), and a restart must resume it.
             await self._save()
             await self._drain()
-            heartbeats.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeats
+            for task in (heartbeats, registrar):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self.watch.close()
             for backend in self.backends:
                 try:
@@ -204,23 +218,15 @@ class Agent:
             log.warning("%d migration workers did not finish in time; cancelled", len(late))
             await asyncio.gather(*late, return_exceptions=True)
 
-    # -- heartbeats ---------------------------------------------------------------------
+    # -- local domain events ------------------------------------------------------------
 
-    async def _describe(self, backend: Backend) -> BackendInfo:
-        try:
-            return await backend.describe()
-        except Exception as exc:
-            return BackendInfo(name=backend.name, available=False, detail=str(exc))
-
-    async def _heartbeats(self) -> None:
-        while True:
-            infos = await asyncio.gather(*(self._describe(b) for b in self.backends))
-            try:
-                await self.client.heartbeat(
-                    self.settings.host, infos, agent_version=self.settings.agent_version
-                )
-                self.metrics.broker_ok()
-            except ClientError as exc:
-                self.metrics.broker_failed()
-                log.warning("heartbeat failed: %s", exc)
-            await asyncio.sleep(self.settings.heartbeat_interval)
+    def _on_domain_event(self, event: DomainEvent) -> None:
+        self.deps.resumes.note(event)
+        if event.resumed:
+            for worker in self._workers.values():
+                if isinstance(worker, Incoming) and worker.domain_uuid == event.domain_uuid:
+                    worker.on_resumed(event.at)
+        if event.event in ("started", "stopped", "undefined"):
+            self.heartbeat.poke()
+        if self.registrar is not None:
+            self.registrar.on_event(event)

@@ -9,6 +9,7 @@ from vifbroker.client import BrokerClient
 from .domainxml import DomainSource
 from .metrics import AgentMetrics
 from .portwatch import PortWatch
+from .registrar import ResumeBook
 from .router import Router
 
 
@@ -24,6 +25,9 @@ class AgentSettings:
     #: on SIGTERM, how long in-flight applies and uploads may take to finish
     drain_timeout: float = 10.0
     agent_version: str | None = None
+    #: register arriving migrations, complete/cancel them (no controller; the broker
+    #: runs with --agent-migrations)
+    register_migrations: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +40,5 @@ class Deps:
     domains: DomainSource
     settings: AgentSettings
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
+    #: when each domain last resumed on this host (fed by the agent's lifecycle listener)
+    resumes: ResumeBook = field(default_factory=ResumeBook)

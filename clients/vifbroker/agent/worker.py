@@ -35,6 +35,10 @@ class Worker(abc.ABC):
         return self.item.migration.id
 
     @property
+    def domain_uuid(self) -> str:
+        return self.item.migration.domain_uuid
+
+    @property
     @abc.abstractmethod
     def resume_revision(self) -> int | None:
         """An inbox revision at or before this migration's unfinished work (None: idle)."""

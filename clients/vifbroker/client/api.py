@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -146,7 +147,7 @@ class BrokerClient:
     async def create_migration(
         self,
         domain_uuid: str,
-        source_host: str,
+        source_host: str | None,
         destination_host: str,
         *,
         domain_name: str | None = None,
@@ -157,15 +158,16 @@ class BrokerClient:
         """Create (or, with the same ``id`` and body, get again) a migration.
 
         Without ``id`` a fresh one is generated here, before the first attempt,
-        so the transport's retries of this request are idempotent.
+        so the transport's retries of this request are idempotent. ``source_host``
+        None: an agent registering an arriving domain (the broker fills it).
         """
         body: dict[str, Any] = {
             "domain_uuid": domain_uuid,
-            "source_host": source_host,
             "destination_host": destination_host,
             "id": id or f"mig-{uuid.uuid4()}",
         }
         optional = {
+            "source_host": source_host,
             "domain_name": domain_name,
             "ttl_seconds": ttl_seconds,
             "on_backend_mismatch": on_backend_mismatch,
@@ -240,6 +242,15 @@ class BrokerClient:
             migration = _parse(Migration, decode_json(resp), "wait_applied")
             if migration.state in SETTLED_STATES or time.monotonic() >= deadline:
                 return migration
+
+    async def report_resumed(self, migration_id: str, at: datetime) -> Migration:
+        """The destination's report that the guest resumed on its host at ``at``."""
+        resp = await self._call(
+            "POST",
+            f"/v1/migrations/{quote(migration_id, safe='')}/resumed",
+            json_body={"at": at.isoformat()},
+        )
+        return _parse(Migration, decode_json(resp), "report_resumed")
 
     async def complete(self, migration_id: str) -> Migration:
         resp = await self._call("POST", f"/v1/migrations/{quote(migration_id, safe='')}/complete")
@@ -326,8 +337,13 @@ class BrokerClient:
         backends: Sequence[BackendInfo],
         *,
         agent_version: str | None = None,
+        running_domains: Sequence[str] = (),
     ) -> Host:
-        body = HostIn(agent_version=agent_version, backends=list(backends))
+        body = HostIn(
+            agent_version=agent_version,
+            backends=list(backends),
+            running_domains=list(running_domains),
+        )
         resp = await self._call(
             "PUT",
             f"/v1/hosts/{quote(host, safe='')}",
