@@ -17,15 +17,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from ovs_harness import OvsDb
 from testkit import free_port as free_port
 from testkit import mac as mac
 from vifbroker.agent.domainxml import DirectorySource
-from vifbroker.agent.lifecycle import DomainFeed
+from vifbroker.agent.lifecycle import DomainEvent, DomainFeed
 from vifbroker.agent.service import Agent
 from vifbroker.agent.settings import AgentSettings
 from vifbroker.agent.state import StateFile
@@ -291,3 +293,28 @@ class Host:
 
     def agent_log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class QueueFeed:
+    """libvirt's lifecycle events as a test says they happen (the agent's DomainFeed seam)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[DomainEvent] = asyncio.Queue()
+
+    async def events(self) -> AsyncIterator[DomainEvent]:
+        while True:
+            yield await self.queue.get()
+
+    def say(self, domain: str, event: str, detail: str) -> None:
+        self.queue.put_nowait(DomainEvent(domain, event, detail))
+
+
+@contextlib.asynccontextmanager
+async def running_broker(directory: Path, **options: Any) -> AsyncIterator[BrokerProcess]:
+    """A started ``BrokerProcess(directory, **options)``, stopped on exit."""
+    proc = BrokerProcess(directory, **options)
+    await proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

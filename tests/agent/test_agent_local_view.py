@@ -8,12 +8,11 @@ DomainFeed seam, fed by the test.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from agent_harness import BrokerProcess, Host, Vif, mac
+from agent_harness import BrokerProcess, Host, QueueFeed, Vif, mac
 
 from testkit import wait_until
 from vifbroker.agent.lifecycle import DomainEvent
@@ -94,17 +93,6 @@ async def test_overwritten_port_is_reapplied_and_reported(
     assert "after an event on port tap61" in (rec.result.detail or "")
 
 
-class _QueueFeed:
-    """A DomainFeed the test pushes lifecycle events into."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[DomainEvent] = asyncio.Queue()
-
-    async def events(self) -> AsyncIterator[DomainEvent]:
-        while True:
-            yield await self.queue.get()
-
-
 class _Blind(OpenVSwitchBackend):
     """Open vSwitch without a port feed: only a lifecycle event can start a check."""
 
@@ -120,7 +108,7 @@ async def test_resume_event_triggers_verification(
     dom = str(uuid.uuid4())
     a.define(dom, [Vif(mac(62), "vnet0", "latest")])
     b.plug(dom, Vif(mac(62), "tap62"))
-    feed = _QueueFeed()
+    feed = QueueFeed()
     a.start_agent(broker_proc)
     b.start_agent(broker_proc, backend_objs=[_Blind(db=b.ovs.db, no_wait=True)], feed=feed)
     m = await controller.create_migration(dom, a.name, b.name)

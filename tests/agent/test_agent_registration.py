@@ -9,7 +9,6 @@ test never calls the API to create, upload or complete anything.
 
 from __future__ import annotations
 
-import asyncio
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,11 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from agent_harness import BrokerProcess, Host, Vif
+from agent_harness import BrokerProcess, Host, QueueFeed, Vif, running_broker
 
 from ovs_harness import OvsDb
 from testkit import mac, wait_until
-from vifbroker.agent.lifecycle import DomainEvent
 from vifbroker.client import BrokerClient, NotFound, RetryPolicy
 from vifbroker.model import Migration, MigrationState
 
@@ -30,28 +28,11 @@ pytestmark = pytest.mark.ovs
 NAMES = ("host-a", "host-b", "host-c")
 
 
-class QueueFeed:
-    """libvirt's lifecycle events, as the test says they happen."""
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[DomainEvent] = asyncio.Queue()
-
-    async def events(self) -> AsyncIterator[DomainEvent]:
-        while True:
-            yield await self.queue.get()
-
-    def say(self, domain: str, event: str, detail: str) -> None:
-        self.queue.put_nowait(DomainEvent(domain, event, detail))
-
-
 @pytest.fixture
 async def broker(tmp_path: Path) -> AsyncIterator[BrokerProcess]:
-    proc = BrokerProcess(tmp_path / "broker", hosts=NAMES, args=("--agent-migrations",))
-    await proc.start()
-    try:
+    options = {"hosts": NAMES, "args": ("--agent-migrations",)}
+    async with running_broker(tmp_path / "broker", **options) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
@@ -84,10 +65,14 @@ VIFS = [Vif(mac(1), "vnet0", "tenant=blue"), Vif(mac(2), "vnet1", "tenant=red"),
         Vif(mac(3), "macvtap0", None, virtualport=None, type="direct")]  # fmt: skip
 
 
-def leaving(a: Host, dom: str) -> None:
-    """Domain ``dom`` runs on A with an outgoing migration job."""
+async def leaving(a: Host, observer: BrokerClient, *, job: bool = True) -> str:
+    """A new domain runs on A (with an outgoing migration job), A's report says so."""
+    dom = str(uuid.uuid4())
     a.define(dom, VIFS)
-    (a.xml_dir / f"{dom}.migrating-out").touch()
+    if job:
+        (a.xml_dir / f"{dom}.migrating-out").touch()
+    await wait_until(lambda: reported_running(observer, a.name, dom), timeout=20)
+    return dom
 
 
 def arriving(b: Host, dom: str) -> None:
@@ -128,9 +113,7 @@ async def test_registered_applied_before_resume_then_completed(
     broker: BrokerProcess, fleet: dict[str, tuple[Host, QueueFeed]], observer: BrokerClient
 ) -> None:
     (a, _), (b, feed_b) = fleet["host-a"], fleet["host-b"]
-    dom = str(uuid.uuid4())
-    leaving(a, dom)
-    await wait_until(lambda: reported_running(observer, "host-a", dom), timeout=20)
+    dom = await leaving(a, observer)
     arriving(b, dom)
     feed_b.say(dom, "started", "migrated")
 
@@ -162,9 +145,7 @@ async def test_a_failed_incoming_domain_cancels_and_purges(
     fleet: dict[str, tuple[Host, QueueFeed]], observer: BrokerClient
 ) -> None:
     (a, _), (b, feed_b) = fleet["host-a"], fleet["host-b"]
-    dom = str(uuid.uuid4())
-    leaving(a, dom)
-    await wait_until(lambda: reported_running(observer, "host-a", dom), timeout=20)
+    dom = await leaving(a, observer)
     arriving(b, dom)
     feed_b.say(dom, "started", "migrated")
 
@@ -180,9 +161,7 @@ async def test_a_host_claiming_a_domain_that_is_not_leaving_learns_nothing(
     fleet: dict[str, tuple[Host, QueueFeed]], observer: BrokerClient
 ) -> None:
     (a, _), (c, feed_c) = fleet["host-a"], fleet["host-c"]
-    dom = str(uuid.uuid4())
-    a.define(dom, VIFS)  # running on A, no outgoing job
-    await wait_until(lambda: reported_running(observer, "host-a", dom), timeout=20)
+    dom = await leaving(a, observer, job=False)  # running on A, not leaving
     arriving(c, dom)
     feed_c.say(dom, "started", "migrated")
 
@@ -198,9 +177,7 @@ async def test_a_late_destination_counts_a_late_landing(
     broker: BrokerProcess, fleet: dict[str, tuple[Host, QueueFeed]], observer: BrokerClient
 ) -> None:
     (a, _), (b, feed_b) = fleet["host-a"], fleet["host-b"]
-    dom = str(uuid.uuid4())
-    leaving(a, dom)
-    await wait_until(lambda: reported_running(observer, "host-a", dom), timeout=20)
+    dom = await leaving(a, observer)
     feed_b.say(dom, "started", "migrated")
 
     await wait_until(lambda: reaches(observer, dom, MigrationState.UPLOADED), timeout=30)

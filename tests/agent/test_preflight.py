@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from agent_harness import BrokerProcess, Host
+from agent_harness import BrokerProcess, Host, running_broker
 
 from ovs_harness import OvsDb
 from testkit import mac, wait_until
@@ -46,14 +46,9 @@ CLEAN_XML = f"""<interfaces><interface type='bridge'><mac address='{mac(1)}'/>
 
 @pytest.fixture
 async def broker(tmp_path: Path) -> AsyncIterator[BrokerProcess]:
-    proc = BrokerProcess(
-        tmp_path / "broker", hosts=HOSTS, env={"VIFBROKER_HEARTBEAT_INTERVAL_SECONDS": "1"}
-    )
-    await proc.start()
-    try:
+    env = {"VIFBROKER_HEARTBEAT_INTERVAL_SECONDS": "1"}
+    async with running_broker(tmp_path / "broker", hosts=HOSTS, env=env) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
