@@ -138,6 +138,10 @@ class PgEngine:
         self._hub.publish(revision, ())
         self._writer = asyncio.create_task(self._write_loop(), name="vifbroker-pg-writer")
         self._listener = asyncio.create_task(self._listen_loop(), name="vifbroker-pg-listener")
+        # Open means listening too, when the database lets us within the timeout
+        # (if not, the listener keeps trying and readiness says not ready).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.listening.wait(), self.timeout)
 
     async def close(self) -> None:
         for task in (self._writer, self._listener):
