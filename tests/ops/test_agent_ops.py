@@ -174,3 +174,16 @@ def test_serve_warns_about_an_unknown_variable(tmp_path: Path) -> None:
         proc.terminate()
         proc.communicate(timeout=GUARD)
     assert "VIFBROKER_LISTNE is not a setting of vifbroker serve (ignored)" in seen
+
+
+def test_agent_metrics_port_in_use_is_one_line_and_exit_1(broker: Broker, tmp_path: Path) -> None:
+    (tmp_path / "domains").mkdir()
+    done = vifbroker(
+        "agent", "--host", "hv1", "--backend", "noop",
+        "--domain-xml-dir", str(tmp_path / "domains"),
+        "--metrics-listen", f"127.0.0.1:{broker.port}",  # the broker holds it
+        env={"VIFBROKER_BROKER": broker.url, "VIFBROKER_TOKEN_FILE": str(broker.agent_token_file),
+             "VIFBROKER_LOG_LEVEL": "ERROR"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{broker.port}" in one_line_error(done)
