@@ -95,16 +95,27 @@ class WriteJob(Job):
 
     def begin(self, idl: Any) -> None:
         rows = idl.tables["Interface"].rows
-        txn = Txn(idl)
         for write in self.writes:
-            row = rows.get(uuid.UUID(write.uuid))
-            if row is None:
-                txn.abort()
+            if uuid.UUID(write.uuid) not in rows:
                 raise StalePort(f"no Interface row {write.uuid}")
-            if write.portdata is None:
-                row.delkey("external_ids", PORTDATA_KEY)
-            else:
-                row.setkey("external_ids", PORTDATA_KEY, write.portdata)
+        txn = Txn(idl)
+        # Raw mutate operations rather than Row.setkey(): the same transaction
+        # on the wire, without the IDL converting and checking every value in
+        # Python first (a third of this thread's time for a 64-vif apply).
+        for write in self.writes:
+            mutations: list[Any] = [["external_ids", "delete", ["set", [PORTDATA_KEY]]]]
+            if write.portdata is not None:
+                mutations.append(
+                    ["external_ids", "insert", ["map", [[PORTDATA_KEY, write.portdata]]]]
+                )
+            txn.add_op(
+                {
+                    "op": "mutate",
+                    "table": "Interface",
+                    "where": [["_uuid", "==", ["uuid", write.uuid]]],
+                    "mutations": mutations,
+                }
+            )
         self.txn = txn
 
 
@@ -302,4 +313,10 @@ class IdlThread:
 
 
 def _port_row(row: Any) -> PortRow:
-    return PortRow(str(row.name), {str(k): str(v) for k, v in row.external_ids.items()})
+    # Read the replica's data directly: Row attribute access converts and
+    # re-checks every value at each read, which was the bulk of this thread's
+    # time. This driver never stages changes on Row objects (its writes are
+    # raw operations), so the data is exactly what the server sent.
+    data = row._data
+    ids = {str(k.value): str(v.value) for k, v in data["external_ids"].values.items()}
+    return PortRow(str(data["name"].as_scalar()), ids)

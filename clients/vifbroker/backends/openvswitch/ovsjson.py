@@ -28,6 +28,8 @@ import ovs.json
 # Outside strings only brackets and quotes matter; inside, quotes and escapes.
 _OUTSIDE = re.compile(r'[{}\[\]"]')
 _INSIDE = re.compile(r'["\\]')
+# The rest of a string that ends in this chunk, escapes and all, in one match.
+_STRING_REST = re.compile(r'(?:[^"\\]|\\.)*+"', re.S)
 _OPEN = frozenset("{[")
 
 
@@ -54,6 +56,11 @@ class StreamParser:
             i = 1
         while i < n:
             if self._in_string:
+                whole = _STRING_REST.match(s, i)
+                if whole is not None:
+                    self._in_string = False
+                    i = whole.end()
+                    continue
                 m = _INSIDE.search(s, i)
                 if m is None:
                     i = n
