@@ -12,9 +12,10 @@ and an index of libvirt-tagged ports by domain. So
   is the view once the transaction committed;
 * watching is the same view's changes, with no ``ovsdb-client`` process.
 
-After an ovsdb-server restart the IDL reconnects on its own (backoff
-``backoff_max``); its fresh snapshot is diffed against the view, so watchers
-hear only what changed meanwhile. Calls made while the connection is down
+After an ovsdb-server restart the IDL reconnects on its own (attempts 1 s
+apart at first, the ``ovs`` package's floor, up to ``backoff_max``); its
+fresh snapshot is diffed against the view, so watchers hear only what
+changed meanwhile. Calls made while the connection is down
 wait for it up to ``timeout`` and then raise BackendUnavailable; a
 transaction sent but not answered within ``timeout`` raises BackendTimeout.
 """
