@@ -80,7 +80,8 @@ def guests(testbed: Testbed) -> Iterator[GuestFactory]:
 
 @pytest.fixture(scope="session")
 def broker(testbed: Testbed) -> Iterator[Broker]:
-    b = Broker(testbed.root / "broker", [h.name for h in testbed.hosts])
+    # "C": a third host without a testbed of its own (it only registers, issue 10).
+    b = Broker(testbed.root / "broker", [*(h.name for h in testbed.hosts), "C"])
     try:
         b.start()
         yield b

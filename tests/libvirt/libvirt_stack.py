@@ -63,6 +63,8 @@ class Broker:
                     "--listen", f"127.0.0.1:{self.port}",
                     "--db", f"sqlite:///{self.dir / 'broker.db'}",
                     "--tokens", str(self.tokens), "--state-dir", str(self.dir / "state"),
+                    # Controller tests are unaffected; agents may register (issue 10).
+                    "--agent-migrations",
                 ],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL,
             )  # fmt: skip
@@ -88,13 +90,16 @@ class Broker:
 class AgentProc:
     """One host's ``vifbroker agent`` process and its log."""
 
-    def __init__(self, host: Host, broker: Broker, log: Path, client: str) -> None:
+    def __init__(
+        self, host: Host, broker: Broker, log: Path, client: str, *, register: bool = False
+    ) -> None:
         self.host = host
         self.log_path = log
         self.argv = [
             sys.executable, "-m", "vifbroker.cli",
             *host.agent_argv(broker.url, broker.token_files[host.name]),
             "--libvirt-client", client, "--poll-wait", "10", "--log-level", "DEBUG",
+            *(["--register-migrations"] if register else []),
         ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -130,12 +135,13 @@ class AgentPair:
     def running(self) -> bool:
         return bool(self.agents)
 
-    def start(self, client: str = "auto") -> AgentPair:
-        """Start both agents and wait for their heartbeats (``client``: --libvirt-client)."""
+    def start(self, client: str = "auto", *, register: bool = False) -> AgentPair:
+        """Start both agents and wait for their heartbeats (``client``: --libvirt-client;
+        ``register``: --register-migrations, no controller needed)."""
         self._runs += 1
         for host in self.hosts:
             log = self.dir / f"agent-{host.name}-{self._runs}.log"
-            agent = AgentProc(host, self.broker, log, client)
+            agent = AgentProc(host, self.broker, log, client, register=register)
             self.agents[host.name] = agent
             agent.start()
         # The broker remembers hosts from earlier tests, so the agents' own
