@@ -143,15 +143,18 @@ async def test_hosts_list_says_who_is_reporting(broker: Broker, controller: Brok
 
 async def test_watch_prints_one_line_per_change(broker: Broker, controller: BrokerClient) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vifbroker.cli", "migrations", "watch", "-o", "json",
+        sys.executable, "-m", "vifbroker.cli", "migrations", "watch", "-o", "json", "--host", "hv2",
         "--broker", broker.url, "--token-file", str(broker.controller_token_file),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None
     try:
+        # Another host's migration is filtered out (--host hv2).
+        elsewhere = await controller.create_migration(str(uuid.uuid4()), "hv7", "hv8")
         domain = str(uuid.uuid4())
         m = await controller.create_migration(domain, "hv1", "hv2", domain_name="vm-watched")
         seen: list[str] = []
+        others: list[str] = []
 
         async def until(state: str) -> None:
             while not seen or seen[-1] != state:
@@ -160,6 +163,8 @@ async def test_watch_prints_one_line_per_change(broker: Broker, controller: Brok
                 doc = json.loads(line)
                 if doc["id"] == m.id:
                     seen.append(doc["state"])
+                else:
+                    others.append(doc["id"])
 
         await until("pending")
         await controller.upload(domain, [vif(1, "pd")])
@@ -167,6 +172,7 @@ async def test_watch_prints_one_line_per_change(broker: Broker, controller: Brok
         await controller.cancel(m.id)
         await until("cancelled")
         assert seen == ["pending", "uploaded", "cancelled"]
+        assert elsewhere.id not in others
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)

@@ -92,6 +92,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="REV",
         help="start after this revision (default 0: every migration's latest state first)",
     )
+    watch.add_argument("--state", choices=[s.value for s in MigrationState])
+    watch.add_argument("--host", help="only where HOST is the source or the destination")
     watch.set_defaults(func=_runner(watch_migrations))
 
     for action, help_text in (
@@ -222,6 +224,10 @@ async def show_migration(client: BrokerClient, args: argparse.Namespace) -> int:
 async def watch_migrations(client: BrokerClient, args: argparse.Namespace) -> int:
     json_out = _output(args) == "json"
     async for m in client.events(after=args.after):
+        if args.state and m.state.value != args.state:
+            continue
+        if args.host and args.host not in (m.source_host, m.destination_host):
+            continue
         if json_out:
             print(render.json_line(render.migration_doc(m)))
         else:
