@@ -75,3 +75,23 @@ def test_environment_files_name_real_settings_with_valid_values(
     for name, value in agent_vars.items():
         monkeypatch.setenv(name, value.replace("/etc/vifbroker/", str(REPO / "deploy") + "/"))
     assert load_agent_config().backends == ["openvswitch", "noop"]
+
+
+def test_every_flag_is_a_setting_with_a_variable_and_a_toml_key() -> None:
+    import argparse
+
+    from vifbroker.agent.config import agent_config_model, backend_option_fields
+    from vifbroker.agent.wiring import backend_dest
+    from vifbroker.cli import build_parser
+
+    commands = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    backend_flags = {backend_dest(b, f) for b, f, _ in backend_option_fields().values()}
+    for command, fields in (
+        ("serve", set(Settings.model_fields)),
+        ("agent", set(agent_config_model().model_fields) | backend_flags),
+    ):
+        flags = {a.dest for a in commands[command]._actions if a.option_strings}
+        dests = flags - {"help", "config"}
+        assert dests <= fields, f"{command}: flags that are no setting: {sorted(dests - fields)}"
