@@ -24,7 +24,7 @@ from vifbroker.server.cli import connection_limits
 from vifbroker.server.connections import BrokerRunner
 from vifbroker.store.sqlite import SQLiteStore
 
-AGENTS = ("src", "dst", "other")
+AGENTS = ("src", "dst", "other", "runner")
 
 
 class BrokerTestServer(TestServer):

@@ -9,6 +9,7 @@ from aiohttp import web
 from vifbroker.model import Interface, VifRecord
 from vifbroker.store import Uploaded
 
+from .access import check_reader, check_uploader, records_hidden, upload_hidden
 from .context import CTX, Context
 from .errors import Invalid, Malformed, NotFound
 from .media import INTERFACE_TYPES, JSON, XML, read_body
@@ -36,15 +37,16 @@ async def _put(
     if_match: dict[str, int] | None,
 ) -> Uploaded:
     who = principal(request)
-    # An agent may upload only as the source host: checked inside the write.
-    uploaded = await ctx.store.put_interfaces(
-        domain_uuid,
-        interfaces,
-        ctx.now(),
-        if_match=if_match,
-        source_host=None if who.is_controller else who.host,
-        max_vifs=ctx.settings.max_vifs_per_migration,
-    )
+    # An agent may upload only as the source host: checked again inside the write.
+    with upload_hidden(who, domain_uuid):
+        uploaded = await ctx.store.put_interfaces(
+            domain_uuid,
+            interfaces,
+            ctx.now(),
+            if_match=if_match,
+            source_host=None if who.is_controller else who.host,
+            max_vifs=ctx.settings.max_vifs_per_migration,
+        )
     ctx.metrics.uploaded(uploaded.migration_id, uploaded.records)
     for record in uploaded.records:
         log.info(
@@ -62,6 +64,7 @@ async def _put(
 async def put_interface(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     domain_uuid, mac = path_uuid(request), path_mac(request)
+    await check_uploader(ctx, principal(request), domain_uuid)  # before reading the body
     media, body = await read_body(request, INTERFACE_TYPES, ctx.settings)
     iface = (await ctx.bodies.interfaces(media, body, many=False)).interfaces[0]
     if iface.mac != mac:
@@ -86,6 +89,7 @@ async def put_interfaces(request: web.Request) -> web.Response:
     if "If-Match" in request.headers:
         # One entity tag cannot name the generations of several vifs.
         raise Malformed("If-Match applies to one interface: PUT …/interfaces/{mac}")
+    await check_uploader(ctx, principal(request), domain_uuid)  # before reading the body
     media, body = await read_body(request, INTERFACE_TYPES, ctx.settings)
     doc = await ctx.bodies.interfaces(media, body, many=True)
     if doc.domain_uuid is not None and doc.domain_uuid != domain_uuid:
@@ -106,12 +110,9 @@ async def _readable_records(
     request: web.Request, domain_uuid: str, mac: str | None
 ) -> list[VifRecord]:
     ctx = request.app[CTX]
-    who = principal(request)
-    if not who.is_controller:
-        owner = await ctx.store.latest_migration(domain_uuid)
-        who.require_host(owner.source_host, owner.destination_host)
-    # NotFound from the store when the domain or MAC has no record.
-    return await ctx.store.get_interfaces(domain_uuid, mac)
+    await check_reader(ctx, principal(request), domain_uuid, mac)
+    with records_hidden(domain_uuid, mac):
+        return await ctx.store.get_interfaces(domain_uuid, mac)
 
 
 @produces(JSON, XML)

@@ -7,19 +7,24 @@ import logging
 from aiohttp import web
 
 from vifbroker.model import Migration, MigrationCreate, MigrationState, ResultsIn, normalize_uuid
+from vifbroker.store import Conflict as StoreConflict
 
+from .access import Part, migration_for
 from .context import CTX
-from .errors import Malformed
+from .errors import Conflict, Malformed
 from .media import JSON_TYPES, read_body
 from .middleware import principal
 from .params import query_float, query_int
-from .registration import admit_create, may_finish, observe_margin
+from .registration import admit_create, observe_margin
 from .render import json_response, migration_doc
 
 log = logging.getLogger(__name__)
 
 BARRIER_DEFAULT_SECONDS = 30.0
 _BARRIER_DONE = frozenset({MigrationState.APPLIED, MigrationState.FAILED})
+_READERS = frozenset({Part.SOURCE, Part.DESTINATION})
+_COMPLETERS = frozenset({Part.REGISTRAR})
+_CANCELLERS = frozenset({Part.SOURCE, Part.REGISTRAR})
 
 
 def fields(migration: Migration) -> dict[str, str]:
@@ -34,12 +39,19 @@ def _location(migration: Migration) -> dict[str, str]:
 async def create_migration(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
+    who = principal(request)
     req, registered_by = await admit_create(
-        ctx, principal(request), await ctx.bodies.model(body, MigrationCreate)
+        ctx, who, await ctx.bodies.model(body, MigrationCreate)
     )
-    migration, created = await ctx.store.create_migration(
-        req, ctx.now(), registered_by=registered_by
-    )
+    try:
+        migration, created = await ctx.store.create_migration(
+            req, ctx.now(), registered_by=registered_by
+        )
+    except StoreConflict:
+        if who.is_controller:
+            raise
+        # The store names the other migration: not an agent's business.
+        raise Conflict("the domain has another active migration, or the id is taken") from None
     if created:
         log.info(
             "migration created %s -> %s",
@@ -88,8 +100,7 @@ def _barrier_reached(migration: Migration) -> bool:
 async def get_migration(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     migration_id = request.match_info["id"]
-    migration = await ctx.store.get_migration(migration_id)
-    principal(request).require_host(migration.source_host, migration.destination_host)
+    migration = await migration_for(ctx, principal(request), migration_id, _READERS)
     wait_for = request.query.get("wait_for")
     if wait_for is not None:
         if wait_for != "applied":
@@ -109,8 +120,9 @@ async def get_migration(request: web.Request) -> web.Response:
 async def _finish(request: web.Request, to: MigrationState) -> web.Response:
     """Move the migration to the terminal state ``to`` (complete, cancel)."""
     ctx = request.app[CTX]
-    migration = await ctx.store.get_migration(request.match_info["id"])
-    may_finish(principal(request), migration, to)
+    # Complete: the agent that registered it; cancel: also its source.
+    allowed = _CANCELLERS if to is MigrationState.CANCELLED else _COMPLETERS
+    migration = await migration_for(ctx, principal(request), request.match_info["id"], allowed)
     migration = await ctx.store.transition(migration.id, to, ctx.now())
     log.info("migration %s", to.value, extra=fields(migration))
     return json_response(migration_doc(migration))
@@ -126,8 +138,9 @@ async def cancel_migration(request: web.Request) -> web.Response:
 
 async def post_results(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    migration = await ctx.store.get_migration(request.match_info["id"])
-    principal(request).require_host(migration.destination_host)
+    migration = await migration_for(
+        ctx, principal(request), request.match_info["id"], frozenset({Part.DESTINATION})
+    )
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
     results = (await ctx.bodies.model(body, ResultsIn)).results
     # Whether each result may land (terminal, unknown or repeated MAC, a future

@@ -1,11 +1,11 @@
 """Who may create, complete and cancel a migration, and the destination's resume report.
 
-Rules (DESIGN, issue 10): a controller may do everything. An agent may create a
-migration as its source (the original rule); where the broker runs with
-``--agent-migrations`` it may also register one as the destination of an
-arriving domain, leaving ``source_host`` out: the broker takes the host that
-last reported the domain running. Such a migration records who registered it
-(``registered_by``), and that agent may complete or cancel it.
+Rules (DESIGN, issues 8 and 10): a controller may do everything. An agent may
+create a migration only where the broker runs with ``--agent-migrations``: as
+the source of a domain its own host reports running, or as the destination
+of an arriving domain, leaving ``source_host`` out: the broker takes the host
+that reports the domain running. Such a migration records who registered it
+(``registered_by``), and that agent may complete or cancel it (server/access.py).
 
 ``POST /v1/migrations/{id}/resumed`` records when the guest resumed on the
 destination; the margin (resume minus the last vif's landing) is observed
@@ -15,11 +15,13 @@ once per migration, when both are known.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from aiohttp import web
 
-from vifbroker.model import Migration, MigrationCreate, MigrationState, ResumedIn, VifStatus
+from vifbroker.model import Migration, MigrationCreate, ResumedIn, VifStatus
 
+from .access import Part, migration_for
 from .auth import Principal
 from .context import CTX, Context
 from .errors import Forbidden, Invalid
@@ -33,32 +35,55 @@ log = logging.getLogger(__name__)
 async def admit_create(
     ctx: Context, who: Principal, req: MigrationCreate
 ) -> tuple[MigrationCreate, str | None]:
-    """The request as it will be stored, and who registers it (None: not an agent's own)."""
+    """The request as it will be stored, and who registers it (None: not an agent's own).
+
+    A controller may create any migration. An agent only where the broker runs
+    with ``--agent-migrations``, and only for a domain a host reports running
+    (heartbeats, fresh within three intervals): as the source, for a domain its
+    own host runs; as the destination of an arriving domain, where the source
+    is the host that runs it (``source_host`` may be left out). Source and
+    destination always differ.
+    """
     if who.is_controller:
         if req.source_host is None:
             raise Invalid("source_host is required")
+        _distinct(req.source_host, req.destination_host)
         return req, None
+    if not ctx.settings.agent_migrations:
+        raise Forbidden("agents may not create migrations (no --agent-migrations)")
+    running = await running_host(ctx, req.domain_uuid)
+    if req.destination_host == who.host and req.source_host != who.host:
+        source = req.source_host or running
+        if source is None:
+            raise Invalid(f"no host reports domain {req.domain_uuid} running; cannot register it")
+        if source != running:
+            raise Invalid(f"domain {req.domain_uuid} is not reported running on {source}")
+        _distinct(source, req.destination_host)
+        return req.model_copy(update={"source_host": source}), who.host
     if req.source_host is not None and req.source_host == who.host:
-        return req, None  # the source announcing its own domain's move
-    if not ctx.settings.agent_migrations or req.destination_host != who.host:
-        raise Forbidden(f"agent {who.name!r} (host {who.host!r}) may not create this migration")
-    running = await ctx.store.running_host(req.domain_uuid)
-    source = req.source_host or running
-    if source is None:
-        raise Invalid(f"no host reported domain {req.domain_uuid} running; name source_host")
-    if source == who.host:
-        raise Invalid("the destination cannot be the domain's source")
-    return req.model_copy(update={"source_host": source}), who.host
+        _distinct(req.source_host, req.destination_host)
+        if running != who.host:
+            raise Forbidden(f"host {who.host} has not reported domain {req.domain_uuid} running")
+        return req, None
+    raise Forbidden("an agent may create a migration only as its source or its destination")
 
 
-def may_finish(who: Principal, migration: Migration, to: MigrationState) -> None:
-    """Complete: a controller or the registering agent; cancel: also the source."""
-    if migration.registered_by is not None and who.host == migration.registered_by:
-        return
-    if to is MigrationState.CANCELLED:
-        who.require_host(migration.source_host)  # the source may give up on it
-    else:
-        who.require_controller()
+def _distinct(source: str, destination: str) -> None:
+    if source == destination:
+        raise Invalid(
+            "source_host and destination_host must differ",
+            [{"loc": ["body", "destination_host"], "msg": "equals source_host"}],
+        )
+
+
+async def running_host(ctx: Context, domain_uuid: str) -> str | None:
+    """The host whose fresh heartbeat (within three intervals) reports the domain running."""
+    name = await ctx.store.running_host(domain_uuid)
+    if name is None:
+        return None
+    host = await ctx.store.get_host(name)
+    stale = timedelta(seconds=3 * ctx.settings.heartbeat_interval_seconds)
+    return name if ctx.now() - host.last_seen <= stale else None
 
 
 def _settled(m: Migration) -> bool:
@@ -87,8 +112,9 @@ def observe_margin(ctx: Context, before: Migration, after: Migration) -> None:
 
 async def post_resumed(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    before = await ctx.store.get_migration(request.match_info["id"])
-    principal(request).require_host(before.destination_host)
+    before = await migration_for(
+        ctx, principal(request), request.match_info["id"], frozenset({Part.DESTINATION})
+    )
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
     report = await ctx.bodies.model(body, ResumedIn)
     after = await ctx.store.record_resume(before.id, report.at, ctx.now())
