@@ -17,8 +17,6 @@ The load generators live in ``load``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -127,17 +125,6 @@ async def status(session: aiohttp.ClientSession, url: str, timeout: float = 5.0)
             return resp.status
     except (aiohttp.ClientError, TimeoutError):
         return 0
-
-
-def log_events(path: Path) -> list[dict[str, Any]]:
-    """The JSON log lines of a process (lines that are not JSON are skipped)."""
-    events = []
-    for line in path.read_text(errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            doc = json.loads(line)
-            if isinstance(doc, dict):
-                events.append(doc)
-    return events
 
 
 async def gather_cancelling(*tasks: asyncio.Task[Any]) -> list[Any]:
