@@ -73,7 +73,7 @@ async def measure(ports: list[int], tokens: dict[str, str], rounds: int) -> tupl
         "POST", "/v1/migrations",
         json.dumps({"domain_uuid": domain, "source_host": "src",
                     "destination_host": "dst"}).encode(),
-        headers,
+        {**headers, "Authorization": f"Bearer {tokens['controller']}"},
     )  # fmt: skip
     assert status == 201, body
     mac = "52:54:00:00:00:01"
