@@ -64,6 +64,8 @@ class Uploader:
     acks_total: int = 0
     #: statuses of upload answers other than 2xx
     refusals: list[int] = field(default_factory=list)
+    #: read-backs (after an upload of unknown fate) answered other than 200
+    readback_refusals: int = 0
     #: the longest a refused upload took to be answered (seconds)
     slowest_refusal: float = 0.0
     #: revisions answered by bulk uploads (since the caller last cleared them)
@@ -94,6 +96,7 @@ class Uploader:
             async with session.get(url, headers=self._auth, timeout=limit) as resp:
                 doc = await resp.json(content_type=None)
                 if resp.status != 200:
+                    self.readback_refusals += 1
                     return resp.status
             self.verify([VifRecord.model_validate(r) for r in doc["interfaces"]])
         seq = self.seq + 1

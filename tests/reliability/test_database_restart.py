@@ -72,12 +72,16 @@ async def test_database_crash_and_restart_under_load(
             down_at = time.monotonic()
             pg_cluster.stop(mode="immediate")
             try:
-                # Every client is refused at least once (an upload that hangs fails the
-                # test through its timeout), and no replica says it is ready.
+                # Every client's upload is refused, and so are the read-backs it keeps
+                # trying (a request that hangs fails the test through its timeout);
+                # no replica says it is ready.
                 await wait_until(
                     lambda: (
                         any(t.done() for t in tasks)
-                        or all(len(u.refusals) > refused[u.index] for u in uploaders)
+                        or all(
+                            len(u.refusals) > refused[u.index] and u.readback_refusals >= 3
+                            for u in uploaders
+                        )
                     ),
                     timeout=60,
                 )
@@ -120,7 +124,8 @@ async def test_database_crash_and_restart_under_load(
     print(json.dumps({
         "test": "database_restart", "replicas": len(replicas), "clients": CLIENTS,
         "down_s": round(up_at - down_at, 3),
-        "refused_503": sum(len(u.refusals) for u in uploaders),
+        "uploads_refused_503": sum(len(u.refusals) for u in uploaders),
+        "readbacks_refused_503": sum(u.readback_refusals for u in uploaders),
         "slowest_503_s": round(max(u.slowest_refusal for u in uploaders), 3),
         "every_client_writing_again_s": round(resumed_s, 3),
         "acknowledged": sum(u.acks_total for u in uploaders),
