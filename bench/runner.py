@@ -74,7 +74,15 @@ PLAN: list[Run] = [
         (),
         ("--rounds", "30", "--vifs", "100", "--migrations", "200", "--tokens", "200"),
     ),
-    Run("stuck_clients", "bench_stuck_clients.py", (), ("--seconds", "1", "--polls", "100")),
+    *(
+        Run(
+            f"stuck_clients/{db}",
+            "bench_stuck_clients.py",
+            ("--db", db),
+            ("--db", db, "--seconds", "1", "--polls", "100"),
+        )
+        for db in ("sqlite", "postgresql")
+    ),
     Run("upload_stores", "bench_upload_stores.py", (), ("--seconds", "1")),
     Run("replica_handoff", "bench_replica_handoff.py", (), ("--rounds", "30")),
 ]
