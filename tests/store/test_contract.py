@@ -207,6 +207,8 @@ async def test_terminal_transitions_purge_port_data(store: Store) -> None:
         await store.transition(m.id, MigrationState.CANCELLED, T0)
     with pytest.raises(NoActiveMigration):
         await store.active_migration(DOM)
+    with pytest.raises(NoActiveMigration):
+        await store.active_parties(DOM)
     recs = await store.get_interfaces(DOM)
     assert recs[0].interface is not None and recs[0].interface.portdata is None
     with pytest.raises(Conflict):
@@ -450,3 +452,17 @@ async def test_max_vifs_bounds_the_migration_and_writes_nothing_past_it(store: S
         await store.put_interfaces(DOM, [iface(MAC1, "v"), third], T0, max_vifs=2)
     records = await store.get_interfaces(DOM)
     assert [(r.mac, r.generation) for r in records] == [(MAC1, 2), (MAC2, 1)]
+
+
+async def test_active_parties_names_the_hosts_of_the_active_migration(store: Store) -> None:
+    with pytest.raises(NoActiveMigration):
+        await store.active_parties(DOM)
+    m, _ = await store.create_migration(req(), T0)
+    await store.put_interfaces(DOM, [iface(MAC1), iface(MAC2)], T0)
+    parties = await store.active_parties(DOM)
+    assert (parties.migration_id, parties.source_host, parties.destination_host) == (
+        m.id,
+        m.source_host,
+        m.destination_host,
+    )
+    assert parties.registered_by == m.registered_by

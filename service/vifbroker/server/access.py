@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from vifbroker.model import Migration
-from vifbroker.store import NoActiveMigration, WrongHost
+from vifbroker.store import NoActiveMigration, Parties, WrongHost
 from vifbroker.store import NotFound as StoreNotFound
 
 from .auth import Principal
@@ -32,7 +32,7 @@ class Part(enum.Enum):
     REGISTRAR = "registrar"
 
 
-def parts_of(migration: Migration, host: str | None) -> frozenset[Part]:
+def parts_of(migration: Migration | Parties, host: str | None) -> frozenset[Part]:
     """The parts ``host`` plays in ``migration`` (empty: not a party)."""
     if host is None:
         return frozenset()
@@ -52,7 +52,7 @@ def unknown_migration(migration_id: str) -> NotFound:
 
 
 def check_part(
-    who: Principal, migration: Migration, allowed: frozenset[Part], hide: NotFound
+    who: Principal, migration: Migration | Parties, allowed: frozenset[Part], hide: NotFound
 ) -> None:
     """Pass a controller or an agent playing one of ``allowed``; ``hide`` for a non-party."""
     if who.is_controller:
@@ -113,7 +113,8 @@ async def check_uploader(ctx: Context, who: Principal, domain_uuid: str) -> None
         return
     hide = _no_upload(domain_uuid)
     try:
-        active = await ctx.store.active_migration(domain_uuid)
+        # Who takes part, not the whole migration: the same cost however many vifs it has.
+        active = await ctx.store.active_parties(domain_uuid)
     except NoActiveMigration:
         raise hide from None
     check_part(who, active, frozenset({Part.SOURCE}), hide)

@@ -1,6 +1,6 @@
 """Storage: the Store protocol, its implementations, and the change hub."""
 
-from .base import Store, Uploaded
+from .base import Parties, Store, Uploaded
 from .errors import (
     BadCursor,
     Conflict,
@@ -24,6 +24,7 @@ __all__ = [
     "InvalidTransition",
     "NoActiveMigration",
     "NotFound",
+    "Parties",
     "PreconditionFailed",
     "SchemaMismatch",
     "Store",

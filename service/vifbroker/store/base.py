@@ -32,6 +32,16 @@ from .hub import ChangeHub
 
 
 @dataclass(frozen=True, slots=True)
+class Parties:
+    """Who takes part in a migration: what an authorization check needs, and no more."""
+
+    migration_id: str
+    source_host: str
+    destination_host: str
+    registered_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Uploaded:
     """What an upload did: the new records, and where their migration stands after it.
 
@@ -109,6 +119,10 @@ class Store(Protocol):
     # records
     async def active_migration(self, domain_uuid: str) -> Migration:
         """The domain's active migration, or NoActiveMigration."""
+
+    async def active_parties(self, domain_uuid: str) -> Parties:
+        """Who takes part in the domain's active migration (one indexed read, whatever
+        the migration holds), or NoActiveMigration."""
 
     async def put_interfaces(
         self,

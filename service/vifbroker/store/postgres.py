@@ -32,7 +32,7 @@ from vifbroker.model import (
 
 from . import postgres_schema, rows, rules
 from . import postgres_writes as writes
-from .base import Uploaded
+from .base import Parties, Uploaded
 from .errors import NoActiveMigration, NotFound
 from .hub import ChangeHub
 from .postgres_engine import Conn, PgEngine
@@ -162,6 +162,19 @@ class PostgresStore:
         if found is None:
             raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
         return found
+
+    async def active_parties(self, domain_uuid: str) -> Parties:
+        async def q(c: Conn) -> asyncpg.Record | None:
+            return await c.fetchrow(
+                "SELECT id, source_host, destination_host, registered_by FROM migrations"
+                f" WHERE domain_uuid = $1 AND {_ACTIVE}",
+                domain_uuid,
+            )
+
+        row = await self._engine.read(q, "reading the active migration's hosts")
+        if row is None:
+            raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
+        return Parties(row[0], row[1], row[2], row[3])
 
     async def put_interfaces(
         self,

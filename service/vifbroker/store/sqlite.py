@@ -26,7 +26,7 @@ from vifbroker.model import (
 from . import rows, rules, sqlite_schema
 from . import sqlite_rows as sqlrows
 from . import sqlite_writes as writes
-from .base import Uploaded
+from .base import Parties, Uploaded
 from .errors import (
     NoActiveMigration,
     NotFound,
@@ -172,6 +172,20 @@ class SQLiteStore:
                 f"SELECT id FROM migrations WHERE domain_uuid = ? AND {_ACTIVE}", (domain_uuid,)
             ).fetchone()
             return sqlrows.load_migration(c, row["id"]) if row else None
+
+        found = await self._engine.read(q)
+        if found is None:
+            raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
+        return found
+
+    async def active_parties(self, domain_uuid: str) -> Parties:
+        def q(c: sqlite3.Connection) -> Parties | None:
+            row = c.execute(
+                "SELECT id, source_host, destination_host, registered_by FROM migrations"
+                f" WHERE domain_uuid = ? AND {_ACTIVE}",
+                (domain_uuid,),
+            ).fetchone()
+            return Parties(row[0], row[1], row[2], row[3]) if row else None
 
         found = await self._engine.read(q)
         if found is None:
