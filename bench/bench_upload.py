@@ -193,7 +193,10 @@ def spawn_broker(state: Path, port: int, db: str | None) -> subprocess.Popen[byt
             "--listen", f"127.0.0.1:{port}"]  # fmt: skip
     if db:
         argv += ["--db", db]
-    return subprocess.Popen(argv, env={**os.environ, "VIFBROKER_LOG_LEVEL": "WARNING"})
+    # bench_scaling puts 1,000 vifs in one migration: above the default bound
+    # (max_vifs_per_migration, 256), which guards a broker against hostile uploads.
+    env = {"VIFBROKER_LOG_LEVEL": "WARNING", "VIFBROKER_MAX_VIFS_PER_MIGRATION": "100000"}
+    return subprocess.Popen(argv, env={**os.environ, **env})
 
 
 async def upload_requests(

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -60,6 +61,7 @@ async def served_broker(
     agents: tuple[str, ...] = ("src", "dst", "other"),
     args: tuple[str, ...] = (),
     prefix: tuple[str, ...] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Served]:
     """``vifbroker serve`` on a free loopback port with a controller and agent tokens."""
     token_file = directory / "tokens.toml"
@@ -76,14 +78,15 @@ async def served_broker(
             stdout=out, stderr=out, preexec_fn=_priority,
             env={**os.environ, "VIFBROKER_LOG_LEVEL": "WARNING", **(env or {})},
         )  # fmt: skip
-    served = Served(f"http://127.0.0.1:{port}", tokens, log, proc, token_file)
+    scheme = "https" if tls else "http"
+    served = Served(f"{scheme}://127.0.0.1:{port}", tokens, log, proc, token_file)
     try:
         async with aiohttp.ClientSession() as session:
 
             async def up() -> bool:
                 assert proc.poll() is None, log.read_text()
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(served.url + "/healthz") as resp:
+                    async with session.get(served.url + "/healthz", ssl=tls or True) as resp:
                         return resp.status == 200
                 return False
 

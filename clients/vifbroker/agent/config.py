@@ -41,6 +41,13 @@ class AgentConfig(TomlSettings):
         description="broker base URL(s), comma-separated; the next is tried when one is down"
     )
     token_file: Path = Field(description="file holding this host's agent token")
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle (PEM) to trust for an https:// broker"
+    )
+    cert: Path | None = Field(
+        default=None, description="client certificate (PEM) for a broker that requires one"
+    )
+    key: Path | None = Field(default=None, description="private key (PEM) of cert")
     host: str = Field(
         default_factory=socket.gethostname,
         pattern=HOST_PATTERN,

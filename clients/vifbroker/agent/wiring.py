@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from vifbroker.backends import Backend, BackendOptions, available_backends, load_backend
-from vifbroker.client import BrokerClient
+from vifbroker.client import BrokerClient, tls_context
 from vifbroker.logkit import FieldsFilter, configure
 
 from .domainxml import DirectorySource, DomainSource, VirshSource
@@ -40,6 +41,13 @@ def add_broker_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="file holding the token (env VIFBROKER_TOKEN_FILE)",
     )
+    parser.add_argument(
+        "--ca-file", type=Path, metavar="PATH", help="CA bundle to trust for an https:// broker"
+    )
+    parser.add_argument(
+        "--cert", type=Path, metavar="PATH", help="client certificate (PEM) for mutual TLS"
+    )
+    parser.add_argument("--key", type=Path, metavar="PATH", help="private key of --cert")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--log-format", choices=["json", "text"])
 
@@ -127,9 +135,14 @@ def make_client(args: argparse.Namespace) -> BrokerClient:
     if not urls:
         raise ConfigError("--broker (or VIFBROKER_BROKER) needs at least one URL")
     try:
-        return BrokerClient(urls, read_token(Path(token_file)))
+        tls = tls_context(
+            getattr(args, "ca_file", None), getattr(args, "cert", None), getattr(args, "key", None)
+        )
+        return BrokerClient(urls, read_token(Path(token_file)), tls=tls)
     except ValueError as exc:  # a malformed URL: a configuration error, never retried
         raise ConfigError(str(exc)) from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS files: {exc}") from exc
 
 
 def make_backends(args: argparse.Namespace, *, default: bool = True) -> list[Backend]:

@@ -15,7 +15,7 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
-from .transport import RetryPolicy
+from .transport import RetryPolicy, tls_context
 
 __all__ = [
     "SETTLED_STATES",
@@ -35,4 +35,5 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UploadResult",
+    "tls_context",
 ]

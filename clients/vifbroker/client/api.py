@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -96,10 +97,11 @@ class BrokerClient:
         *,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if isinstance(urls, str):
             urls = [u.strip() for u in urls.split(",") if u.strip()]
-        self._t = Transport(urls, token, retry=retry, session=session)
+        self._t = Transport(urls, token, retry=retry, session=session, tls=tls)
 
     @property
     def urls(self) -> list[str]:

@@ -17,8 +17,10 @@ import json
 import logging
 import random
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -98,6 +100,22 @@ def check_broker_url(url: str) -> str:
     return url.rstrip("/")
 
 
+def tls_context(
+    ca_file: Path | None = None, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext | None:
+    """A client TLS context: trust ``ca_file`` (else the system's CAs), present
+    ``cert``/``key`` when the broker asks for a client certificate. None when
+    nothing is given (https:// URLs then use the system's defaults)."""
+    if ca_file is None and cert is None:
+        return None
+    if (cert is None) != (key is None):
+        raise ValueError("--cert and --key go together")
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if cert is not None and key is not None:
+        context.load_cert_chain(cert, key)
+    return context
+
+
 class Transport:
     """Sends requests to the first broker URL that answers.
 
@@ -112,12 +130,14 @@ class Transport:
         *,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not urls:
             raise ValueError("at least one broker URL is needed")
         self.urls = [check_broker_url(u) for u in urls]
         self.retry = retry or RetryPolicy()
         self._token = token
+        self._tls = tls
         self._session = session
         self._own_session = session is None
         self._preferred = 0
@@ -131,7 +151,9 @@ class Transport:
         if self._session is None or self._session.closed:
             # A long-poll holds a connection; keep enough for an evacuation's
             # worth of concurrent result posts next to it.
-            connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=60)
+            connector = aiohttp.TCPConnector(
+                limit=256, ttl_dns_cache=60, ssl=self._tls if self._tls is not None else True
+            )
             self._session = aiohttp.ClientSession(connector=connector)
             self._own_session = True
         return self._session

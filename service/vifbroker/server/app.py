@@ -20,6 +20,7 @@ from .context import CTX, Context, utcnow
 from .longpoll import LongPolls
 from .metrics import Metrics
 from .middleware import echo_request_id, guard, observe_middleware, problems
+from .tokenfile import TOKEN_WATCHER, TokenWatcher, watch_tokens
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,12 @@ def create_app(
         client_max_size=settings.max_body_bytes, middlewares=[observe_middleware(), problems, guard]
     )
     app[CTX] = ctx
+    app[TOKEN_WATCHER] = TokenWatcher(settings.tokens_path, tokens)
     for module in (ops, migrations, domains, hosts, events, preflight, registration):
         module.add_routes(app)
     app.cleanup_ctx.append(_store_lifecycle)
     app.cleanup_ctx.append(_housekeeping)
+    app.cleanup_ctx.append(watch_tokens)
     app.on_shutdown.append(_wake_longpolls)
     app.on_response_prepare.append(echo_request_id)
     return app

@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from .auth import Role, TokenFileError, add_token, load_tokens
 from .config import Settings, load_settings
 from .connections import BrokerRunner, ConnectionLimits
 from .logs import configure_logging
+from .tokencli import register_tokens
+from .tokenfile import TOKEN_WATCHER
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="let agents register migrations themselves (no controller needed)",
     )
+    serve.add_argument("--tls-cert", type=Path, metavar="PATH", help="serve HTTPS: certificate")
+    serve.add_argument("--tls-key", type=Path, metavar="PATH", help="serve HTTPS: private key")
+    serve.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="PATH",
+        help="require client certificates signed by these CAs",
+    )
     serve.set_defaults(func=run_serve)
 
     db = subparsers.add_parser("db", help="manage the broker's database")
@@ -63,14 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     upgrade.add_argument("--config", type=Path, metavar="PATH", help="TOML settings file")
     upgrade.set_defaults(func=run_db_upgrade)
 
-    token = subparsers.add_parser("token", help="manage API tokens")
-    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    add = token_sub.add_parser("add", help="create a token; print it and store its hash")
-    add.add_argument("--tokens", type=Path, metavar="PATH", help="token file (default: settings)")
-    add.add_argument("--role", required=True, choices=[r.value for r in Role])
-    add.add_argument("--host", help="the host an agent token acts for")
-    add.add_argument("--name", help="a label for logs")
-    add.set_defaults(func=run_token_add)
+    register_tokens(subparsers, _settings)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -81,19 +85,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         tokens=getattr(args, "tokens", None),
         state_dir=getattr(args, "state_dir", None),
         agent_migrations=getattr(args, "agent_migrations", None),
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
+        tls_client_ca=getattr(args, "tls_client_ca", None),
         db_upgrade=getattr(args, "db_upgrade", None),
     )
-
-
-def run_token_add(args: argparse.Namespace) -> int:
-    path: Path = args.tokens or _settings(args).tokens_path
-    try:
-        token = add_token(path, Role(args.role), host=args.host, name=args.name)
-    except (ValueError, OSError) as exc:
-        print(f"vifbroker token add: {exc}", file=sys.stderr)
-        return 2
-    print(token)
-    return 0
 
 
 def bootstrap_tokens(settings: Settings) -> None:
@@ -138,6 +134,11 @@ def run_serve(args: argparse.Namespace) -> int:
     except (TokenFileError, OSError) as exc:
         log.error("cannot load tokens: %s", exc)
         return 2
+    try:
+        tls = server_tls_context(settings)
+    except (OSError, ssl.SSLError) as exc:
+        log.error("cannot load the TLS certificate, key or client CA: %s", exc)
+        return 2
     import uvloop
 
     from vifbroker.store import open_store
@@ -157,7 +158,7 @@ def run_serve(args: argparse.Namespace) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
-            return runner.run(_serve(app, settings, len(tokens)))
+            return runner.run(_serve(app, settings, len(tokens), tls))
         except StoreError as exc:  # unreachable, or a schema this broker does not run on
             log.error("cannot open the store: %s", exc)
             return 1
@@ -194,6 +195,19 @@ def run_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """HTTPS with ``tls_cert``/``tls_key``; client certificates required with ``tls_client_ca``."""
+    if settings.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.tls_client_ca is not None:
+        context.load_verify_locations(cafile=settings.tls_client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 def raise_open_file_limit() -> int:
     """Raise the soft RLIMIT_NOFILE to the hard limit (parked long-polls hold sockets)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -206,7 +220,9 @@ def raise_open_file_limit() -> int:
     return hard
 
 
-async def _serve(app: web.Application, settings: Settings, token_count: int) -> int:
+async def _serve(
+    app: web.Application, settings: Settings, token_count: int, tls: ssl.SSLContext | None
+) -> int:
     host, port = settings.host_port
     log.info("open-file limit %d", raise_open_file_limit())
     runner = BrokerRunner(
@@ -217,13 +233,16 @@ async def _serve(app: web.Application, settings: Settings, token_count: int) -> 
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
         await site.start()
-        log.info("listening on http://%s:%d (%d tokens)", host, port, token_count)
+        scheme = "https" if tls else "http"
+        log.info("listening on %s://%s:%d (%d tokens)", scheme, host, port, token_count)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # SIGHUP: re-read the token file now (it is also re-read when it changes).
+        loop.add_signal_handler(signal.SIGHUP, app[TOKEN_WATCHER].reload_now)
         systemd = Notifier()
         async with systemd.watchdog():
             systemd.ready(f"listening on {host}:{port}")

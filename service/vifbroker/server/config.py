@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from vifbroker.model import PORTDATA_DEFAULT_MAX
@@ -82,6 +82,13 @@ class Settings(TomlSettings):
         gt=0,
         description="the agents' heartbeat interval: a host silent for three is not reporting",
     )
+    tls_cert: Path | None = Field(
+        default=None, description="certificate chain (PEM): serve HTTPS instead of HTTP"
+    )
+    tls_key: Path | None = Field(default=None, description="private key (PEM) of tls_cert")
+    tls_client_ca: Path | None = Field(
+        default=None, description="CA bundle (PEM): require client certificates it signed"
+    )
     readiness_timeout_seconds: float = Field(
         default=2.0, gt=0, description="/readyz answers 503 when a probe write takes longer"
     )
@@ -132,6 +139,14 @@ class Settings(TomlSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        return self
 
     @field_validator("listen")
     @classmethod
