@@ -202,3 +202,18 @@ async def test_a_multi_host_dsn_finds_the_writable_server(pg_dsn: str) -> None:
         await store.probe_write(5)
     finally:
         await store.close()
+
+
+async def test_close_does_not_hang_while_the_database_is_down(
+    pg_dsn: str, pg_cluster: PgCluster
+) -> None:
+    store = PostgresStore(pg_dsn, timeout=2.0)
+    await store.open()
+    await store.create_migration(req(4), T0)
+    pg_cluster.stop(mode="immediate")
+    try:
+        await asyncio.wait_for(store.close(), 15)
+    finally:
+        pg_cluster.start()
+    with pytest.raises(StoreUnavailable):
+        await store.put_interfaces(dom(4), [Interface(mac=MAC)], T0)

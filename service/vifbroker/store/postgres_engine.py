@@ -150,9 +150,12 @@ class PgEngine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._writer = self._listener = None
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:  # a graceful close waits on the server: not forever when it is gone
+                await asyncio.wait_for(pool.close(), self.timeout)
+            except (TimeoutError, *UNREACHABLE, asyncpg.PostgresError):
+                pool.terminate()
 
     @property
     def alive(self) -> bool:
