@@ -11,29 +11,24 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
-from collections.abc import Sequence
-from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from vifbroker.model import (
     Host,
-    HostIn,
     Inbox,
-    Interface,
     Migration,
-    MigrationCreate,
     MigrationState,
-    ResultIn,
     VifRecord,
 )
 
 from . import postgres_schema, rows, rules
 from . import postgres_writes as writes
-from .base import Parties, Uploaded
+from .base import Parties
 from .errors import NoActiveMigration, NotFound
+from .frontend import RoutedWrites
 from .hub import ChangeHub
 from .postgres_engine import Conn, PgEngine
 
@@ -50,7 +45,7 @@ def redacted(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStore:
+class PostgresStore(RoutedWrites):
     def __init__(self, dsn: str, *, upgrade: bool = True, timeout: float = 10.0) -> None:
         self.dsn = dsn
         self.hub = ChangeHub()
@@ -69,6 +64,9 @@ class PostgresStore:
     async def ping(self) -> None:
         await self._engine.read(lambda c: c.fetchval("SELECT 1"), "ping")
 
+    async def _write(self, operation: str, /, **arguments: Any) -> Any:
+        return await self._engine.write(functools.partial(getattr(writes, operation), **arguments))
+
     async def probe_write(self, timeout: float) -> None:  # noqa: ASYNC109
         await self._engine.probe_write(timeout)
 
@@ -83,16 +81,6 @@ class PostgresStore:
         return await self._engine.read(q, "counting migrations")
 
     # ------------------------------------------------------------ migrations
-    async def create_migration(
-        self, req: MigrationCreate, now: datetime, *, registered_by: str | None = None
-    ) -> tuple[Migration, bool]:
-        mid = req.id or str(uuid.uuid4())
-        return await self._engine.write(
-            functools.partial(
-                writes.create_migration, req=req, mid=mid, now=now, registered_by=registered_by
-            )
-        )
-
     async def get_migration(self, migration_id: str) -> Migration:
         found = await self._engine.read(
             lambda c: writes.load_migration(c, migration_id), "reading a migration"
@@ -137,19 +125,6 @@ class PostgresStore:
 
         return await self._engine.read(q, "listing migrations")
 
-    async def transition(self, migration_id: str, to: MigrationState, now: datetime) -> Migration:
-        return await self._engine.write(
-            functools.partial(writes.end_migration, migration_id=migration_id, to=to, now=now)
-        )
-
-    async def expire(self, now: datetime) -> list[str]:
-        return await self._engine.write(functools.partial(writes.expire_overdue, now=now))
-
-    async def prune(self, older_than: datetime) -> int:
-        return await self._engine.write(
-            functools.partial(writes.prune_ended, older_than=older_than)
-        )
-
     # --------------------------------------------------------------- records
     async def active_migration(self, domain_uuid: str) -> Migration:
         async def q(c: Conn) -> Migration | None:
@@ -175,29 +150,6 @@ class PostgresStore:
         if row is None:
             raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
         return Parties(row[0], row[1], row[2], row[3])
-
-    async def put_interfaces(
-        self,
-        domain_uuid: str,
-        interfaces: Sequence[Interface],
-        now: datetime,
-        *,
-        if_match: dict[str, int] | None = None,
-        source_host: str | None = None,
-        max_vifs: int | None = None,
-    ) -> Uploaded:
-        rules.check_unique_macs([i.mac for i in interfaces])
-        return await self._engine.write(
-            functools.partial(
-                writes.store_uploads,
-                domain_uuid=domain_uuid,
-                interfaces=interfaces,
-                now=now,
-                if_match=if_match,
-                source_host=source_host,
-                max_vifs=max_vifs,
-            )
-        )
 
     async def latest_migration(self, domain_uuid: str) -> Migration:
         async def q(c: Conn) -> Migration | None:
@@ -227,21 +179,6 @@ class PostgresStore:
             what = f"interface {mac} of domain {domain_uuid}" if mac else f"domain {domain_uuid}"
             raise NotFound(f"no records for {what}")
         return found
-
-    async def post_results(
-        self, migration_id: str, results: Sequence[ResultIn], now: datetime
-    ) -> Migration:
-        rules.check_unique_macs([r.mac for r in results])
-        return await self._engine.write(
-            functools.partial(
-                writes.record_results, migration_id=migration_id, results=results, now=now
-            )
-        )
-
-    async def record_resume(self, migration_id: str, at: datetime, now: datetime) -> Migration:
-        return await self._engine.write(
-            functools.partial(writes.record_resume, migration_id=migration_id, at=at, now=now)
-        )
 
     # ----------------------------------------------------------------- inbox
     async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
@@ -278,11 +215,6 @@ class PostgresStore:
         return await self._engine.read(q, "reading events")
 
     # ----------------------------------------------------------------- hosts
-    async def heartbeat(self, name: str, info: HostIn, now: datetime) -> Host:
-        return await self._engine.write(
-            functools.partial(writes.record_heartbeat, name=name, info=info, now=now)
-        )
-
     async def get_host(self, name: str) -> Host:
         async def q(c: Conn) -> asyncpg.Record | None:
             return await c.fetchrow("SELECT * FROM hosts WHERE name = $1", name)

@@ -101,14 +101,13 @@ async def current(conn: Conn) -> tuple[int, str | None]:
     """The database's schema version and the broker that wrote it (0 for an empty database)."""
     if await conn.fetchval("SELECT to_regclass('schema_versions')") is None:
         return 0, None
-    row = await conn.fetchrow(
-        "SELECT version, broker_version FROM schema_versions ORDER BY version DESC LIMIT 1"
-    )
+    row = await conn.fetchrow(schema.NEWEST_STEP_SQL)
     return (int(row["version"]), str(row["broker_version"])) if row else (0, None)
 
 
 async def upgrade(conn: Conn, *, allow: bool, url: str) -> int:
-    """Bring the schema to ``LATEST``, one step per transaction; the version it is at."""
+    """Bring the schema to ``LATEST`` in one transaction (PostgreSQL's DDL is
+    transactional: a failed step leaves the database as it was); the version."""
     async with conn.transaction():
         # A session lock would outlive a dropped connection's pool slot; this one
         # ends with the transaction, and the steps run in it.

@@ -17,6 +17,11 @@ from importlib import metadata
 
 from .errors import SchemaMismatch
 
+#: The newest step a database ran and the broker that ran it (same SQL for every store).
+NEWEST_STEP_SQL = (
+    "SELECT version, broker_version FROM schema_versions ORDER BY version DESC LIMIT 1"
+)
+
 
 def broker_version() -> str:
     try:

@@ -6,32 +6,27 @@ import asyncio
 import functools
 import logging
 import sqlite3
-import uuid
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from vifbroker.model import (
     Host,
-    HostIn,
     Inbox,
-    Interface,
     Migration,
-    MigrationCreate,
     MigrationState,
-    ResultIn,
     VifRecord,
 )
 
 from . import rows, rules, sqlite_schema
 from . import sqlite_rows as sqlrows
 from . import sqlite_writes as writes
-from .base import Parties, Uploaded
+from .base import Parties
 from .errors import (
     NoActiveMigration,
     NotFound,
     StoreUnavailable,
 )
+from .frontend import RoutedWrites
 from .hub import ChangeHub
 from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Event, WatchCache, answer
 from .sqlite_engine import Engine
@@ -43,7 +38,7 @@ log = logging.getLogger(__name__)
 _INLINE_BUILD_BYTES = 64 * 1024
 
 
-class SQLiteStore:
+class SQLiteStore(RoutedWrites):
     """Reads run on a reader thread; every write is a function of ``sqlite_writes``
     run by the engine's group commit; the inbox near the head comes from the cache."""
 
@@ -86,6 +81,9 @@ class SQLiteStore:
             raise StoreUnavailable("sqlite writer is not running")
         await self._engine.read(lambda c: c.execute("SELECT 1").fetchone())
 
+    async def _write(self, operation: str, /, **arguments: Any) -> Any:
+        return await self._engine.write(functools.partial(getattr(writes, operation), **arguments))
+
     async def probe_write(self, timeout: float) -> None:  # noqa: ASYNC109
         try:
             async with asyncio.timeout(timeout):
@@ -104,16 +102,6 @@ class SQLiteStore:
         return await self._engine.read(q)
 
     # ------------------------------------------------------------ migrations
-    async def create_migration(
-        self, req: MigrationCreate, now: datetime, *, registered_by: str | None = None
-    ) -> tuple[Migration, bool]:
-        mid = req.id or str(uuid.uuid4())
-        return await self._engine.write(
-            functools.partial(
-                writes.create_migration, req=req, mid=mid, now=now, registered_by=registered_by
-            )
-        )
-
     async def get_migration(self, migration_id: str) -> Migration:
         found = await self._engine.read(lambda c: sqlrows.load_migration(c, migration_id))
         if found is None:
@@ -152,19 +140,6 @@ class SQLiteStore:
 
         return await self._engine.read(q)
 
-    async def transition(self, migration_id: str, to: MigrationState, now: datetime) -> Migration:
-        return await self._engine.write(
-            functools.partial(writes.end_migration, migration_id=migration_id, to=to, now=now)
-        )
-
-    async def expire(self, now: datetime) -> list[str]:
-        return await self._engine.write(functools.partial(writes.expire_overdue, now=now))
-
-    async def prune(self, older_than: datetime) -> int:
-        return await self._engine.write(
-            functools.partial(writes.prune_ended, older_than=older_than)
-        )
-
     # --------------------------------------------------------------- records
     async def active_migration(self, domain_uuid: str) -> Migration:
         def q(c: sqlite3.Connection) -> Migration | None:
@@ -192,29 +167,6 @@ class SQLiteStore:
             raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
         return found
 
-    async def put_interfaces(
-        self,
-        domain_uuid: str,
-        interfaces: Sequence[Interface],
-        now: datetime,
-        *,
-        if_match: dict[str, int] | None = None,
-        source_host: str | None = None,
-        max_vifs: int | None = None,
-    ) -> Uploaded:
-        rules.check_unique_macs([i.mac for i in interfaces])
-        return await self._engine.write(
-            functools.partial(
-                writes.store_uploads,
-                domain_uuid=domain_uuid,
-                interfaces=interfaces,
-                now=now,
-                if_match=if_match,
-                source_host=source_host,
-                max_vifs=max_vifs,
-            )
-        )
-
     async def latest_migration(self, domain_uuid: str) -> Migration:
         def q(c: sqlite3.Connection) -> Migration | None:
             row = _latest(c, domain_uuid)
@@ -241,21 +193,6 @@ class SQLiteStore:
             what = f"interface {mac} of domain {domain_uuid}" if mac else f"domain {domain_uuid}"
             raise NotFound(f"no records for {what}")
         return found
-
-    async def post_results(
-        self, migration_id: str, results: Sequence[ResultIn], now: datetime
-    ) -> Migration:
-        rules.check_unique_macs([r.mac for r in results])
-        return await self._engine.write(
-            functools.partial(
-                writes.record_results, migration_id=migration_id, results=results, now=now
-            )
-        )
-
-    async def record_resume(self, migration_id: str, at: datetime, now: datetime) -> Migration:
-        return await self._engine.write(
-            functools.partial(writes.record_resume, migration_id=migration_id, at=at, now=now)
-        )
 
     # ----------------------------------------------------------------- inbox
     async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
@@ -303,11 +240,6 @@ class SQLiteStore:
         return await self._engine.read(q)
 
     # ----------------------------------------------------------------- hosts
-    async def heartbeat(self, name: str, info: HostIn, now: datetime) -> Host:
-        return await self._engine.write(
-            functools.partial(writes.record_heartbeat, name=name, info=info, now=now)
-        )
-
     async def get_host(self, name: str) -> Host:
         row = await self._engine.read(
             lambda c: c.execute("SELECT * FROM hosts WHERE name = ?", (name,)).fetchone()

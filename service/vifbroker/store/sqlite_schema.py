@@ -106,9 +106,7 @@ def current(conn: sqlite3.Connection) -> tuple[int, str | None]:
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_versions'"
     ).fetchone()
     if has_table:
-        row = conn.execute(
-            "SELECT version, broker_version FROM schema_versions ORDER BY version DESC LIMIT 1"
-        ).fetchone()
+        row = conn.execute(schema.NEWEST_STEP_SQL).fetchone()
         if row is not None:
             return int(row[0]), str(row[1])
     return 0, None
