@@ -466,3 +466,9 @@ async def test_active_parties_names_the_hosts_of_the_active_migration(store: Sto
         m.destination_host,
     )
     assert parties.registered_by == m.registered_by
+    # Asked again after the migration ended (and a new one began): never a stale answer.
+    await store.transition(m.id, MigrationState.CANCELLED, T0)
+    with pytest.raises(NoActiveMigration):
+        await store.active_parties(DOM)
+    again, _ = await store.create_migration(req(id="m-again"), T0)
+    assert (await store.active_parties(DOM)).migration_id == again.id

@@ -28,10 +28,11 @@ from .errors import (
 )
 from .frontend import RoutedWrites
 from .hub import ChangeHub
-from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Event, WatchCache, answer
+from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Change, Event, WatchCache, answer
 from .sqlite_engine import Engine
 
 _ACTIVE = writes.ACTIVE
+_MAX_PARTIES = 65536
 log = logging.getLogger(__name__)
 
 #: Inbox answers from the watch cache larger than this are built in a thread.
@@ -59,6 +60,10 @@ class SQLiteStore(RoutedWrites):
         self._engine = Engine(
             self.path, self.hub, upgrade_schema, self._committed, self.cache.holds
         )
+        # Who takes part in each domain's active migration, as last read; every
+        # commit that touches a migration drops its domain. An agent's upload
+        # asks this before it sends its body, and would otherwise cost a read.
+        self._parties: dict[str, Parties] = {}
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -67,6 +72,12 @@ class SQLiteStore(RoutedWrites):
         self.cache.reset(self.hub.revision)
 
     def _committed(self, events: list[Event]) -> None:
+        if self._parties:
+            for event in events:
+                if isinstance(event, Change):
+                    self._parties.pop(event.row["domain_uuid"], None)
+                else:  # pruned: gone outright (terminal ones were dropped before)
+                    self._parties.clear()
         try:
             self.cache.apply(events)
         except Exception:  # a bug here must not cost answers: SQL still has them
@@ -162,9 +173,15 @@ class SQLiteStore(RoutedWrites):
             ).fetchone()
             return Parties(row[0], row[1], row[2], row[3]) if row else None
 
+        known = self._parties.get(domain_uuid)
+        if known is not None:
+            return known
         found = await self._engine.read(q)
         if found is None:
             raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
+        if len(self._parties) >= _MAX_PARTIES:
+            self._parties.clear()
+        self._parties[domain_uuid] = found
         return found
 
     async def latest_migration(self, domain_uuid: str) -> Migration:
