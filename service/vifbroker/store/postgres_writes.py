@@ -287,12 +287,13 @@ async def _migration_row(c: Conn, migration_id: str, lock: bool = True) -> RowDi
 async def _locked_with_vifs(
     c: Conn, where: str, key: str, macs: Sequence[str]
 ) -> tuple[RowDict | None, dict[str, RowDict]]:
-    """The migration matching ``where`` (locked for this transaction) and its vifs among
-    ``macs``, in one round trip (index lookups: no scan of the migration's vifs)."""
+    """The migration matching ``where`` and its vifs among ``macs``, in one round trip
+    (index lookups: no scan of the migration's vifs). No row lock: the batch holds
+    the write lock, so nothing else writes until it commits (and a FOR UPDATE
+    would write a lock mark into the row: WAL for nothing)."""
     row = await c.fetchrow(
         "SELECT m.*, (SELECT json_agg(v) FROM vifs v WHERE v.migration_id = m.id"
-        f" AND v.mac = ANY($2::text[])) AS named FROM migrations m WHERE {where}"
-        " FOR UPDATE OF m",
+        f" AND v.mac = ANY($2::text[])) AS named FROM migrations m WHERE {where}",
         key,
         list(macs),
     )
