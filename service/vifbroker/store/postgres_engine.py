@@ -35,6 +35,7 @@ import asyncpg
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
+from .batching import WriteQueue
 from .errors import InvalidInput, StoreError, StoreUnavailable
 from .hub import ChangeHub
 from .postgres_schema import WRITE_LOCK
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: A connection as operations see it: the pool hands out proxies.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
-MAX_BATCH = 256
 CHANNEL = "vifbroker"
 _NOTIFY_MAX = 7000  # bytes; PostgreSQL's payload limit is 8000
 #: Driver and network errors that mean "the database cannot be reached now".
@@ -109,7 +109,7 @@ class PgEngine:
         self.timeout = timeout
         self.replica = uuid.uuid4().hex  # to tell our own notifications from others'
         self._pool: asyncpg.Pool | None = None
-        self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: WriteQueue[WriteOp[Any]] = WriteQueue()
         self._writer: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
@@ -150,6 +150,7 @@ class PgEngine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._writer = self._listener = None
+        self._queue.close(StoreUnavailable("the store is closing"))
         pool, self._pool = self._pool, None
         if pool is not None:
             try:  # a graceful close waits on the server: not forever when it is gone
@@ -192,33 +193,22 @@ class PgEngine:
         """Queue ``op``; answer once the batch holding it is committed."""
         if not self.alive:
             raise StoreUnavailable("store is not open")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((op, fut))
-        return await fut
+        result: T = await self._queue.submit(op)
+        return result
 
     async def _write_loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await self._queue.next_batch()
             try:
                 async with translated("commit"), asyncio.timeout(self.timeout):
                     results, revision, keys = await self._run_batch([op for op, _ in batch])
             except StoreError as exc:  # nobody's write is known to have happened
                 log.warning("postgres batch of %d failed: %s", len(batch), exc)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(StoreUnavailable(str(exc)))
+                self._queue.fail(batch, StoreUnavailable(str(exc)))
                 continue
             if keys:
                 self._hub.publish(max(revision, self._hub.revision), keys)
-            for (_, fut), result in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+            self._queue.answer(batch, results)
 
     async def _run_batch(self, ops: list[WriteOp[Any]]) -> tuple[list[Any], int, set[str]]:
         failed: dict[int, BaseException] = {}

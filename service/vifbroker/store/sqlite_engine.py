@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .batching import WriteQueue
 from .errors import StoreUnavailable
 from .hub import ChangeHub
 from .sqlite_cache import Event
@@ -27,7 +28,6 @@ from .sqlite_cache import Event
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-MAX_BATCH = 256
 
 
 @dataclass
@@ -88,7 +88,7 @@ class Engine:
         self._wexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-write")
         self._rconn: sqlite3.Connection | None = None
         self._wconn: sqlite3.Connection | None = None
-        self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: WriteQueue[WriteOp[Any]] = WriteQueue()
         self._writer: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -121,6 +121,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
+        self._queue.close(StoreUnavailable("the store is closing"))
         loop = asyncio.get_running_loop()
         if self._wconn is not None:
             await loop.run_in_executor(self._wexec, self._wconn.close)
@@ -156,26 +157,20 @@ class Engine:
         """Queue ``op``; answer once the batch holding it is committed to disk."""
         if not self.alive:
             raise StoreUnavailable("store is not open")
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((op, fut))
-        return await fut
+        result: T = await self._queue.submit(op)
+        return result
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = await self._queue.next_batch()
             ctx = WriteContext(self._hub.revision, self._cached)
             try:
                 results = await loop.run_in_executor(
                     self._wexec, self._run_batch, [op for op, _ in batch], ctx
                 )
             except BaseException as exc:  # commit failed: nobody's write happened
-                err = StoreUnavailable(f"sqlite commit failed: {exc}")
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(err)
+                self._queue.fail(batch, StoreUnavailable(f"sqlite commit failed: {exc}"))
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 log.error("sqlite batch of %d failed: %s", len(batch), exc)
@@ -186,13 +181,7 @@ class Engine:
             # writer's response work off the handoff path.
             if ctx.revision != self._hub.revision or ctx.keys:
                 self._hub.publish(ctx.revision, ctx.keys)
-            for (_, fut), result in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+            self._queue.answer(batch, results)
 
     def _run_batch(self, ops: list[WriteOp[Any]], ctx: WriteContext) -> list[Any]:
         conn = self._wconn

@@ -1,0 +1,62 @@
+"""The queue behind group commit, the same for every store.
+
+Writers ``submit`` an operation and wait; the store's writer task takes
+``next_batch`` (everything queued, up to a bound), runs it as one transaction,
+and then either ``answer``s each writer with its own result (a value, or the
+exception its operation raised) or ``fail``s them all (the commit failed:
+nobody's write is known to have happened).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+Op = TypeVar("Op")
+T = TypeVar("T")
+
+MAX_BATCH = 256
+
+
+class WriteQueue(Generic[Op]):
+    def __init__(self, max_batch: int = MAX_BATCH) -> None:
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
+
+    async def submit(self, op: Op) -> Any:
+        """Queue ``op``; its result once the batch holding it has committed."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, fut))
+        return await fut
+
+    async def next_batch(self) -> list[tuple[Op, asyncio.Future[Any]]]:
+        """Wait for one operation, then take whatever else is queued."""
+        batch = [await self._queue.get()]
+        while len(batch) < self.max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    @staticmethod
+    def answer(batch: Sequence[tuple[Op, asyncio.Future[Any]]], results: Sequence[Any]) -> None:
+        """Hand each writer its result; an exception is raised in that writer only."""
+        for (_, fut), result in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+
+    @staticmethod
+    def fail(batch: Sequence[tuple[Op, asyncio.Future[Any]]], error: BaseException) -> None:
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(error)
+
+    def close(self, error: BaseException) -> None:
+        """Fail everything still queued (the store is closing: nobody will run it)."""
+        while not self._queue.empty():
+            _, fut = self._queue.get_nowait()
+            if not fut.done():
+                fut.set_exception(error)
