@@ -442,6 +442,8 @@ async def test_registered_by_and_the_running_host(store: Store) -> None:
     assert (await store.get_migration(m.id)).registered_by == "b"
     m2, _ = await store.create_migration(req(DOM2), T0)
     assert m2.registered_by is None
+
+
 async def test_max_vifs_bounds_the_migration_and_writes_nothing_past_it(store: Store) -> None:
     await store.create_migration(req(), T0)
     await store.put_interfaces(DOM, [iface(MAC1, "x")], T0, max_vifs=2)

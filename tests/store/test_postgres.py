@@ -17,6 +17,7 @@ from testkit import wait_until
 from vifbroker.model import Interface, MigrationCreate, MigrationState
 from vifbroker.store import Conflict, SchemaMismatch, StoreUnavailable
 from vifbroker.store.postgres import PostgresStore, redacted
+from vifbroker.store.postgres_engine import LISTENER_NAME
 from vifbroker.store.postgres_schema import LATEST
 
 pytestmark = pytest.mark.postgres
@@ -130,10 +131,11 @@ async def test_a_lost_listener_reconnects_and_wakes_what_it_may_have_missed(
     # Cut every LISTEN connection (both replicas'), then write at once: the
     # notification may reach nobody, but the reconnect must wake the waiter.
     database = pg_dsn.rsplit("/", 1)[1]
-    pg_cluster.psql(
+    cut = pg_cluster.psql(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        f" WHERE datname = '{database}' AND query LIKE 'LISTEN%'"
+        f" WHERE datname = '{database}' AND application_name = '{LISTENER_NAME}'"
     )
+    assert cut.split() == ["t", "t"], cut  # both replicas' listeners were cut
     await a.put_interfaces(dom(1), [Interface(mac=MAC)], T0)
     assert await asyncio.wait_for(waiter, 20) is True
     await wait_until(lambda: b._engine.listening.is_set(), 20)

@@ -46,6 +46,8 @@ T = TypeVar("T")
 #: A connection as operations see it: the pool hands out proxies.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 CHANNEL = "vifbroker"
+#: How the LISTEN connections show in pg_stat_activity.
+LISTENER_NAME = "vifbroker-listener"
 _NOTIFY_MAX = 7000  # bytes; PostgreSQL's payload limit is 8000
 #: Driver and network errors that mean "the database cannot be reached now".
 UNREACHABLE = (
@@ -273,7 +275,11 @@ class PgEngine:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=self.timeout)
+                conn = await asyncpg.connect(
+                    self._dsn,
+                    timeout=self.timeout,
+                    server_settings={"application_name": LISTENER_NAME},
+                )
                 lost = asyncio.Event()
                 conn.add_termination_listener(functools.partial(_set, lost))
                 await conn.add_listener(CHANNEL, self._notified)
