@@ -6,12 +6,20 @@ Decoding what was read is ``bodies``' job.
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Iterable, Sequence
 
 from aiohttp import web
 
 from .config import Settings
-from .errors import NotAcceptable, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from .connections import abandon_body
+from .errors import (
+    Malformed,
+    NotAcceptable,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 
 JSON = "application/json"
 XML = "application/xml"
@@ -96,6 +104,7 @@ async def read_body(
         )
     length = request.content_length
     if length is not None and length > max_bytes:
+        abandon_body(request)
         raise PayloadTooLarge(f"body of {length} bytes exceeds {max_bytes}")
     try:
         if request.content.is_eof():
@@ -106,9 +115,38 @@ async def read_body(
             async with asyncio.timeout(settings.body_timeout_seconds):
                 body = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
+        abandon_body(request)
         raise PayloadTooLarge(f"body exceeds {max_bytes} bytes") from exc
     except TimeoutError as exc:
+        abandon_body(request)
         raise RequestTimeout(
             f"body not received within {settings.body_timeout_seconds:g} s"
         ) from exc
+    if encoding != "identity":
+        body = inflate(body, encoding, max_bytes)
     return media, body
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decode a gzip or deflate body, stopping as soon as it exceeds ``limit`` bytes.
+
+    The HTTP layer hands bodies over still compressed (``auto_decompress``
+    off): aiohttp inflated a whole gzip bomb in one call on the event loop.
+    """
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    try:
+        inflater = zlib.decompressobj(wbits)
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        if encoding != "deflate":
+            raise Malformed("the body is not valid gzip") from None
+        try:  # "deflate" is zlib-wrapped by the RFC, raw by some clients
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise Malformed("the body is not valid deflate") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"decoded body exceeds {limit} bytes")
+    if not inflater.eof:
+        raise Malformed(f"the {encoding} body is truncated")
+    return out
