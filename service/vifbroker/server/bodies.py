@@ -22,6 +22,7 @@ import asyncio
 import concurrent.futures
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -99,6 +100,15 @@ def decode_interfaces(media: str, body: bytes, limits: Limits, many: bool) -> In
 # ------------------------------------------------------------------- the decoder
 
 
+#: How much lower than the broker's a decoding worker's CPU priority is: on a
+#: busy machine the event loop (health checks, long-polls) goes first.
+WORKER_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    os.nice(WORKER_NICENESS)
+
+
 class BodyDecoder:
     """Decodes bodies inline when small, in a worker process when large."""
 
@@ -131,7 +141,9 @@ class BodyDecoder:
         if self._pool is None:
             # spawn: never fork a process that runs an event loop and threads.
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self._workers, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_lower_priority,
             )
         return self._pool
 
