@@ -19,7 +19,15 @@ from vifbroker.model import (
     VifStatus,
     VifSummary,
 )
-from vifbroker.server.render import _dumps, inbox_json, migration_doc, record_doc, records_json
+from vifbroker.server.render import (
+    _dumps,
+    inbox_json,
+    inbox_json_yielding,
+    migration_doc,
+    record_doc,
+    records_json,
+    records_json_yielding,
+)
 
 
 def inbox_doc(inbox: Inbox) -> dict[str, Any]:
@@ -115,3 +123,14 @@ def test_inbox_json_is_the_dict_rendering(portdata: str | None, name: str | None
 def test_empty_inbox() -> None:
     box = Inbox(revision=5, items=[])
     assert inbox_json(box) == _dumps(inbox_doc(box)) == b'{"revision":5,"items":[]}'
+
+
+@pytest.mark.parametrize("portdata", HOSTILE)
+async def test_the_yielding_renderers_write_the_same_bytes(portdata: str | None) -> None:
+    box = _inbox(portdata, "vm")
+    first = box.items[0].model_copy(update={"interfaces": box.items[0].interfaces * 20})
+    big = box.model_copy(update={"items": [first, *box.items[1:]]})  # past a batch
+    for inbox in (box, big):
+        assert await inbox_json_yielding(inbox) == inbox_json(inbox)
+        records = inbox.items[0].interfaces
+        assert await records_json_yielding(records) == records_json(records)

@@ -20,7 +20,7 @@ from .render import (
     json_response,
     record_doc,
     record_xml,
-    records_json,
+    records_json_yielding,
     records_xml,
     render_off_loop,
     xml_response,
@@ -122,7 +122,7 @@ async def get_interfaces(request: web.Request) -> web.Response:
     if request[MEDIA] == XML:
         text = await render_off_loop(len(records), records_xml, domain_uuid, records)
         return xml_response(text)
-    return json_bytes_response(await render_off_loop(len(records), records_json, records))
+    return json_bytes_response(await records_json_yielding(records))
 
 
 @produces(JSON, XML)

@@ -12,7 +12,14 @@ from .context import CTX
 from .media import JSON_TYPES, read_body
 from .middleware import principal
 from .params import path_host, query_float, query_int
-from .render import host_doc, inbox_json, json_bytes_response, json_response, render_off_loop
+from .render import (
+    YIELD_EVERY,
+    host_doc,
+    inbox_json,
+    inbox_json_yielding,
+    json_bytes_response,
+    json_response,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +63,9 @@ async def inbox(request: web.Request) -> web.Response:
     box = await ctx.longpolls.poll(
         f"host:{name}", wait, lambda: ctx.store.inbox(name, after), has_items
     )
-    records = sum(len(item.interfaces) for item in box.items)
-    return json_bytes_response(await render_off_loop(records, inbox_json, box))
+    if sum(len(item.interfaces) for item in box.items) > YIELD_EVERY:
+        return json_bytes_response(await inbox_json_yielding(box))
+    return json_bytes_response(inbox_json(box))
 
 
 def add_routes(app: web.Application) -> None:

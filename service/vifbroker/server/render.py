@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from vifbroker.model import Host, Inbox, Migration, VifRecord, codec
+from vifbroker.model import Host, Inbox, InboxItem, Migration, VifRecord, codec
 
 from .errors import PROBLEM_CONTENT_TYPE, Problem
 
@@ -61,17 +61,46 @@ def inbox_json(inbox: Inbox) -> bytes:
     compact form as ``migration_doc``/``record_doc`` give (tests/api/test_render.py).
     """
     items = ",".join(
-        f'{{"revision":{item.revision:d},"direction":{_str(item.direction)},'
-        f'"migration":{item.migration.model_dump_json()},'
-        f'"interfaces":[{",".join(_record_json(r) for r in item.interfaces)}]}}'
+        _item_json(item, ",".join(_record_json(r) for r in item.interfaces))
         for item in inbox.items
     )
     return f'{{"revision":{inbox.revision:d},"items":[{items}]}}'.encode()
 
 
+def _item_json(item: InboxItem, records: str) -> str:
+    return (
+        f'{{"revision":{item.revision:d},"direction":{_str(item.direction)},'
+        f'"migration":{item.migration.model_dump_json()},"interfaces":[{records}]}}'
+    )
+
+
+#: Records rendered between two yields to the event loop (a few milliseconds).
+YIELD_EVERY = 16
+
+
+async def _records_yielding(records: Sequence[VifRecord]) -> str:
+    parts: list[str] = []
+    for start in range(0, len(records), YIELD_EVERY):
+        await asyncio.sleep(0)
+        parts.extend(_record_json(r) for r in records[start : start + YIELD_EVERY])
+    return ",".join(parts)
+
+
+async def inbox_json_yielding(inbox: Inbox) -> bytes:
+    """:func:`inbox_json`, letting the event loop serve other requests between
+    batches of records (no thread: no GIL to wait for). For large answers."""
+    items = [_item_json(item, await _records_yielding(item.interfaces)) for item in inbox.items]
+    return f'{{"revision":{inbox.revision:d},"items":[{",".join(items)}]}}'.encode()
+
+
 def records_json(records: Iterable[VifRecord]) -> bytes:
     """``{"interfaces": [record_doc, …]}`` as JSON bytes, one pydantic call per record."""
     return f'{{"interfaces":[{",".join(_record_json(r) for r in records)}]}}'.encode()
+
+
+async def records_json_yielding(records: Sequence[VifRecord]) -> bytes:
+    """:func:`records_json`, yielding to the event loop between batches of records."""
+    return f'{{"interfaces":[{await _records_yielding(records)}]}}'.encode()
 
 
 #: Answers holding more records than this are rendered in a worker thread.
