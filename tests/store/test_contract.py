@@ -474,3 +474,32 @@ async def test_active_parties_names_the_hosts_of_the_active_migration(store: Sto
         await store.active_parties(DOM)
     again, _ = await store.create_migration(req(id="m-again"), T0)
     assert (await store.active_parties(DOM)).migration_id == again.id
+
+
+async def test_uploads_sharing_a_commit_each_count(store: Store) -> None:
+    """Uploads queued together (one group commit) land as if made one by one."""
+    m, _ = await store.create_migration(req(), T0)
+    outcomes = await asyncio.gather(
+        *(store.put_interfaces(DOM, [iface(MAC1, f"v{n}")], T0) for n in range(5)),
+        store.put_interfaces(DOM, [iface(MAC2, "x")], T0, if_match={MAC2: 3}),
+        store.put_interfaces(DOM2, [iface(MAC1)], T0),
+        store.put_interfaces(DOM, [iface(MAC2, "y")], T0),
+        return_exceptions=True,
+    )
+    uploads = [o for o in outcomes[:5] if not isinstance(o, BaseException)]
+    assert sorted(u.records[0].generation for u in uploads) == [1, 2, 3, 4, 5]
+    revisions = [u.revision for u in sorted(uploads, key=lambda u: u.records[0].generation)]
+    assert revisions == sorted(set(revisions))
+    assert isinstance(outcomes[5], PreconditionFailed)
+    assert isinstance(outcomes[6], NoActiveMigration)
+    last = outcomes[7]
+    assert not isinstance(last, BaseException) and last.records[0].generation == 1
+    got = {r.mac: r for r in await store.get_interfaces(DOM)}
+    assert {mac: r.generation for mac, r in got.items()} == {MAC1: 5, MAC2: 1}
+    newest = next(u for u in uploads if u.records[0].generation == 5).records[0]
+    assert got[MAC1].interface is not None and newest.interface is not None
+    assert got[MAC1].interface.portdata == newest.interface.portdata
+    done = await store.post_results(
+        m.id, [ok(MAC1, 5, newest.interface.portdata), ok(MAC2, 1, "y")], T0
+    )
+    assert done.state is MigrationState.APPLIED

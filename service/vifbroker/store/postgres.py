@@ -50,7 +50,7 @@ class PostgresStore(RoutedWrites):
         self.dsn = dsn
         self.hub = ChangeHub()
         self._upgrade = upgrade
-        self._engine = PgEngine(dsn, self.hub, timeout=timeout)
+        self._engine = PgEngine(dsn, self.hub, timeout=timeout, groups=writes.GROUPS)
 
     async def open(self) -> None:
         upgrade = functools.partial(

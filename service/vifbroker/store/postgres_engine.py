@@ -26,7 +26,7 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -80,6 +80,19 @@ class WriteContext:
         return self.revision
 
 
+#: Runs consecutive operations of one function together: their keyword
+#: arguments in, one result (or the StoreError it refused with) per operation out.
+GroupRunner = Callable[[Conn, "WriteContext", list[dict[str, Any]]], Awaitable[list[Any]]]
+
+
+class _Ungroup(Exception):
+    """A group failed other than by refusing: run the batch again with these ops alone."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(indexes)
+        self.indexes = indexes
+
+
 class _Rerun(Exception):
     """Operation ``index`` failed other than by refusing: run the batch again without it."""
 
@@ -105,8 +118,16 @@ async def translated(what: str) -> AsyncIterator[None]:
 
 
 class PgEngine:
-    def __init__(self, dsn: str, hub: ChangeHub, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        hub: ChangeHub,
+        *,
+        timeout: float = 10.0,
+        groups: Mapping[Callable[..., Any], GroupRunner] | None = None,
+    ) -> None:
         self._dsn = dsn
+        self._groups = dict(groups or {})
         self._hub = hub
         self.timeout = timeout
         self.replica = uuid.uuid4().hex  # to tell our own notifications from others'
@@ -214,44 +235,45 @@ class PgEngine:
 
     async def _run_batch(self, ops: list[WriteOp[Any]]) -> tuple[list[Any], int, set[str]]:
         failed: dict[int, BaseException] = {}
+        alone: set[int] = set()
         while True:
             try:
-                return await self._try_batch(ops, failed)
+                return await self._try_batch(ops, failed, alone)
             except _Rerun as rerun:
                 failed[rerun.index] = rerun.error
+            except _Ungroup as ungroup:
+                alone.update(ungroup.indexes)
 
     async def _try_batch(
-        self, ops: list[WriteOp[Any]], failed: dict[int, BaseException]
+        self, ops: list[WriteOp[Any]], failed: dict[int, BaseException], alone: set[int]
     ) -> tuple[list[Any], int, set[str]]:
         """One transaction for ``ops`` (but the ``failed`` ones), without savepoints.
 
         Savepoints cost two round trips per operation. Instead an operation
         refuses (raises a StoreError) before it writes anything, so a refusal
         leaves nothing to undo; any other failure rolls the whole transaction
-        back and the batch runs again without that operation.
+        back and the batch runs again without that operation. Consecutive
+        operations with a group runner (``postgres_writes.GROUPS``) run as one
+        group; a group that fails other than by refusing runs again op by op
+        (``alone``), so the failure can be pinned on one.
         """
         assert self._pool is not None
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
             ctx = WriteContext(conn)
             results: list[Any] = []
-            for index, op in enumerate(ops):
+            index = 0
+            while index < len(ops):
+                group = self._group_at(ops, index, failed, alone)
+                if len(group) > 1:
+                    results += await self._run_group(conn, ctx, ops, group)
+                    index += len(group)
+                    continue
                 if index in failed:
                     results.append(failed[index])
-                    continue
-                keys, revision = set(ctx.keys), ctx.revision
-                try:
-                    results.append(await op(conn, ctx))
-                except StoreError as exc:
-                    ctx.keys, ctx.revision = keys, revision
-                    results.append(exc)
-                except (*UNREACHABLE, asyncpg.TransactionRollbackError):
-                    raise  # the batch cannot go on
-                except asyncpg.DataError as exc:
-                    refused = InvalidInput(f"the database refused a value: {exc}")
-                    raise _Rerun(index, refused) from exc
-                except Exception as exc:
-                    raise _Rerun(index, exc) from exc
+                else:
+                    results.append(await self._run_one(conn, ctx, ops[index], index))
+                index += 1
             if ctx.revision:
                 await conn.execute(
                     "UPDATE meta SET value = (SELECT setval('revisions', $1))"
@@ -261,6 +283,48 @@ class PgEngine:
             if ctx.keys:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._payload(ctx))
         return results, ctx.revision, ctx.keys
+
+    def _group_at(
+        self, ops: list[WriteOp[Any]], start: int, failed: dict[int, Any], alone: set[int]
+    ) -> list[int]:
+        """The indexes from ``start`` that run as one group (one index: no group)."""
+        func = getattr(ops[start], "func", None)
+        if func not in self._groups:
+            return [start]
+        group = []
+        for index in range(start, len(ops)):
+            if index in failed or index in alone or getattr(ops[index], "func", None) is not func:
+                break
+            group.append(index)
+        return group or [start]
+
+    async def _run_group(
+        self, conn: Conn, ctx: WriteContext, ops: list[WriteOp[Any]], group: list[int]
+    ) -> list[Any]:
+        keys, revision = set(ctx.keys), ctx.revision
+        runner = self._groups[ops[group[0]].func]  # type: ignore[attr-defined]
+        try:
+            return await runner(conn, ctx, [dict(ops[i].keywords) for i in group])  # type: ignore[attr-defined]
+        except (*UNREACHABLE, asyncpg.TransactionRollbackError):
+            raise  # the batch cannot go on
+        except Exception as exc:
+            ctx.keys, ctx.revision = keys, revision
+            raise _Ungroup(group) from exc
+
+    async def _run_one(self, conn: Conn, ctx: WriteContext, op: WriteOp[Any], index: int) -> Any:
+        keys, revision = set(ctx.keys), ctx.revision
+        try:
+            return await op(conn, ctx)
+        except StoreError as exc:
+            ctx.keys, ctx.revision = keys, revision
+            return exc
+        except (*UNREACHABLE, asyncpg.TransactionRollbackError):
+            raise  # the batch cannot go on
+        except asyncpg.DataError as exc:
+            refused = InvalidInput(f"the database refused a value: {exc}")
+            raise _Rerun(index, refused) from exc
+        except Exception as exc:
+            raise _Rerun(index, exc) from exc
 
     def _payload(self, ctx: WriteContext) -> str:
         doc: dict[str, Any] = {"r": ctx.revision, "from": self.replica, "k": sorted(ctx.keys)}

@@ -14,7 +14,7 @@ transaction that writes it.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from vifbroker.model import (
 
 from . import rows, rules
 from .base import Uploaded
-from .errors import Conflict, NoActiveMigration, NotFound, WrongHost
+from .errors import Conflict, NoActiveMigration, NotFound, StoreError, WrongHost
 from .postgres_engine import Conn, WriteContext
 from .postgres_schema import TERMINAL_SQL
 
@@ -53,6 +53,17 @@ _VIF_COLUMNS = (
     "uploaded_at",
 )
 
+_COUNT_COLUMNS = (
+    "id",
+    "state",
+    "updated_at",
+    "revision",
+    "vif_count",
+    "vifs_done",
+    "vifs_failed",
+)
+#: Operations that run together when they follow each other in a batch.
+GROUPS: dict[Callable[..., Any], Callable[..., Awaitable[list[Any]]]] = {}
 _RESULT_COLUMNS = (
     "mac",
     "status",
@@ -142,34 +153,99 @@ async def store_uploads(
     source_host: str | None,
     max_vifs: int | None = None,
 ) -> Uploaded:
-    """Store a new generation of each interface in the domain's active migration.
+    """Store a new generation of each interface in the domain's active migration."""
+    arguments = {
+        "domain_uuid": domain_uuid,
+        "interfaces": interfaces,
+        "now": now,
+        "if_match": if_match,
+        "source_host": source_host,
+        "max_vifs": max_vifs,
+    }
+    (done,) = await upload_group(c, ctx, [arguments])
+    if isinstance(done, StoreError):
+        raise done
+    return done
 
-    Two round trips whatever the size: the migration (locked) with the named
-    vifs, then one statement writing the vifs and the migration's counts.
+
+async def upload_group(
+    c: Conn, ctx: WriteContext, calls: Sequence[Mapping[str, Any]]
+) -> list[Uploaded | StoreError]:
+    """Run consecutive uploads of one batch together, each as ``store_uploads`` would.
+
+    Two statements for the whole group, however many uploads and vifs: the
+    active migrations of the domains named, each with its named vifs; then
+    every vif row written and every migration's counts, state and revision.
+    In between each upload is planned in order (``rows.plan_upload``) on what
+    the uploads before it left, so a domain uploaded twice in one batch ends
+    with both generations counted.
     """
-    migration, stored = await _locked_with_vifs(
-        c, "m.domain_uuid = $1 AND m." + ACTIVE, domain_uuid, [i.mac for i in interfaces]
+    found = await c.fetch(
+        "SELECT m.*, (SELECT json_agg(v) FROM vifs v WHERE v.migration_id = m.id"
+        " AND v.mac = ANY($2::text[])) AS named FROM migrations m"
+        f" WHERE m.domain_uuid = ANY($1::text[]) AND m.{ACTIVE}",
+        sorted({call["domain_uuid"] for call in calls}),
+        sorted({i.mac for call in calls for i in call["interfaces"]}),
     )
-    if migration is None:
+    held: dict[str, tuple[RowDict, dict[str, RowDict]]] = {}
+    for row in found:
+        migration = dict(row)
+        named = json.loads(migration.pop("named") or "[]")
+        held[migration["domain_uuid"]] = (migration, {v["mac"]: v for v in named})
+    results: list[Uploaded | StoreError] = []
+    written: dict[tuple[str, str], RowDict] = {}  # the last row of each vif
+    for call in calls:
+        try:
+            results.append(await _plan_upload(ctx, held, call, written))
+        except StoreError as exc:
+            results.append(exc)
+    ids = {mid for mid, _ in written}
+    touched = [m for m, _ in held.values() if m["id"] in ids]
+    if touched:
+        await _write_vifs(
+            c,
+            f"INSERT INTO vifs ({', '.join(_VIF_COLUMNS)}) SELECT * FROM unnest($8::text[],"
+            " $9::text[], $10::int[], $11::int[], $12::text[], $13::text[], $14::text[],"
+            " $15::int[], $16::text[], $17::text[], $18::bigint[], $19::bigint[])"
+            " ON CONFLICT (migration_id, mac) DO UPDATE SET generation = excluded.generation,"
+            " interface = excluded.interface, portdata = excluded.portdata, status = 'pending',"
+            " detail = NULL, digest = NULL, revision = excluded.revision,"
+            " uploaded_at = excluded.uploaded_at",
+            _columns(list(written.values()), _VIF_COLUMNS),
+            touched,
+        )
+    return results
+
+
+async def _plan_upload(
+    ctx: WriteContext,
+    held: dict[str, tuple[RowDict, dict[str, RowDict]]],
+    call: Mapping[str, Any],
+    written: dict[tuple[str, str], RowDict],
+) -> Uploaded:
+    """One upload of a group, planned on ``held`` (updated in place); refusals raise."""
+    domain_uuid, interfaces = call["domain_uuid"], call["interfaces"]
+    if domain_uuid not in held:
         raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
+    migration, stored = held[domain_uuid]
+    source_host = call["source_host"]
     if source_host is not None and migration["source_host"] != source_host:
         raise WrongHost(f"{source_host} is not the source host of {migration['id']}")
+    before = ctx.revision
     rev = await ctx.next_revision()
-    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev, now, max_vifs)
-    await _write_vifs(
-        c,
-        ctx,
-        f"INSERT INTO vifs ({', '.join(_VIF_COLUMNS)}) SELECT * FROM unnest($8::text[],"
-        " $9::text[], $10::int[], $11::int[], $12::text[], $13::text[], $14::text[],"
-        " $15::int[], $16::text[], $17::text[], $18::bigint[], $19::bigint[])"
-        " ON CONFLICT (migration_id, mac) DO UPDATE SET generation = excluded.generation,"
-        " interface = excluded.interface, portdata = excluded.portdata, status = 'pending',"
-        " detail = NULL, digest = NULL, revision = excluded.revision,"
-        " uploaded_at = excluded.uploaded_at",
-        _columns(written, _VIF_COLUMNS),
-        (migration, tally, now),
-    )
-    records = [rows.record(v, domain_uuid, i) for v, i in zip(written, interfaces, strict=True)]
+    try:
+        vifs, tally = rows.plan_upload(
+            migration, stored, interfaces, call["if_match"], rev, call["now"], call["max_vifs"]
+        )
+    except StoreError:
+        ctx.revision = before
+        raise
+    rows.settle(migration, tally, rev, call["now"])
+    for vif in vifs:
+        stored[vif["mac"]] = vif
+        written[(migration["id"], vif["mac"])] = vif
+    _changed(ctx, migration)
+    records = [rows.record(v, domain_uuid, i) for v, i in zip(vifs, interfaces, strict=True)]
     return Uploaded(migration["id"], MigrationState(migration["state"]), rev, records)
 
 
@@ -192,17 +268,18 @@ async def record_results(
         rev = await ctx.next_revision()
         for vif in written:
             vif["revision"] = rev
+        rows.settle(migration, tally, rev, now)
+        _changed(ctx, migration)
         await _write_vifs(
             c,
-            ctx,
             "UPDATE vifs SET status = r.status, applied_generation = r.applied_generation,"
             " detail = r.detail, digest = r.digest, revision = r.revision,"
             " applied_at = r.applied_at FROM unnest($8::text[], $9::text[], $10::int[],"
             " $11::text[], $12::text[], $13::bigint[], $14::bigint[])"
             " AS r(mac, status, applied_generation, detail, digest, revision, applied_at)"
-            " WHERE vifs.migration_id = $1 AND vifs.mac = r.mac",
+            " WHERE vifs.migration_id = ANY($1::text[]) AND vifs.mac = r.mac",
             _columns(written, _RESULT_COLUMNS),
-            (migration, tally, now),
+            [migration],
         )
     # The answer shows every vif: the destination's results call reads them all.
     return rows.migration(migration, await all_vifs(c, migration_id))
@@ -310,25 +387,21 @@ def _columns(vifs: Sequence[RowDict], names: Sequence[str]) -> list[list[Any]]:
 
 
 async def _write_vifs(
-    c: Conn,
-    ctx: WriteContext,
-    vifs_sql: str,
-    arrays: list[list[Any]],
-    what: tuple[RowDict, rules.Tally, datetime],
+    c: Conn, vifs_sql: str, arrays: list[list[Any]], migrations: Sequence[RowDict]
 ) -> None:
-    """Run ``vifs_sql`` (its arrays from $8) and store the migration's counts, state and
-    revision, in one statement."""
-    migration, tally, now = what
-    rows.settle(migration, tally, ctx.revision, now)
+    """Run ``vifs_sql`` (its arrays from $8) and store each migration's counts, state and
+    revision (already settled), in one statement."""
     await c.execute(
-        f"WITH written AS ({vifs_sql}) UPDATE migrations SET state = $2, updated_at = $3,"
-        " revision = $4, vif_count = $5, vifs_done = $6, vifs_failed = $7 WHERE id = $1",
-        *(migration[k] for k in ("id", "state", "updated_at", "revision", "vif_count")),
-        migration["vifs_done"],
-        migration["vifs_failed"],
+        f"WITH written AS ({vifs_sql}) UPDATE migrations m SET state = u.state,"
+        " updated_at = u.updated_at, revision = u.revision, vif_count = u.vif_count,"
+        " vifs_done = u.vifs_done, vifs_failed = u.vifs_failed"
+        " FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::int[],"
+        " $6::int[], $7::int[])"
+        " AS u(id, state, updated_at, revision, vif_count, vifs_done, vifs_failed)"
+        " WHERE m.id = u.id",
+        *_columns(migrations, _COUNT_COLUMNS),
         *arrays,
     )
-    _changed(ctx, migration)
 
 
 async def _end(
@@ -354,3 +427,6 @@ def _changed(ctx: WriteContext, row: RowDict) -> None:
     ctx.keys |= rules.hub_keys(
         row["id"], row["domain_uuid"], row["source_host"], row["destination_host"]
     )
+
+
+GROUPS[store_uploads] = upload_group
