@@ -62,7 +62,7 @@ class PostgresStore(RoutedWrites):
         await self._engine.close()
 
     async def ping(self) -> None:
-        await self._engine.read(lambda c: c.fetchval("SELECT 1"), "ping")
+        await self._engine.read(lambda c: c.fetchval("SELECT 1"), "ping", snapshot=False)
 
     async def _write(self, operation: str, /, **arguments: Any) -> Any:
         return await self._engine.write(functools.partial(getattr(writes, operation), **arguments))
@@ -78,7 +78,7 @@ class PostgresStore(RoutedWrites):
             found = await c.fetch("SELECT state, count(*) AS n FROM migrations GROUP BY state")
             return {MigrationState(r["state"]): r["n"] for r in found}
 
-        return await self._engine.read(q, "counting migrations")
+        return await self._engine.read(q, "counting migrations", snapshot=False)
 
     # ------------------------------------------------------------ migrations
     async def get_migration(self, migration_id: str) -> Migration:
@@ -146,7 +146,7 @@ class PostgresStore(RoutedWrites):
                 domain_uuid,
             )
 
-        row = await self._engine.read(q, "reading the active migration's hosts")
+        row = await self._engine.read(q, "reading the active migration's hosts", snapshot=False)
         if row is None:
             raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
         return Parties(row[0], row[1], row[2], row[3])
@@ -219,7 +219,7 @@ class PostgresStore(RoutedWrites):
         async def q(c: Conn) -> asyncpg.Record | None:
             return await c.fetchrow("SELECT * FROM hosts WHERE name = $1", name)
 
-        row = await self._engine.read(q, "reading a host")
+        row = await self._engine.read(q, "reading a host", snapshot=False)
         if row is None:
             raise NotFound(f"no host {name}")
         return rows.host(row)
@@ -228,7 +228,7 @@ class PostgresStore(RoutedWrites):
         async def q(c: Conn) -> list[asyncpg.Record]:
             return list(await c.fetch("SELECT * FROM hosts ORDER BY name"))
 
-        return [rows.host(r) for r in await self._engine.read(q, "listing hosts")]
+        return [rows.host(r) for r in await self._engine.read(q, "listing hosts", snapshot=False)]
 
     async def running_host(self, domain_uuid: str) -> str | None:
         async def q(c: Conn) -> str | None:
@@ -239,7 +239,7 @@ class PostgresStore(RoutedWrites):
             )
             return name
 
-        return await self._engine.read(q, "finding a domain's host")
+        return await self._engine.read(q, "finding a domain's host", snapshot=False)
 
 
 async def _latest(c: Conn, domain_uuid: str) -> str | None:

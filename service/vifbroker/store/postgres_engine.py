@@ -143,8 +143,8 @@ class PgEngine:
         async with translated("connecting to PostgreSQL"):
             self._pool = await asyncpg.create_pool(
                 self._dsn,
-                min_size=1,
-                max_size=8,
+                min_size=2,
+                max_size=16,
                 timeout=self.timeout,
                 command_timeout=self.timeout,
             )
@@ -186,17 +186,19 @@ class PgEngine:
         return self._writer is not None and not self._writer.done()
 
     # -------------------------------------------------------------------- reads
-    async def read(self, fn: Callable[[Conn], Awaitable[T]], what: str) -> T:
-        """Run ``fn`` in one read-only snapshot (REPEATABLE READ)."""
+    async def read(
+        self, fn: Callable[[Conn], Awaitable[T]], what: str, *, snapshot: bool = True
+    ) -> T:
+        """Run ``fn`` in one read-only snapshot (REPEATABLE READ); ``snapshot=False``
+        for one statement, which is a snapshot by itself (saves BEGIN and COMMIT)."""
         pool = self._pool
         if pool is None:
             raise StoreUnavailable("store is not open")
-        async with (
-            translated(what),
-            pool.acquire(timeout=self.timeout) as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            return await fn(conn)
+        async with translated(what), pool.acquire(timeout=self.timeout) as conn:
+            if not snapshot:
+                return await fn(conn)
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return await fn(conn)
 
     async def probe_write(self, timeout: float) -> None:  # noqa: ASYNC109
         """A real write on a pooled connection; and the listener must be connected."""
