@@ -61,6 +61,19 @@ class Applier:
         self.deps = deps
         self.sub = sub
         self._stopping = stopping
+        #: domain → this host's own NICs by MAC, once libvirt has the domain here
+        self._local: dict[str, dict[str, Interface]] = {}
+
+    async def warm(self, migration: Migration) -> None:
+        """Before the records arrive: read this host's view of the arriving domain and
+        let each backend find its ports, so the apply is one write when they come."""
+        domain = migration.domain_uuid
+        await self._local_view(domain)
+        for backend in self.deps.router.backends:
+            try:
+                await backend.inspect(domain, [])
+            except BackendError as exc:
+                log.debug("migration %s: %s not ready yet: %s", migration.id, backend.name, exc)
 
     async def apply(self, migration: Migration, pending: Sequence[VifRecord]) -> list[ResultIn]:
         """One round: a result for every vif decided (possibly not all of ``pending``)."""
@@ -150,8 +163,13 @@ class Applier:
 
     async def _local_view(self, domain: str) -> dict[str, Interface] | None:
         """This host's own NICs of ``domain`` by MAC; None while it is not here (yet)."""
+        if domain in self._local:
+            return self._local[domain]
         try:
-            return {i.mac: i for i in await self.deps.domains.interfaces(domain)}
+            found = self._local[domain] = {
+                i.mac: i for i in await self.deps.domains.interfaces(domain)
+            }
+            return found
         except DomainNotFound:
             return None
         except DomainXmlError as exc:

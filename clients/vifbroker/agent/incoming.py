@@ -76,6 +76,7 @@ class Incoming(Worker):
     async def _run(self) -> None:
         with self.subscribe() as sub:
             applier = Applier(self.deps, sub, lambda: self.stopping)
+            warmed = False
             while not self.stopping:
                 item = self.item
                 if item.migration.state.terminal:
@@ -83,6 +84,10 @@ class Incoming(Worker):
                 if not await self._after_resume(item.migration):
                     return
                 pending = self._pending(item)
+                if not pending and not warmed and not item.interfaces:
+                    warmed = True  # registered before the upload: get ready for it
+                    await applier.warm(item.migration)
+                    continue
                 if not pending:
                     self._busy_since = None
                     if not await self._idle(item.migration, sub):
