@@ -117,10 +117,11 @@ async def handoff(
     return elapsed, revision_of(body)
 
 
-async def start_anchor(tmp: Path) -> tuple[subprocess.Popen[bytes], Round]:
+async def start_anchor(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> Round:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--anchor-server", str(port),
                              str(tmp / "anchor.db")])
+    procs.append(proc)  # the caller stops it, whatever happens next
     await wait_healthy(port, "/healthz", proc)
     src, dst = await Conn.open(port), await Conn.open(port)
     body = json.dumps({"mac": "52:54:00:00:00:01",
@@ -131,7 +132,7 @@ async def start_anchor(tmp: Path) -> tuple[subprocess.Popen[bytes], Round]:
         return handoff(src, dst, f"/wait?after={after}", put, {},
                        lambda b: int(json.loads(b)["revision"]))
 
-    return proc, one
+    return one
 
 
 def token(state: Path, role: str, host: str | None = None) -> str:
@@ -141,7 +142,7 @@ def token(state: Path, role: str, host: str | None = None) -> str:
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
 
-async def start_broker(state: Path, role: str) -> tuple[subprocess.Popen[bytes], Round]:
+async def start_broker(state: Path, role: str, procs: list[subprocess.Popen[bytes]]) -> Round:
     tokens = {"controller": token(state, "controller"), "src": token(state, "agent", "src"),
               "dst": token(state, "agent", "dst")}
     port = free_port()
@@ -151,6 +152,7 @@ async def start_broker(state: Path, role: str) -> tuple[subprocess.Popen[bytes],
         env={**os.environ, "VIFBROKER_LOG_LEVEL": "INFO"},
         stderr=subprocess.DEVNULL,
     )
+    procs.append(proc)  # the caller stops it, whatever happens next
     await wait_healthy(port, "/healthz", proc)
     src, dst = await Conn.open(port), await Conn.open(port)
     domain = str(uuid.uuid4())
@@ -158,7 +160,7 @@ async def start_broker(state: Path, role: str) -> tuple[subprocess.Popen[bytes],
         "POST", "/v1/migrations",
         json.dumps({"domain_uuid": domain, "source_host": "src",
                     "destination_host": "dst"}).encode(),
-        {"Content-Type": "application/json", "Authorization": f"Bearer {tokens['src']}"},
+        {"Content-Type": "application/json", "Authorization": f"Bearer {tokens['controller']}"},
     )
     assert status == 201, body
     mac = "52:54:00:00:00:01"
@@ -184,7 +186,7 @@ async def start_broker(state: Path, role: str) -> tuple[subprocess.Popen[bytes],
         return handoff(src, dst, f"/v1/hosts/dst/inbox?after={after}&wait=60", put,
                        wait_headers, revision_of)
 
-    return proc, one
+    return one
 
 
 def p99(samples: list[float]) -> float:
@@ -195,10 +197,8 @@ async def main(args: argparse.Namespace) -> None:
     procs = []
     try:
         with tempfile.TemporaryDirectory(prefix="vifbroker-bench-") as tmp:
-            anchor_proc, anchor_round = await start_anchor(Path(tmp))
-            procs.append(anchor_proc)
-            broker_proc, broker_round = await start_broker(Path(tmp) / "state", args.token_role)
-            procs.append(broker_proc)
+            anchor_round = await start_anchor(Path(tmp), procs)
+            broker_round = await start_broker(Path(tmp) / "state", args.token_role, procs)
             subjects = {"anchor": anchor_round, "broker": broker_round}
             cpu0 = [cpu_seconds(p.pid) for p in procs]
             samples = await interleave(args.rounds, subjects)

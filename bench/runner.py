@@ -18,8 +18,10 @@ Usage: bench/run [--quick] [--only NAME[,NAME...]] [--list]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,14 +107,25 @@ def run_one(run: Run, quick: bool) -> list[dict[str, Any]]:
     load_before = os.getloadavg()[0]
     started = time.monotonic()
     env = {**os.environ, **run.env}
+    # Its own process group: a benchmark that hangs or dies is stopped together
+    # with every broker, agent and ovsdb-server it started.
+    proc = subprocess.Popen(
+        argv,
+        cwd=HERE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        proc = subprocess.run(
-            argv, cwd=HERE, env=env, capture_output=True, text=True, timeout=run.timeout
-        )
-        out, err, rc = proc.stdout, proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        out, err = proc.communicate(timeout=run.timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        _stop_group(proc.pid)
+        out, _ = proc.communicate()
         err, rc = f"timed out after {run.timeout:.0f}s", -1
+    _stop_group(proc.pid)  # anything it left behind
     context = {
         "run": run.name,
         "wall_s": round(time.monotonic() - started, 1),
@@ -131,6 +144,11 @@ def run_one(run: Run, quick: bool) -> list[dict[str, Any]]:
         tail = " | ".join(err.strip().splitlines()[-3:]) if err.strip() else f"exit status {rc}"
         results.append({"bench": run.name, "error": tail, **context})
     return results
+
+
+def _stop_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
 
 
 # -- the table ---------------------------------------------------------------------------------
