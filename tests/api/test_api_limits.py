@@ -111,6 +111,17 @@ async def test_a_domain_document_counts_its_interfaces(broker: Broker) -> None:
     await problem(resp, 413, "payload-too-large")
 
 
+@pytest.mark.parametrize("settings_overrides", [{"max_running_domains": 3}])
+async def test_running_domains_per_heartbeat_are_bounded(broker: Broker) -> None:
+    doms = [str(uuid.uuid4()) for _ in range(4)]
+    for count, status in ((4, 413), (3, 200)):
+        resp = await broker.client.put("/v1/hosts/src", json={"running_domains": doms[:count]},
+                                       headers=broker.auth("src"))
+        assert resp.status == status, await resp.text()
+    resp = await broker.client.get("/v1/hosts/src", headers=broker.auth())
+    assert len((await resp.json())["running_domains"]) == 3
+
+
 async def test_vifs_per_migration_are_bounded_across_uploads(broker: Broker) -> None:
     m = await broker.create()
     await broker.upload(m["domain_uuid"], *[_shaped(i) for i in range(4)])

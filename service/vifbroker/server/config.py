@@ -107,6 +107,9 @@ class Settings(TomlSettings):
     max_vifs_per_migration: int = Field(
         default=256, ge=1, description="vifs one migration may hold (413 past it)"
     )
+    max_running_domains: int = Field(
+        default=1024, ge=1, description="domains one heartbeat may report running (413 past it)"
+    )
     inline_body_bytes: int = Field(
         default=64 * 1024,
         ge=0,

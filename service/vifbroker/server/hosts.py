@@ -9,6 +9,7 @@ from aiohttp import web
 from vifbroker.model import HostIn, Inbox
 
 from .context import CTX
+from .errors import PayloadTooLarge
 from .media import JSON_TYPES, read_body
 from .middleware import principal
 from .params import path_host, query_float, query_int
@@ -32,6 +33,9 @@ async def heartbeat(request: web.Request) -> web.Response:
     principal(request).require_host(name)
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
     info = await ctx.bodies.model(body, HostIn)
+    limit = ctx.settings.max_running_domains
+    if len(info.running_domains) > limit:
+        raise PayloadTooLarge(f"running_domains: more than {limit}")
     host = await ctx.store.heartbeat(name, info, ctx.now())
     log.debug("heartbeat", extra={"host": name, "agent_version": info.agent_version})
     return json_response(host_doc(host))
