@@ -8,6 +8,7 @@ DomainFeed seam, fed by the test.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 
@@ -132,3 +133,42 @@ async def test_resume_event_triggers_verification(
     await wait_until(reported, timeout=20)
     rec = await controller.get_interface(dom, mac(62))
     assert rec.result.status == VifStatus.APPLIED
+
+
+async def test_resume_before_anything_was_applied_is_checked_once_applied(
+    broker_proc: BrokerProcess,
+    controller: BrokerClient,
+    hosts: tuple[Host, Host],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The guest resumes here while the worker has nothing applied yet (the source's
+    upload is late): the post-resume check runs once the apply has landed, which is
+    when it matters most, instead of the resume being taken and dropped."""
+    caplog.set_level(logging.INFO, logger="vifbroker.agent")
+    a, b = hosts
+    dom = str(uuid.uuid4())
+    a.define(dom, [Vif(mac(63), "vnet0", "late upload")])
+    b.plug(dom, Vif(mac(63), "tap63"))
+    feed = QueueFeed()
+    b.start_agent(broker_proc, feed=feed)
+    m = await controller.create_migration(dom, a.name, b.name)
+
+    def logged(text: str) -> bool:
+        return any(text in r.getMessage() for r in caplog.records)
+
+    # B's worker runs (it subscribes in its first step), idle: A's agent is not
+    # running, so nothing is uploaded. Now the guest resumes on B.
+    await wait_until(lambda: logged(f"migration {m.id}: incoming"), timeout=20)
+    feed.say(dom, "resumed", "migrated")
+
+    async def resume_reported() -> bool:
+        return (await controller.get_migration(m.id)).timeline.resumed_at is not None
+
+    await wait_until(resume_reported, timeout=20)
+    a.start_agent(broker_proc)
+    assert (await controller.wait_applied(m.id, 30)).state == MigrationState.APPLIED
+    assert b.portdata("tap63") == "late upload"
+    await wait_until(
+        lambda: logged(f"migration {m.id}: 1 ports verified after the guest resumed (migrated)"),
+        timeout=20,
+    )

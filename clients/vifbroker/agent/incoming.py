@@ -12,8 +12,11 @@ timeline and margin); a migration this host registered itself
 vif has its outcome.
 
 The worker holds ONE subscription to its domain's port and lifecycle events for
-its whole run; the apply step consumes the events it waited on (they describe
-states before its own write), so the idle step sees only later ones.
+its whole run; the apply step consumes the port events it waited on (they
+describe states before its own write), so the idle step sees only later ones.
+A resume is kept until a check follows it: one that comes before anything was
+applied (the upload was late, or the worker started after it) is checked as
+soon as the apply has landed, the case where the check matters most.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Incoming(Worker):
         self.verifier = Verifier(deps.router)
         self._busy_since: int | None = item.revision
         self._resume_report: asyncio.Task[None] | None = None
+        #: the detail of a resume no check has followed yet
+        self._unchecked_resume: str | None = None
 
     @property
     def resume_revision(self) -> int | None:
@@ -75,6 +80,9 @@ class Incoming(Worker):
 
     async def _run(self) -> None:
         with self.subscribe() as sub:
+            migration = self.item.migration
+            if self.deps.resumes.since(migration.domain_uuid, migration.created_at) is not None:
+                self._unchecked_resume = "before this worker started"
             applier = Applier(self.deps, sub, lambda: self.stopping)
             warmed = False
             while not self.stopping:
@@ -142,14 +150,21 @@ class Incoming(Worker):
 
         False when the broker no longer takes results (stop the worker).
         """
-        first = await sub.get()
-        events = ([first] if first is not None else []) + sub.drain()
-        resumed = [e for e in sub.take_lifecycle() if e.resumed]
+        resumed = self._unchecked_resume is not None or any(e.resumed for e in sub.lifecycle)
+        events = []
+        if not (resumed and self.verifier.applied):
+            first = await sub.get()
+            events = [first] if first is not None else []
+        events += sub.drain()
+        for event in sub.take_lifecycle():
+            if event.resumed:
+                self._unchecked_resume = event.detail
         if self.stopping or not self.verifier.applied:
-            return True
+            return True  # a resume stays unchecked until something is applied
         why = None
-        if resumed:
-            why = f"after the guest resumed ({resumed[-1].detail})"
+        if self._unchecked_resume is not None:
+            why = f"after the guest resumed ({self._unchecked_resume})"
+            self._unchecked_resume = None
         elif changed := self.verifier.overwritten(events):
             why = f"after an event on port {changed}"
         if why is None:
