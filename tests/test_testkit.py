@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from testkit import RunqueueClock, no_loop_blocking, skip_or_fail
+from testkit import RunqueueClock, no_loop_blocking, sigint_at_default, skip_or_fail
 
 
 async def test_loop_block_guard_catches_a_blocking_call() -> None:
@@ -77,3 +78,25 @@ async def test_loop_block_guard_catches_a_blocking_call_when_starved(starved_cpu
             await asyncio.sleep(0)
             time.sleep(0.2)
             await asyncio.sleep(0)
+
+
+def _child_sigint() -> str:
+    code = (
+        "import signal; h = signal.getsignal(signal.SIGINT);"
+        " print('ignored' if h == signal.SIG_IGN else h is signal.default_int_handler)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_sigint_at_default_undoes_an_inherited_ignore() -> None:
+    # As in a suite started in the background by a non-interactive shell.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert _child_sigint() == "ignored"  # what a child inherits otherwise
+        with sigint_at_default():
+            assert _child_sigint() == "True"  # Ctrl-C raises KeyboardInterrupt
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

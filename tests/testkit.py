@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -51,6 +52,25 @@ def require_binary(*names: str) -> None:
     missing = [n for n in names if shutil.which(n) is None]
     if missing:
         skip_or_fail(f"missing binaries: {', '.join(missing)}")
+
+
+@contextlib.contextmanager
+def sigint_at_default() -> Iterator[None]:
+    """Children spawned inside the block get SIGINT at its default, as a terminal's
+    foreground job has it, so a test can stop one the way Ctrl-C does.
+
+    A test run started in the background by a non-interactive shell (a CI runner,
+    ``scripts/test &``) has SIGINT ignored; an ignored signal stays ignored across
+    exec, and Python then leaves it so: ``asyncio.run`` installs no handler and the
+    child never sees the SIGINT a test sends. A handled signal is reset to the
+    default on exec, so handling it here for the spawn is enough. (Call from the
+    main thread, as signal.signal requires; the loop's tests run there.)
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 async def wait_until(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from ops_harness import GUARD, Broker, free_port, one_line_error, vifbroker
 
-from testkit import REPO
+from testkit import REPO, sigint_at_default
 from vifbroker.client import BrokerClient
 from vifbroker.model import BackendInfo, Interface, ResultIn, portdata_digest
 
@@ -142,11 +142,13 @@ async def test_hosts_list_says_who_is_reporting(broker: Broker, controller: Brok
 
 
 async def test_watch_prints_one_line_per_change(broker: Broker, controller: BrokerClient) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "vifbroker.cli", "migrations", "watch", "-o", "json", "--host", "hv2",
-        "--broker", broker.url, "--token-file", str(broker.controller_token_file),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    with sigint_at_default():  # stopped below as Ctrl-C would, however the suite was started
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "vifbroker.cli", "migrations", "watch", "-o", "json",
+            "--host", "hv2", "--broker", broker.url,
+            "--token-file", str(broker.controller_token_file),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
     assert proc.stdout is not None
     try:
         # Another host's migration is filtered out (--host hv2).
@@ -176,7 +178,12 @@ async def test_watch_prints_one_line_per_change(broker: Broker, controller: Brok
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
-        rc = await asyncio.wait_for(proc.wait(), GUARD)
+        try:
+            rc = await asyncio.wait_for(proc.wait(), GUARD)
+        except TimeoutError:
+            proc.kill()  # never leave it behind
+            await proc.wait()
+            raise AssertionError(f"the watch ignored SIGINT for {GUARD}s") from None
     assert rc == 0
     assert b"Traceback" not in await proc.stderr.read()  # type: ignore[union-attr]
 
