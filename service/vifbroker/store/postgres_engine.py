@@ -276,13 +276,15 @@ class PgEngine:
                 else:
                     results.append(await self._run_one(conn, ctx, ops[index], index))
                 index += 1
-            if ctx.revision:
+            if ctx.revision:  # the head, the sequence and the wake-up in one round trip
                 await conn.execute(
-                    "UPDATE meta SET value = (SELECT setval('revisions', $1))"
-                    " WHERE key = 'revision'",
+                    "WITH head AS (UPDATE meta SET value = $1 WHERE key = 'revision' RETURNING 1)"
+                    " SELECT setval('revisions', $1), pg_notify($2, $3) FROM head",
                     ctx.revision,
+                    CHANNEL,
+                    self._payload(ctx),
                 )
-            if ctx.keys:
+            elif ctx.keys:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._payload(ctx))
         return results, ctx.revision, ctx.keys
 
