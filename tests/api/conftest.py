@@ -35,6 +35,10 @@ class BrokerTestServer(TestServer):
         self.settings = settings
 
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        # aiohttp's TestServer asks for handler_cancellation=True; the broker
+        # serves without it (a client hanging up must not cut a store write
+        # short), and tests must see what production does.
+        kwargs["handler_cancellation"] = False
         return BrokerRunner(self.app, connection_limits(self.settings), **kwargs)
 
 

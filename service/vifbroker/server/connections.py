@@ -10,6 +10,9 @@ critical path of every migration, so here:
   seconds after its first byte (or after it opened) is answered 408 and closed;
 * a keep-alive connection idle for ``keepalive_timeout`` seconds is closed;
 * past ``max_connections`` open connections a new one is answered 503 and closed;
+* a request parked on the change hub learns at once that its client is gone
+  (:func:`disconnected`), so it stops waiting instead of holding its socket,
+  its hub waiter and the open-long-polls gauge until its wait runs out;
 * a request the HTTP parser refuses is answered ``application/problem+json``
   (431 for an oversized or excessive header, 415 for a content coding it
   cannot decode, else 400), naming nothing the client sent.
@@ -85,6 +88,16 @@ class _Handler(RequestHandler):
         self._limits = limits
         self._header_timer: asyncio.TimerHandle | None = None
         self._armed_at_count = 0
+        self._gone: asyncio.Future[None] | None = None
+
+    @property
+    def gone(self) -> asyncio.Future[None]:
+        """Done once the connection is lost (created on first use)."""
+        if self._gone is None:
+            self._gone = self._loop.create_future()
+            if self.transport is None:
+                self._gone.set_result(None)
+        return self._gone
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -105,6 +118,10 @@ class _Handler(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm_header_timer()
         super().connection_lost(exc)
+        # Only parked waits watch this: a handler in the middle of a store
+        # write is never cancelled (aiohttp's handler_cancellation stays off).
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
 
     def _arm_header_timer(self) -> None:
         self._armed_at_count = self._request_count
@@ -167,6 +184,13 @@ def abandon_body(request: web.BaseRequest) -> None:
     """
     if isinstance(request.protocol, _Handler):
         request.protocol.abandon_body()
+
+
+def disconnected(request: web.BaseRequest) -> asyncio.Future[None] | None:
+    """A future done once ``request``'s client connection is lost (None if unknown)."""
+    if isinstance(request.protocol, _Handler):
+        return request.protocol.gone
+    return None
 
 
 class _Server(web.Server):

@@ -8,6 +8,7 @@ import logging
 
 from aiohttp import web
 
+from .connections import disconnected
 from .context import CTX
 from .middleware import principal
 from .params import query_int, revision_header
@@ -39,10 +40,11 @@ async def events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     loop = asyncio.get_running_loop()
+    gone = disconnected(request)
     try:
         await response.write(b": stream open\n\n")
         keepalive_at = loop.time() + KEEPALIVE_SECONDS
-        while not ctx.longpolls.stopping:
+        while not ctx.longpolls.stopping and not (gone is not None and gone.done()):
             seen = ctx.longpolls.revision
             batch = await ctx.store.events(after, limit=_BATCH)
             for migration in batch:
@@ -52,7 +54,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 after = max(after, migration.revision)
             if len(batch) >= _BATCH or ctx.longpolls.revision != seen:
                 continue
-            woke = await ctx.longpolls.park("*", keepalive_at - loop.time())
+            woke = await ctx.longpolls.park("*", keepalive_at - loop.time(), gone)
             if not woke and loop.time() >= keepalive_at:
                 await response.write(b": keepalive\n\n")
                 keepalive_at = loop.time() + KEEPALIVE_SECONDS

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from vifbroker.model import HostIn, Inbox
 
+from .connections import disconnected
 from .context import CTX
 from .errors import PayloadTooLarge
 from .media import JSON_TYPES, read_body
@@ -65,7 +66,11 @@ async def inbox(request: web.Request) -> web.Response:
         return bool(box.items)
 
     box = await ctx.longpolls.poll(
-        f"host:{name}", wait, lambda: ctx.store.inbox(name, after), has_items
+        f"host:{name}",
+        wait,
+        lambda: ctx.store.inbox(name, after),
+        has_items,
+        disconnected(request),
     )
     if sum(len(item.interfaces) for item in box.items) > YIELD_EVERY:
         return json_bytes_response(await inbox_json_yielding(box))

@@ -6,6 +6,10 @@ visible and no ``await`` separates the revision check from parking::
     seen = hub.revision; value = await fetch()
     if not ready(value) and hub.revision == seen: park until a commit touches key
 
+A request whose client has gone (its connection's ``disconnected`` future is
+done) stops parking at once: it frees its hub waiter and the gauge, and its
+handler returns what it has (aiohttp drops the answer to a closed socket).
+
 On shutdown every parked request is woken (through a private hub key) and
 answers with what it has, so the server can stop without cutting connections.
 """
@@ -33,13 +37,16 @@ class LongPolls:
     def revision(self) -> int:
         return self._hub.revision
 
-    async def park(self, key: str, seconds: float) -> bool:
-        """Wait until a commit touches ``key`` (True), or timeout / shutdown (False)."""
-        if self.stopping or seconds <= 0:
+    async def park(
+        self, key: str, seconds: float, gone: asyncio.Future[Any] | None = None
+    ) -> bool:
+        """Wait until a commit touches ``key`` (True), or timeout / shutdown / ``gone``
+        done (False)."""
+        if self.stopping or seconds <= 0 or (gone is not None and gone.done()):
             return False
         self._gauge.inc()
         try:
-            woke = await self._hub.wait((key, SHUTDOWN_KEY), seconds)
+            woke = await self._hub.wait((key, SHUTDOWN_KEY), seconds, gone)
         finally:
             self._gauge.dec()
         return woke and not self.stopping
@@ -50,8 +57,9 @@ class LongPolls:
         seconds: float,
         fetch: Callable[[], Awaitable[T]],
         ready: Callable[[T], bool],
+        gone: asyncio.Future[Any] | None = None,
     ) -> T:
-        """``fetch()`` until ``ready`` or ``seconds`` passed; the last value."""
+        """``fetch()`` until ``ready``, ``seconds`` passed or ``gone`` is done; the last value."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while True:
@@ -60,9 +68,11 @@ class LongPolls:
             remaining = deadline - loop.time()
             if ready(value) or remaining <= 0 or self.stopping:
                 return value
+            if gone is not None and gone.done():
+                return value
             if self._hub.revision != seen:
                 continue
-            await self.park(key, remaining)
+            await self.park(key, remaining, gone)
 
     def stop(self) -> None:
         self.stopping = True

@@ -10,6 +10,7 @@ from vifbroker.model import Migration, MigrationCreate, MigrationState, ResultsI
 from vifbroker.store import Conflict as StoreConflict
 
 from .access import Part, migration_for
+from .connections import disconnected
 from .context import CTX
 from .errors import Conflict, Malformed
 from .media import JSON_TYPES, read_body
@@ -113,6 +114,7 @@ async def get_migration(request: web.Request) -> web.Response:
                 min(timeout, limit),
                 lambda: ctx.store.get_migration(migration_id),
                 _barrier_reached,
+                disconnected(request),
             )
     return json_response(migration_doc(migration))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 
 class ChangeHub:
@@ -45,9 +46,15 @@ class ChangeHub:
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())
 
-    async def wait(self, keys: Iterable[str], timeout: float) -> bool:  # noqa: ASYNC109
-        """Wait until a commit touches one of ``keys``; False on timeout."""
-        if timeout <= 0:
+    async def wait(
+        self,
+        keys: Iterable[str],
+        timeout: float,  # noqa: ASYNC109
+        until: asyncio.Future[Any] | None = None,
+    ) -> bool:
+        """Wait until a commit touches one of ``keys``; False on timeout, or as soon
+        as ``until`` (if given) is done — e.g. the waiting client went away."""
+        if timeout <= 0 or (until is not None and until.done()):
             return False
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
@@ -55,11 +62,19 @@ class ChangeHub:
         for key in keys:
             self._waiters[key].add(fut)
         handle = loop.call_later(timeout, _expire, fut)
+
+        def give_up(_: asyncio.Future[Any]) -> None:
+            _expire(fut)
+
+        if until is not None:
+            until.add_done_callback(give_up)
         try:
             await fut
             return fut.result() >= 0
         finally:
             handle.cancel()
+            if until is not None:
+                until.remove_done_callback(give_up)
             for key in keys:
                 waiters = self._waiters.get(key)
                 if waiters is not None:
