@@ -8,6 +8,7 @@ import pytest
 from agent_harness import BrokerProcess, Host, Vif, mac
 
 from testkit import wait_until
+from vifbroker.backends.openvswitch import OpenVSwitchBackend
 from vifbroker.client import BrokerClient
 from vifbroker.model import MigrationState, VifStatus, portdata_digest
 
@@ -41,8 +42,15 @@ async def migrate(
     return m.id
 
 
+def start_with_driver(host: Host, broker: BrokerProcess, driver: str) -> None:
+    """Start ``host``'s agent with its openvswitch backend on ``driver``."""
+    backend = OpenVSwitchBackend(db=host.ovs.db, no_wait=True, driver=driver)
+    host.start_agent(broker, backend_objs=[backend])
+
+
+@pytest.mark.parametrize("driver", ["vsctl", "native"])
 async def test_hostile_portdata_arrives_byte_exact_on_renamed_port(
-    broker_proc: BrokerProcess, controller: BrokerClient, hosts: tuple[Host, Host]
+    broker_proc: BrokerProcess, controller: BrokerClient, hosts: tuple[Host, Host], driver: str
 ) -> None:
     a, b = hosts
     dom = str(uuid.uuid4())
@@ -50,8 +58,8 @@ async def test_hostile_portdata_arrives_byte_exact_on_renamed_port(
     a.define(dom, vifs)
     for v in vifs:
         b.plug(dom, Vif(v.mac, f"tap-b{v.tap[4:]}"))
-    a.start_agent(broker_proc)
-    b.start_agent(broker_proc)
+    start_with_driver(a, broker_proc, driver)
+    start_with_driver(b, broker_proc, driver)
 
     mid = await migrate(controller, dom, a, b)
     done = await controller.wait_applied(mid, 60)

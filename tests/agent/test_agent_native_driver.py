@@ -1,4 +1,5 @@
-"""The same journeys as test_agent_migration.py with both agents on the native OVSDB driver.
+"""A journey with both agents on the native OVSDB driver (the hostile values run over
+both drivers in test_agent_migration.py).
 
 Each agent holds one OVSDB connection (the ovs package's IDL) instead of
 running ovs-vsctl and ovsdb-client: it finds ports, writes them and follows
@@ -11,41 +12,17 @@ import uuid
 
 import pytest
 from agent_harness import BrokerProcess, Host, Vif, mac
-from test_agent_migration import HOSTILE_VALUES, migrate
+from test_agent_migration import migrate, start_with_driver
 
 from testkit import wait_until
-from vifbroker.backends.openvswitch import OpenVSwitchBackend
 from vifbroker.client import BrokerClient, NotFound
-from vifbroker.model import MigrationState, VifStatus, portdata_digest
+from vifbroker.model import MigrationState
 
 pytestmark = pytest.mark.ovs
 
 
 def start_native(host: Host, broker: BrokerProcess) -> None:
-    backend = OpenVSwitchBackend(db=host.ovs.db, no_wait=True, driver="native")
-    host.start_agent(broker, backend_objs=[backend])
-
-
-async def test_hostile_portdata_arrives_byte_exact(
-    broker_proc: BrokerProcess, controller: BrokerClient, hosts: tuple[Host, Host]
-) -> None:
-    a, b = hosts
-    dom = str(uuid.uuid4())
-    vifs = [Vif(mac(i), f"vnet{i}", v) for i, v in enumerate(HOSTILE_VALUES)]
-    a.define(dom, vifs)
-    for v in vifs:
-        b.plug(dom, Vif(v.mac, f"tap-b{v.tap[4:]}"))
-    start_native(a, broker_proc)
-    start_native(b, broker_proc)
-
-    done = await controller.wait_applied(await migrate(controller, dom, a, b), 60)
-
-    assert done.state == MigrationState.APPLIED
-    records = {r.mac: r for r in await controller.get_interfaces(dom)}
-    for v in vifs:
-        assert b.portdata(f"tap-b{v.tap[4:]}") == v.portdata, v.mac
-        assert records[v.mac].result.status == VifStatus.APPLIED
-        assert records[v.mac].result.digest == portdata_digest(v.portdata)
+    start_with_driver(host, broker, "native")
 
 
 async def test_later_change_and_late_port_both_arrive(

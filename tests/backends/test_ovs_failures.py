@@ -48,8 +48,18 @@ async def test_hung_server_times_out(ovsdb: OvsDb, ovs_driver: str) -> None:
     assert ovsdb.get_portdata("vnet1") is None
 
 
-async def test_missing_binary_is_unavailable(ovsdb: OvsDb) -> None:
-    backend = OpenVSwitchBackend(db=ovsdb.db, no_wait=True, vsctl="/nonexistent/ovs-vsctl")
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        pytest.param({"vsctl": "/nonexistent/ovs-vsctl"}, "/nonexistent/ovs-vsctl", id="no-vsctl"),
+        pytest.param({"driver": "native", "timeout": 0.5}, "unreachable", id="native-no-server"),
+    ],
+)
+async def test_unusable_backend_is_unavailable(
+    tmp_path: Path, options: dict[str, object], why: str
+) -> None:
+    """A missing ovs-vsctl, or no OVSDB server for the native driver: unavailable, and why."""
+    backend = OpenVSwitchBackend(db=f"unix:{tmp_path / 'none.sock'}", no_wait=True, **options)
     try:
         with pytest.raises(BackendUnavailable):
             await backend.inspect(DOMAIN, [mac(1)])
@@ -57,19 +67,7 @@ async def test_missing_binary_is_unavailable(ovsdb: OvsDb) -> None:
     finally:
         await backend.close()
     assert info.available is False
-    assert info.detail is not None and "/nonexistent/ovs-vsctl" in info.detail
-
-
-async def test_native_driver_without_a_server_is_unavailable(tmp_path: Path) -> None:
-    backend = OpenVSwitchBackend(db=f"unix:{tmp_path / 'none.sock'}", driver="native", timeout=0.5)
-    try:
-        with pytest.raises(BackendUnavailable):
-            await backend.inspect(DOMAIN, [mac(1)])
-        info = await backend.describe()
-    finally:
-        await backend.close()
-    assert info.available is False
-    assert info.detail is not None and "unreachable" in info.detail
+    assert info.detail is not None and why in info.detail
 
 
 def test_unknown_driver_is_refused() -> None:
