@@ -23,8 +23,13 @@ from libvirt_proc import free_port, wait_for
 from vifbroker.server.auth import Role, add_token
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
-    """SIGTERM by PID, then SIGKILL; returns the exit code."""
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """SIGTERM by PID, then SIGKILL; returns the exit code.
+
+    An agent may take its whole drain (``drain_timeout``, 10 s by default) and
+    then close its monitors and libvirt connection: the deadline leaves room for
+    that, so only a real hang ends in SIGKILL.
+    """
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
