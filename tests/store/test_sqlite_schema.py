@@ -90,3 +90,18 @@ async def test_a_newer_schema_is_refused_naming_the_broker_that_wrote_it(tmp_pat
 async def test_a_fresh_file_needs_an_upgrade_too(tmp_path: Path) -> None:
     with pytest.raises(SchemaMismatch, match="version 0"):
         await SQLiteStore(tmp_path / "empty.db", upgrade=False).open()
+
+
+async def test_a_new_database_is_private_to_the_broker(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "vifbroker.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store.create_migration(
+            MigrationCreate(domain_uuid=DOM, source_host="a", destination_host="b"), T0
+        )
+        for name in ("vifbroker.db", "vifbroker.db-wal", "vifbroker.db-shm"):
+            assert (path.parent / name).stat().st_mode & 0o777 == 0o600, name
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        await store.close()

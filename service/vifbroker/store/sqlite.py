@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 _INLINE_BUILD_BYTES = 64 * 1024
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (port data is the tenants'):
+    SQLite gives its -wal and -shm files the database file's permissions."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
 class SQLiteStore(RoutedWrites):
     """Reads run on a reader thread; every write is a function of ``sqlite_writes``
     run by the engine's group commit; the inbox near the head comes from the cache."""
@@ -67,7 +75,7 @@ class SQLiteStore(RoutedWrites):
 
     async def open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(self.path))
         await self._engine.open()
         self.cache.reset(self.hub.revision)
 
