@@ -47,17 +47,18 @@ async def _put(
             source_host=None if who.is_controller else who.host,
             max_vifs=ctx.settings.max_vifs_per_migration,
         )
-    ctx.metrics.uploaded(uploaded.migration_id, uploaded.records)
-    for record in uploaded.records:
-        log.info(
-            "vif uploaded",
-            extra={
-                "migration": uploaded.migration_id,
-                "domain": domain_uuid,
-                "mac": record.mac,
-                "generation": record.generation,
-            },
-        )
+    ctx.metrics.uploaded(uploaded.migration_id, uploaded.generations)
+    if log.isEnabledFor(logging.INFO):
+        for mac, generation in uploaded.generations:
+            log.info(
+                "vif uploaded",
+                extra={
+                    "migration": uploaded.migration_id,
+                    "domain": domain_uuid,
+                    "mac": mac,
+                    "generation": generation,
+                },
+            )
     return uploaded
 
 
@@ -76,10 +77,10 @@ async def put_interface(request: web.Request) -> web.Response:
     uploaded = await _put(
         ctx, request, domain_uuid, [iface], None if generation is None else {mac: generation}
     )
-    record = uploaded.records[0]
+    ((mac, generation),) = uploaded.generations
     return json_response(
-        {"domain_uuid": domain_uuid, "mac": record.mac, "generation": record.generation},
-        headers={"ETag": f'"{record.generation}"'},
+        {"domain_uuid": domain_uuid, "mac": mac, "generation": generation},
+        headers={"ETag": f'"{generation}"'},
     )
 
 
@@ -101,7 +102,7 @@ async def put_interfaces(request: web.Request) -> web.Response:
         {
             "domain_uuid": domain_uuid,
             "revision": uploaded.revision,
-            "interfaces": [{"mac": r.mac, "generation": r.generation} for r in uploaded.records],
+            "interfaces": [{"mac": m, "generation": g} for m, g in uploaded.generations],
         }
     )
 

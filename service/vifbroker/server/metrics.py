@@ -28,7 +28,7 @@ from prometheus_client import (
 )
 
 from vifbroker.about import register_process_metrics
-from vifbroker.model import Migration, MigrationState, ResultIn, VifRecord, VifStatus
+from vifbroker.model import Migration, MigrationState, ResultIn, VifStatus
 from vifbroker.store import Store, StoreError
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -181,12 +181,13 @@ class Metrics:
             return
         self.requests.labels(route, method, str(status)).observe(seconds)
 
-    def uploaded(self, migration_id: str, records: Iterable[VifRecord]) -> None:
+    def uploaded(self, migration_id: str, generations: Iterable[tuple[str, int]]) -> None:
+        """Count uploaded ``(mac, generation)`` pairs; note when, to time their apply."""
         now = time.monotonic()
         n = 0
-        for record in records:
+        for mac, generation in generations:
             n += 1
-            self._uploaded_at[(migration_id, record.mac, record.generation)] = now
+            self._uploaded_at[(migration_id, mac, generation)] = now
         self.uploads.inc(n)
         while len(self._uploaded_at) > MAX_PENDING_UPLOADS:
             self._uploaded_at.popitem(last=False)

@@ -43,16 +43,18 @@ class Parties:
 
 @dataclass(frozen=True, slots=True)
 class Uploaded:
-    """What an upload did: the new records, and where their migration stands after it.
+    """What an upload did: the new generation of each vif written, and where
+    their migration stands after it.
 
-    Not the whole migration: an upload costs the same however many vifs its
-    migration already holds.
+    Not the whole migration, nor the records (the caller sent them): an upload
+    costs the same however many vifs its migration already holds.
     """
 
     migration_id: str
     state: MigrationState
     revision: int
-    records: list[VifRecord]
+    #: ``(mac, generation)`` of each vif written, in the order they were sent.
+    generations: list[tuple[str, int]]
 
 
 class Store(Protocol):

@@ -245,8 +245,8 @@ async def _plan_upload(
         stored[vif["mac"]] = vif
         written[(migration["id"], vif["mac"])] = vif
     _changed(ctx, migration)
-    records = [rows.record(v, domain_uuid, i) for v, i in zip(vifs, interfaces, strict=True)]
-    return Uploaded(migration["id"], MigrationState(migration["state"]), rev, records)
+    generations = [(v["mac"], v["generation"]) for v in vifs]
+    return Uploaded(migration["id"], MigrationState(migration["state"]), rev, generations)
 
 
 async def record_results(

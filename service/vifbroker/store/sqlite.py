@@ -7,10 +7,12 @@ import functools
 import logging
 import os
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from vifbroker.model import (
+    TERMINAL_STATES,
     Host,
     Inbox,
     Migration,
@@ -33,6 +35,7 @@ from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Change, Event,
 from .sqlite_engine import Engine
 
 _ACTIVE = writes.ACTIVE
+_TERMINAL = frozenset(state.value for state in TERMINAL_STATES)
 _MAX_PARTIES = 65536
 log = logging.getLogger(__name__)
 
@@ -68,10 +71,13 @@ class SQLiteStore(RoutedWrites):
         self._engine = Engine(
             self.path, self.hub, upgrade_schema, self._committed, self.cache.holds
         )
-        # Who takes part in each domain's active migration, as last read; every
-        # commit that touches a migration drops its domain. An agent's upload
-        # asks this before it sends its body, and would otherwise cost a read.
+        # Who takes part in each domain's active migration, as last read. An
+        # agent's upload asks this before it sends its body, and would otherwise
+        # cost a read. The parties of a migration never change while it is
+        # active, so only a commit that ends it (or names another migration
+        # of the domain) drops its domain: uploads and results keep it.
         self._parties: dict[str, Parties] = {}
+        self._ends = 0  # commits that ended a migration: a read across one is not kept
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -80,17 +86,26 @@ class SQLiteStore(RoutedWrites):
         self.cache.reset(self.hub.revision)
 
     def _committed(self, events: list[Event]) -> None:
-        if self._parties:
-            for event in events:
-                if isinstance(event, Change):
-                    self._parties.pop(event.row["domain_uuid"], None)
-                else:  # pruned: gone outright (terminal ones were dropped before)
-                    self._parties.clear()
+        for event in events:
+            if isinstance(event, Change):
+                self._forget_parties(event.row)
+            else:  # pruned: gone outright (terminal ones were dropped before)
+                self._ends += 1
+                self._parties.clear()
         try:
             self.cache.apply(events)
         except Exception:  # a bug here must not cost answers: SQL still has them
             log.exception("watch cache lost track; starting it over at %d", self.hub.revision)
             self.cache.reset(self.hub.revision)
+
+    def _forget_parties(self, row: Mapping[str, Any]) -> None:
+        if row["state"] in _TERMINAL:
+            self._ends += 1
+            self._parties.pop(row["domain_uuid"], None)
+        else:
+            known = self._parties.get(row["domain_uuid"])
+            if known is not None and known.migration_id != row["id"]:
+                del self._parties[row["domain_uuid"]]
 
     async def close(self) -> None:
         await self._engine.close()
@@ -184,12 +199,14 @@ class SQLiteStore(RoutedWrites):
         known = self._parties.get(domain_uuid)
         if known is not None:
             return known
+        ends = self._ends
         found = await self._engine.read(q)
         if found is None:
             raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
-        if len(self._parties) >= _MAX_PARTIES:
-            self._parties.clear()
-        self._parties[domain_uuid] = found
+        if ends == self._ends:  # else it may have ended meanwhile: answer, don't keep
+            if len(self._parties) >= _MAX_PARTIES:
+                self._parties.clear()
+            self._parties[domain_uuid] = found
         return found
 
     async def latest_migration(self, domain_uuid: str) -> Migration:

@@ -149,8 +149,8 @@ def store_uploads(
         rev,
         now,
     )
-    records = [rows.record(v, domain_uuid, i) for v, i in zip(written, interfaces, strict=True)]
-    return Uploaded(migration["id"], MigrationState(migration["state"]), rev, records)
+    generations = [(v["mac"], v["generation"]) for v in written]
+    return Uploaded(migration["id"], MigrationState(migration["state"]), rev, generations)
 
 
 def record_results(
