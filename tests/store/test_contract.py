@@ -78,10 +78,10 @@ async def test_create_is_idempotent_by_id_and_one_active_per_domain(store: Store
 async def test_revision_strictly_increases_with_every_change(store: Store) -> None:
     r0 = await store.current_revision()
     m, _ = await store.create_migration(req(), T0)
-    recs = (await store.put_interfaces(DOM, [iface(MAC1)], T0)).records
+    up = await store.put_interfaces(DOM, [iface(MAC1)], T0)
     m2 = await store.post_results(m.id, [ok(MAC1, 1)], T0)
     m3 = await store.transition(m.id, MigrationState.COMPLETED, T0)
-    revs = [r0, m.revision, recs[0].revision, m2.revision, m3.revision]
+    revs = [r0, m.revision, up.revision, m2.revision, m3.revision]
     assert revs == sorted(set(revs)), revs
     assert await store.current_revision() == m3.revision
 
@@ -91,16 +91,15 @@ async def test_upload_generations_and_if_match(store: Store) -> None:
         await store.put_interfaces(DOM, [iface(MAC1)], T0)
     await store.create_migration(req(), T0)
     up = await store.put_interfaces(DOM, [iface(MAC1, "one"), iface(MAC2, "x")], T0)
-    assert [r.generation for r in up.records] == [1, 1]
+    assert up.generations == [(MAC1, 1), (MAC2, 1)]
     assert up.state is MigrationState.UPLOADED
-    assert (
-        up.revision
-        == up.records[0].revision
-        == (await store.get_migration(up.migration_id)).revision
-    )
-    recs = (await store.put_interfaces(DOM, [iface(MAC1, "two")], T0, if_match={MAC1: 1})).records
-    assert recs[0].generation == 2 and recs[0].interface is not None
-    assert recs[0].interface.portdata == "two"
+    assert up.revision == (await store.get_migration(up.migration_id)).revision
+    assert {r.revision for r in await store.get_interfaces(DOM)} == {up.revision}
+    up = await store.put_interfaces(DOM, [iface(MAC1, "two")], T0, if_match={MAC1: 1})
+    assert up.generations == [(MAC1, 2)]
+    (rec,) = await store.get_interfaces(DOM, MAC1)
+    assert rec.generation == 2 and rec.revision == up.revision and rec.interface is not None
+    assert rec.interface.portdata == "two"
     with pytest.raises(PreconditionFailed) as err:
         await store.put_interfaces(DOM, [iface(MAC1, "three")], T0, if_match={MAC1: 1})
     assert err.value.current_generation == 2
@@ -119,8 +118,8 @@ async def test_upload_checks_the_source_host_in_the_same_write(store: Store) -> 
         await store.put_interfaces(DOM, [iface(MAC1)], T0, source_host="b")
     with pytest.raises(NotFound):
         await store.get_interfaces(DOM)
-    recs = (await store.put_interfaces(DOM, [iface(MAC1)], T0, source_host="a")).records
-    assert recs[0].generation == 1
+    up = await store.put_interfaces(DOM, [iface(MAC1)], T0, source_host="a")
+    assert up.generations == [(MAC1, 1)]
 
 
 async def test_bulk_upload_is_all_or_nothing(store: Store) -> None:
@@ -326,10 +325,10 @@ async def test_hub_wakes_only_after_commit(store: Store) -> None:
     waiter = asyncio.create_task(store.hub.wait(["host:b"], 10))
     other = asyncio.create_task(store.hub.wait(["host:zzz"], 0.2))
     await asyncio.sleep(0)
-    recs = (await store.put_interfaces(DOM, [iface(MAC1)], T0)).records
+    up = await store.put_interfaces(DOM, [iface(MAC1)], T0)
     assert await asyncio.wait_for(waiter, 5) is True
     # The change is readable by the time the waiter wakes.
-    box = await store.inbox("b", recs[0].revision - 1)
+    box = await store.inbox("b", up.revision - 1)
     assert box.items and box.items[0].interfaces[0].generation == 1
     assert await other is False
 
@@ -487,19 +486,20 @@ async def test_uploads_sharing_a_commit_each_count(store: Store) -> None:
         return_exceptions=True,
     )
     uploads = [o for o in outcomes[:5] if not isinstance(o, BaseException)]
-    assert sorted(u.records[0].generation for u in uploads) == [1, 2, 3, 4, 5]
-    revisions = [u.revision for u in sorted(uploads, key=lambda u: u.records[0].generation)]
+    assert sorted(u.generations[0][1] for u in uploads) == [1, 2, 3, 4, 5]
+    revisions = [u.revision for u in sorted(uploads, key=lambda u: u.generations[0][1])]
     assert revisions == sorted(set(revisions))
     assert isinstance(outcomes[5], PreconditionFailed)
     assert isinstance(outcomes[6], NoActiveMigration)
     last = outcomes[7]
-    assert not isinstance(last, BaseException) and last.records[0].generation == 1
+    assert not isinstance(last, BaseException) and last.generations == [(MAC2, 1)]
     got = {r.mac: r for r in await store.get_interfaces(DOM)}
     assert {mac: r.generation for mac, r in got.items()} == {MAC1: 5, MAC2: 1}
-    newest = next(u for u in uploads if u.records[0].generation == 5).records[0]
-    assert got[MAC1].interface is not None and newest.interface is not None
-    assert got[MAC1].interface.portdata == newest.interface.portdata
-    done = await store.post_results(
-        m.id, [ok(MAC1, 5, newest.interface.portdata), ok(MAC2, 1, "y")], T0
+    # The upload that got generation 5 sent "v<n>" (n: its place in the gather).
+    newest = next(
+        n for n, u in enumerate(outcomes[:5]) if u in uploads and u.generations == [(MAC1, 5)]
     )
+    assert got[MAC1].interface is not None
+    assert got[MAC1].interface.portdata == f"v{newest}"
+    done = await store.post_results(m.id, [ok(MAC1, 5, f"v{newest}"), ok(MAC2, 1, "y")], T0)
     assert done.state is MigrationState.APPLIED
