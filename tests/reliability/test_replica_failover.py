@@ -33,7 +33,9 @@ pytestmark = [pytest.mark.reliability, pytest.mark.ovs, pytest.mark.postgres]
 
 DOMAINS = 6
 VIFS = 3
-APPLIED = re.compile(r"migration (\S+) mac (\S+): applied generation (\d+)")
+#: the destination agent's line per results post: "migration M: mac X: applied generation N; …"
+POSTED = re.compile(r"migration (\S+): (mac .*)")
+APPLIED = re.compile(r"mac (\S+): applied generation (\d+)")
 
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
@@ -104,7 +106,9 @@ async def test_replica_sigkilled_mid_migration(
     assert sum(1 for g in latest.values() if g == 2) == len(changed)
 
     applies = Counter(
-        (m.group(1), m.group(2), int(m.group(3))) for m in APPLIED.finditer(dst.agent_log())
+        (post.group(1), m.group(1), int(m.group(2)))
+        for post in POSTED.finditer(dst.agent_log())
+        for m in APPLIED.finditer(post.group(2))
     )
     repeated = [k for k, n in applies.items() if n > 1]
     assert repeated == [], f"applied more than once: {repeated}"

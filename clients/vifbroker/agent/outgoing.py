@@ -133,13 +133,13 @@ class Outgoing(Worker):
             result = await self.deps.client.upload(self.domain_uuid, interfaces)
         except (NoActiveMigration, NotFound) as exc:
             raise _Gone() from exc
-        for iface in interfaces:
-            log.info(
-                "migration %s mac %s: uploaded generation %s",
-                self.migration_id,
-                iface.mac,
-                result.generations.get(iface.mac),
-            )
+        # One line per upload, not per vif: an evacuation uploads thousands.
+        gens = result.generations
+        log.info(
+            "migration %s: uploaded %s",
+            self.migration_id,
+            ", ".join(f"mac {i.mac} generation {gens.get(i.mac)}" for i in interfaces),
+        )
 
     async def _follow(
         self, sub: Subscription, current: dict[str, Interface], deadline: float

@@ -26,11 +26,15 @@ class Reporter:
 
     async def post(self, migration: Migration, results: Sequence[ResultIn]) -> bool:
         """Post until accepted; False when the migration is gone (stop tracking)."""
-        for r in results:
-            log.info(
-                "migration %s mac %s: %s generation %d%s",
-                migration.id, r.mac, r.status, r.generation, f" ({r.detail})" if r.detail else "",
-            )  # fmt: skip
+        # One line per post, not per vif: an evacuation posts thousands.
+        log.info(
+            "migration %s: %s", migration.id,
+            "; ".join(
+                f"mac {r.mac}: {r.status} generation {r.generation}"
+                + (f" ({r.detail})" if r.detail else "")
+                for r in results
+            ),
+        )  # fmt: skip
         deadline = monotonic_deadline(migration.expires_at)
         backoff = Backoff(0.1, 2.0)
         while True:
