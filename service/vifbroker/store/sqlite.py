@@ -69,7 +69,12 @@ class SQLiteStore(RoutedWrites):
             sqlite_schema.upgrade, allow=upgrade, url=f"sqlite://{self.path}"
         )
         self._engine = Engine(
-            self.path, self.hub, upgrade_schema, self._committed, self.cache.holds
+            self.path,
+            self.hub,
+            upgrade_schema,
+            self._committed,
+            self.cache.holds,
+            groups=writes.GROUPS,
         )
         # Who takes part in each domain's active migration, as last read. An
         # agent's upload asks this before it sends its body, and would otherwise

@@ -3,10 +3,17 @@
 SQLite calls block (a commit with ``synchronous=FULL`` waits for fsync), so
 each connection lives on its own single thread. Writes queue up on the event
 loop; one writer task hands everything queued to the writer thread, which runs
-each operation inside a SAVEPOINT of ONE transaction and commits once. While
-that fsync runs, new writes queue for the next batch: concurrent writers share
-commits instead of waiting in line. Only after the commit returns are callers
-answered and the change published, so nothing not yet durable is ever seen.
+every operation in ONE transaction and commits once. While that fsync runs,
+new writes queue for the next batch: concurrent writers share commits instead
+of waiting in line. Only after the commit returns are callers answered and the
+change published, so nothing not yet durable is ever seen.
+
+No savepoint per operation (two statements each, the writer's busiest Python):
+an operation refuses (raises a StoreError) before it writes anything, so a
+refusal leaves nothing to undo; any other failure rolls the whole transaction
+back and the batch runs again without that operation (as the PostgreSQL engine
+does). Consecutive operations with a group runner (``sqlite_writes.GROUPS``)
+run as one group: a few statements for all of them.
 """
 
 from __future__ import annotations
@@ -15,13 +22,13 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .batching import WriteQueue
-from .errors import StoreUnavailable
+from .errors import StoreError, StoreUnavailable
 from .hub import ChangeHub
 from .sqlite_cache import Event
 
@@ -47,6 +54,26 @@ class WriteContext:
 
 
 WriteOp = Callable[[sqlite3.Connection, WriteContext], T]
+#: Runs consecutive operations of one function together: their keyword
+#: arguments in, one result (or the StoreError it refused with) per operation out.
+GroupRunner = Callable[[sqlite3.Connection, WriteContext, list[dict[str, Any]]], list[Any]]
+
+
+class _Rerun(Exception):
+    """Operation ``index`` failed other than by refusing: run the batch again without it."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(index)
+        self.index, self.error = index, error
+
+
+class _Ungroup(Exception):
+    """A group failed other than by refusing: run the batch again with these ops alone."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(indexes)
+        self.indexes = indexes
+
 #: Called on the loop with the changes of each durable commit, before any
 #: caller is answered or any long-poll woken.
 OnCommit = Callable[[list[Event]], None]
@@ -78,12 +105,14 @@ class Engine:
         upgrade: Upgrade,
         on_commit: OnCommit,
         cached: Callable[[str], bool],
+        groups: Mapping[Callable[..., Any], GroupRunner] | None = None,
     ) -> None:
         self._path = path
         self._on_commit = on_commit
         self._cached = cached
         self._hub = hub
         self._upgrade = upgrade
+        self._groups = dict(groups or {})
         self._rexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-read")
         self._wexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-write")
         self._rconn: sqlite3.Connection | None = None
@@ -164,10 +193,9 @@ class Engine:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._queue.next_batch()
-            ctx = WriteContext(self._hub.revision, self._cached)
             try:
-                results = await loop.run_in_executor(
-                    self._wexec, self._run_batch, [op for op, _ in batch], ctx
+                results, ctx = await loop.run_in_executor(
+                    self._wexec, self._run_batch, [op for op, _ in batch], self._hub.revision
                 )
             except BaseException as exc:  # commit failed: nobody's write happened
                 self._queue.fail(batch, StoreUnavailable(f"sqlite commit failed: {exc}"))
@@ -183,25 +211,39 @@ class Engine:
                 self._hub.publish(ctx.revision, ctx.keys)
             self._queue.answer(batch, results)
 
-    def _run_batch(self, ops: list[WriteOp[Any]], ctx: WriteContext) -> list[Any]:
+    def _run_batch(self, ops: list[WriteOp[Any]], start: int) -> tuple[list[Any], WriteContext]:
+        """Run ``ops`` in one transaction and commit (on the writer thread)."""
+        failed: dict[int, BaseException] = {}
+        alone: set[int] = set()
+        while True:
+            try:
+                return self._try_batch(ops, start, failed, alone)
+            except _Rerun as rerun:
+                failed[rerun.index] = rerun.error
+            except _Ungroup as ungroup:
+                alone.update(ungroup.indexes)
+
+    def _try_batch(
+        self, ops: list[WriteOp[Any]], start: int, failed: dict[int, BaseException], alone: set[int]
+    ) -> tuple[list[Any], WriteContext]:
         conn = self._wconn
         assert conn is not None
-        start = ctx.revision
+        ctx = WriteContext(start, self._cached)
         results: list[Any] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for op in ops:
-                conn.execute("SAVEPOINT op")
-                start_rev, start_keys = ctx.revision, set(ctx.keys)
-                start_changes = len(ctx.changes)
-                try:
-                    results.append(op(conn, ctx))
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    ctx.revision, ctx.keys = start_rev, start_keys
-                    del ctx.changes[start_changes:]
-                    results.append(exc)
-                conn.execute("RELEASE op")
+            index = 0
+            while index < len(ops):
+                group = self._group_at(ops, index, failed, alone)
+                if len(group) > 1:
+                    results += self._run_group(conn, ctx, ops, group)
+                    index += len(group)
+                    continue
+                if index in failed:
+                    results.append(failed[index])
+                else:
+                    results.append(self._run_one(conn, ctx, ops[index], index))
+                index += 1
             if ctx.revision != start:
                 conn.execute(
                     "INSERT INTO meta(key, value) VALUES ('revision', ?) "
@@ -213,4 +255,41 @@ class Engine:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return results
+        return results, ctx
+
+    def _group_at(
+        self, ops: list[WriteOp[Any]], start: int, failed: dict[int, Any], alone: set[int]
+    ) -> list[int]:
+        """The indexes from ``start`` that run as one group (one index: no group)."""
+        func = getattr(ops[start], "func", None)
+        if func not in self._groups:
+            return [start]
+        group = []
+        for index in range(start, len(ops)):
+            if index in failed or index in alone or getattr(ops[index], "func", None) is not func:
+                break
+            group.append(index)
+        return group or [start]
+
+    def _run_group(
+        self, conn: sqlite3.Connection, ctx: WriteContext, ops: list[WriteOp[Any]], group: list[int]
+    ) -> list[Any]:
+        runner = self._groups[ops[group[0]].func]  # type: ignore[attr-defined]
+        try:
+            return runner(conn, ctx, [dict(ops[i].keywords) for i in group])  # type: ignore[attr-defined]
+        except Exception as exc:  # the transaction is rolled back and run again
+            raise _Ungroup(group) from exc
+
+    @staticmethod
+    def _run_one(conn: sqlite3.Connection, ctx: WriteContext, op: WriteOp[Any], index: int) -> Any:
+        # A refusal comes before any write, and so before the op names keys or
+        # changes: only the revisions it may have taken are given back.
+        revision, changes = ctx.revision, len(ctx.changes)
+        try:
+            return op(conn, ctx)
+        except StoreError as exc:
+            ctx.revision = revision
+            del ctx.changes[changes:]
+            return exc
+        except Exception as exc:  # what it wrote is unknown: roll back, run again without it
+            raise _Rerun(index, exc) from exc

@@ -11,6 +11,7 @@ import sqlite3
 from . import schema
 
 TERMINAL_SQL = "('completed', 'cancelled', 'expired')"
+ACTIVE_SQL = f"state NOT IN {TERMINAL_SQL}"
 
 STEPS: tuple[str, ...] = (
     # 1: migrations, their vifs, hosts; the revision counter in meta.

@@ -1,26 +1,29 @@
 """Every write of the SQLite store, in one place.
 
-Each function runs on the writer thread inside one SAVEPOINT of a
-group-committed transaction (see ``sqlite_engine``): it takes the writer's
-connection and the batch's ``WriteContext`` first (the store binds the rest
-with ``functools.partial``), decides through ``rules``, writes, and records in
-the context the hub keys to wake and the ``Change`` for the watch cache.
+Each function runs on the writer thread inside a group-committed transaction
+(see ``sqlite_engine``): it takes the writer's connection and the batch's
+``WriteContext`` first (the store binds the rest with ``functools.partial``),
+decides through ``rules`` — and refuses (a StoreError) before it writes
+anything: there is no savepoint to roll back to — writes, and records in the
+context the hub keys to wake and the ``Change`` for the watch cache.
 
 A migration row carries its vif counts by outcome (``rules.Tally``), so an
-upload or a result reads and writes only the vifs it names.
+upload or a result reads and writes only the vifs it names. Uploads live in
+``sqlite_uploads`` (consecutive ones run as one group); the store finds every
+write here by name.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from vifbroker.model import (
     Host,
     HostIn,
-    Interface,
     Migration,
     MigrationCreate,
     MigrationState,
@@ -29,18 +32,18 @@ from vifbroker.model import (
 
 from . import rows, rules
 from . import sqlite_rows as sqlrows
-from .base import Uploaded
 from .errors import (
     Conflict,
-    NoActiveMigration,
     NotFound,
-    WrongHost,
 )
 from .sqlite_cache import Pruned, change
-from .sqlite_engine import WriteContext
-from .sqlite_schema import TERMINAL_SQL
+from .sqlite_engine import GroupRunner, WriteContext
+from .sqlite_schema import ACTIVE_SQL, TERMINAL_SQL
+from .sqlite_uploads import SETTLE_MIGRATION, store_uploads, upload_group
 
-ACTIVE = f"state NOT IN {TERMINAL_SQL}"
+ACTIVE = ACTIVE_SQL
+#: Operations that run together when consecutive in a batch (see ``sqlite_engine``).
+GROUPS: dict[Callable[..., Any], GroupRunner] = {store_uploads: upload_group}
 RowDict = rows.RowDict
 
 
@@ -113,46 +116,6 @@ def prune_ended(c: sqlite3.Connection, ctx: WriteContext, older_than: datetime) 
 
 
 # ------------------------------------------------------------------- records
-def store_uploads(
-    c: sqlite3.Connection,
-    ctx: WriteContext,
-    domain_uuid: str,
-    interfaces: Sequence[Interface],
-    now: datetime,
-    if_match: dict[str, int] | None,
-    source_host: str | None,
-    max_vifs: int | None = None,
-) -> Uploaded:
-    """Store a new generation of each interface in the domain's active migration."""
-    row = c.execute(
-        f"SELECT * FROM migrations WHERE domain_uuid = ? AND {ACTIVE}", (domain_uuid,)
-    ).fetchone()
-    if row is None:
-        raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
-    if source_host is not None and row["source_host"] != source_host:
-        raise WrongHost(f"{source_host} is not the source host of {row['id']}")
-    migration = dict(row)
-    stored = _named_vifs(c, migration["id"], [i.mac for i in interfaces])
-    rev = ctx.next_revision()
-    written, tally = rows.plan_upload(migration, stored, interfaces, if_match, rev, now, max_vifs)
-    _write_vifs(
-        c,
-        ctx,
-        "INSERT INTO vifs (migration_id, mac, position, generation, interface, portdata, status,"
-        " applied_generation, detail, digest, revision, uploaded_at) VALUES (:migration_id,"
-        " :mac, :position, :generation, :interface, :portdata, :status, :applied_generation,"
-        " :detail, :digest, :revision, :uploaded_at) ON CONFLICT (migration_id, mac) DO UPDATE"
-        " SET generation = excluded.generation, interface = excluded.interface,"
-        " portdata = excluded.portdata, status = 'pending', detail = NULL, digest = NULL,"
-        " revision = excluded.revision, uploaded_at = excluded.uploaded_at",
-        (migration, tally, written),
-        rev,
-        now,
-    )
-    generations = [(v["mac"], v["generation"]) for v in written]
-    return Uploaded(migration["id"], MigrationState(migration["state"]), rev, generations)
-
-
 def record_results(
     c: sqlite3.Connection,
     ctx: WriteContext,
@@ -278,12 +241,7 @@ def _update_migration(
 ) -> None:
     """Store the counts, the state they imply and the revision of a change to its vifs."""
     rows.settle(migration, tally, rev, now)
-    c.execute(
-        "UPDATE migrations SET state = :state, updated_at = :updated_at, revision = :revision,"
-        " vif_count = :vif_count, vifs_done = :vifs_done, vifs_failed = :vifs_failed"
-        " WHERE id = :id",
-        migration,
-    )
+    c.execute(SETTLE_MIGRATION, migration)
 
 
 def _end(
@@ -323,3 +281,4 @@ def _changed(
 ) -> None:
     ctx.keys |= rules.keys_for(m)
     ctx.changes.append(change(row, vifs, full=full))
+

@@ -1,0 +1,166 @@
+"""Uploads for the SQLite store: consecutive uploads of a batch run as one group.
+
+Like every write of ``sqlite_writes`` these run on the writer thread inside a
+group-committed transaction and refuse (a StoreError) before writing anything.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from vifbroker.model import Interface, MigrationState
+
+from . import rows, rules
+from . import sqlite_rows as sqlrows
+from .base import Uploaded
+from .errors import NoActiveMigration, StoreError, WrongHost
+from .sqlite_cache import change
+from .sqlite_engine import WriteContext
+from .sqlite_schema import ACTIVE_SQL
+
+RowDict = rows.RowDict
+
+_UPSERT_VIF = (
+    "INSERT INTO vifs (migration_id, mac, position, generation, interface, portdata, status,"
+    " applied_generation, detail, digest, revision, uploaded_at) VALUES (:migration_id,"
+    " :mac, :position, :generation, :interface, :portdata, :status, :applied_generation,"
+    " :detail, :digest, :revision, :uploaded_at) ON CONFLICT (migration_id, mac) DO UPDATE"
+    " SET generation = excluded.generation, interface = excluded.interface,"
+    " portdata = excluded.portdata, status = 'pending', detail = NULL, digest = NULL,"
+    " revision = excluded.revision, uploaded_at = excluded.uploaded_at"
+)
+SETTLE_MIGRATION = (
+    "UPDATE migrations SET state = :state, updated_at = :updated_at, revision = :revision,"
+    " vif_count = :vif_count, vifs_done = :vifs_done, vifs_failed = :vifs_failed"
+    " WHERE id = :id"
+)
+#: Bound parameters per statement, well under SQLite's limit (32766).
+_CHUNK = 400
+
+
+def store_uploads(
+    c: sqlite3.Connection,
+    ctx: WriteContext,
+    domain_uuid: str,
+    interfaces: Sequence[Interface],
+    now: datetime,
+    if_match: dict[str, int] | None,
+    source_host: str | None,
+    max_vifs: int | None = None,
+) -> Uploaded:
+    """Store a new generation of each interface in the domain's active migration."""
+    call = {"domain_uuid": domain_uuid, "interfaces": interfaces, "now": now,
+            "if_match": if_match, "source_host": source_host, "max_vifs": max_vifs}  # fmt: skip
+    (done,) = upload_group(c, ctx, [call])
+    if isinstance(done, StoreError):
+        raise done
+    return done
+
+
+def upload_group(
+    c: sqlite3.Connection, ctx: WriteContext, calls: Sequence[Mapping[str, Any]]
+) -> list[Uploaded | StoreError]:
+    """Run consecutive uploads of one batch together, each as ``store_uploads`` would.
+
+    A few statements for the whole group, however many uploads: the active
+    migrations of the domains named, their named vifs, then every vif row
+    written and each migration's counts, state and revision once. In between
+    each upload is planned in order (``rows.plan_upload``) on what the ones
+    before it left; a refused upload (a StoreError) writes nothing.
+    """
+    held = _held_uploads(c, calls)
+    results: list[Uploaded | StoreError] = []
+    planned: list[tuple[RowDict, list[RowDict]]] = []  # each upload's migration and vifs
+    written: dict[tuple[str, str], RowDict] = {}  # the last row of each vif
+    for call in calls:
+        try:
+            migration, vifs, uploaded = _plan_upload(ctx, held, call)
+        except StoreError as exc:
+            results.append(exc)
+            continue
+        results.append(uploaded)
+        planned.append((dict(migration), vifs))
+        for vif in vifs:
+            written[(migration["id"], vif["mac"])] = vif
+    if not planned:
+        return results
+    c.executemany(_UPSERT_VIF, list(written.values()))
+    ids = {mid for mid, _ in written}
+    touched = [m for m, _ in held.values() if m["id"] in ids]
+    c.executemany(SETTLE_MIGRATION, touched)
+    for m in touched:
+        ctx.keys |= rules.hub_keys(
+            m["id"], m["domain_uuid"], m["source_host"], m["destination_host"]
+        )
+    full: set[str] = set()
+    for migration, vifs in planned:
+        mid = migration["id"]
+        if ctx.cached(mid) or mid in full:
+            ctx.changes.append(change(migration, vifs, full=False))
+        else:  # the cache lacks it: send every vif (as committed after the group)
+            full.add(mid)
+            ctx.changes.append(change(migration, sqlrows.fetch_vifs(c, [mid])[mid], full=True))
+    return results
+
+
+def _held_uploads(
+    c: sqlite3.Connection, calls: Sequence[Mapping[str, Any]]
+) -> dict[str, tuple[RowDict, dict[str, RowDict]]]:
+    """By domain: its active migration's row and the stored vifs the calls name."""
+    held: dict[str, tuple[RowDict, dict[str, RowDict]]] = {}
+    domains = sorted({call["domain_uuid"] for call in calls})
+    for start in range(0, len(domains), _CHUNK):
+        chunk = domains[start : start + _CHUNK]
+        for row in c.execute(
+            f"SELECT * FROM migrations WHERE {ACTIVE_SQL} AND domain_uuid IN"
+            f" ({','.join('?' * len(chunk))})",
+            chunk,
+        ):
+            held[row["domain_uuid"]] = (dict(row), {})
+    by_id = {migration["id"]: stored for migration, stored in held.values()}
+    keys = sorted(
+        {(held[call["domain_uuid"]][0]["id"], i.mac) for call in calls
+         if call["domain_uuid"] in held for i in call["interfaces"]}
+    )  # fmt: skip
+    for start in range(0, len(keys), _CHUNK // 2):
+        chunk = keys[start : start + _CHUNK // 2]
+        for row in c.execute(
+            f"WITH k(m, mac) AS (VALUES {','.join(['(?,?)'] * len(chunk))}) SELECT v.* FROM k"
+            " JOIN vifs v ON v.migration_id = k.m AND v.mac = k.mac",
+            [part for key in chunk for part in key],
+        ):
+            by_id[row["migration_id"]][row["mac"]] = dict(row)
+    return held
+
+
+def _plan_upload(
+    ctx: WriteContext,
+    held: dict[str, tuple[RowDict, dict[str, RowDict]]],
+    call: Mapping[str, Any],
+) -> tuple[RowDict, list[RowDict], Uploaded]:
+    """One upload of a group, planned on ``held`` (updated in place); refusals raise."""
+    domain_uuid, interfaces = call["domain_uuid"], call["interfaces"]
+    if domain_uuid not in held:
+        raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
+    migration, stored = held[domain_uuid]
+    source_host = call["source_host"]
+    if source_host is not None and migration["source_host"] != source_host:
+        raise WrongHost(f"{source_host} is not the source host of {migration['id']}")
+    before = ctx.revision
+    rev = ctx.next_revision()
+    try:
+        vifs, tally = rows.plan_upload(
+            migration, stored, interfaces, call["if_match"], rev, call["now"], call["max_vifs"]
+        )
+    except StoreError:
+        ctx.revision = before
+        raise
+    rows.settle(migration, tally, rev, call["now"])
+    for vif in vifs:
+        stored[vif["mac"]] = vif
+    generations = [(v["mac"], v["generation"]) for v in vifs]
+    state = MigrationState(migration["state"])
+    return migration, vifs, Uploaded(migration["id"], state, rev, generations)

@@ -1,0 +1,70 @@
+"""The SQLite engine's batches: no savepoints, yet each operation stands alone.
+
+An operation refuses (a StoreError) before it writes; any other failure may
+come after a write, so the engine rolls the batch back and runs it again
+without that operation: the others commit, the failed one's writes do not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from testkit import no_loop_blocking
+from vifbroker.store import NotFound
+from vifbroker.store.hub import ChangeHub
+from vifbroker.store.sqlite_engine import Engine, WriteContext
+from vifbroker.store.sqlite_schema import upgrade
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    async with no_loop_blocking():
+        opened = Engine(
+            str(tmp_path / "vifbroker.db"),
+            ChangeHub(),
+            lambda c: upgrade(c, allow=True, url="sqlite://test"),
+            lambda events: None,
+            lambda mid: False,
+        )
+        await opened.open()
+        yield opened
+        await opened.close()
+
+
+def put(key: str, fail: BaseException | None = None):  # type: ignore[no-untyped-def]
+    def op(c: sqlite3.Connection, ctx: WriteContext) -> int:
+        revision = ctx.next_revision()
+        c.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, revision))
+        if fail is not None:
+            raise fail
+        return revision
+
+    return op
+
+
+def refuse(c: sqlite3.Connection, ctx: WriteContext) -> None:
+    ctx.next_revision()
+    raise NotFound("refused before writing")
+
+
+async def test_a_failed_operation_leaves_no_write_and_the_others_commit(engine: Engine) -> None:
+    outcomes = await asyncio.gather(
+        engine.write(put("a")),
+        engine.write(put("bad", RuntimeError("after its write"))),
+        engine.write(refuse),
+        engine.write(put("c")),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], RuntimeError)
+    assert isinstance(outcomes[2], NotFound)
+    # Revisions taken by the failed and the refused operation were given back.
+    assert outcomes[0] == 1 and outcomes[3] == 2
+    stored = await engine.read(
+        lambda c: dict(c.execute("SELECT key, value FROM meta WHERE key IN ('a', 'bad', 'c')"))
+    )
+    assert stored == {"a": 1, "c": 2}
