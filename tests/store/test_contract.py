@@ -18,6 +18,7 @@ from vifbroker.model import (
     portdata_digest,
 )
 from vifbroker.model.migration import BackendInfo
+from vifbroker.model.wire import page_of
 from vifbroker.store import (
     Conflict,
     InvalidInput,
@@ -279,6 +280,29 @@ async def test_inbox_directions_and_resume(store: Store) -> None:
     assert item.migration.id == m.id and item.interfaces[0].interface is not None
     assert item.interfaces[0].interface.portdata == "x"
     assert (await store.inbox("b", box_b2.revision)).items == []
+
+
+async def test_inbox_page_is_the_inbox_in_wire_form(store: Store) -> None:
+    """What the inbox route answers: the same items as ``inbox``, as the same bytes,
+    through every kind of change (rendered text kept across them must follow)."""
+    m, _ = await store.create_migration(req(), T0)
+    await store.create_migration(req(DOM2, source_host="b"), T0)  # b on both sides
+    steps = [
+        store.put_interfaces(DOM, [iface(MAC1, "x"), iface(MAC2, None)], T0),
+        store.post_results(m.id, [ResultIn(mac=MAC1, generation=1, status="skipped")], T0),
+        store.put_interfaces(DOM, [iface(MAC1, "y ünï <&>")], T0),
+        store.transition(m.id, MigrationState.COMPLETED, T0),
+    ]
+    for step in [None, *steps]:
+        if step is not None:
+            await step
+        for host in ("a", "b", "c"):
+            for after in (0, 1, await store.current_revision()):
+                for limit in (1, 500):
+                    page = await store.inbox_page(host, after, limit)
+                    box = await store.inbox(host, after, limit)
+                    assert page.json() == page_of(box).json(), (host, after, limit)
+                    assert len(page.items) == len(box.items)
 
 
 async def test_inbox_resume_loses_nothing_under_concurrent_writes(store: Store) -> None:

@@ -4,7 +4,8 @@ A randomized history (concurrent writes sharing commits, refused writes rolled
 back inside a batch, results, terminal moves, expiry, pruning) runs against a
 store with a small cache so that eviction raises the floor along the way;
 after every step both paths answer every host for positions from the floor to
-past the head, with small and large limits, and must agree byte for byte.
+past the head, with small and large limits, and must agree byte for byte: as
+models, and in wire form (the texts the cache keeps rendered across the history).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 from testkit import no_loop_blocking
 from vifbroker.model import Interface, MigrationCreate, MigrationState, ResultIn, portdata_digest
+from vifbroker.model.wire import page_of
 from vifbroker.store import NotFound, StoreError
 from vifbroker.store.sqlite import SQLiteStore
 
@@ -126,6 +128,10 @@ async def _assert_same(store: SQLiteStore, rng: random.Random) -> int:
                 assert cached is not None
                 expected = await store.inbox_sql(host, after, limit)
                 assert cached.model_dump_json() == expected.model_dump_json(), (host, after)
+                # The wire form, from texts kept across the history (rendered once per
+                # row): the bytes the SQL answer renders to.
+                page = await store.inbox_page(host, after, limit)
+                assert page.json() == page_of(expected).json(), (host, after, limit)
                 compared += 1
     return compared
 

@@ -6,7 +6,8 @@ import logging
 
 from aiohttp import web
 
-from vifbroker.model import HostIn, Inbox
+from vifbroker.model import HostIn
+from vifbroker.model.wire import InboxPage
 
 from .connections import disconnected
 from .context import CTX
@@ -14,14 +15,7 @@ from .errors import PayloadTooLarge
 from .media import JSON_TYPES, read_body
 from .middleware import principal
 from .params import path_host, query_float, query_int
-from .render import (
-    YIELD_EVERY,
-    host_doc,
-    inbox_json,
-    inbox_json_yielding,
-    json_bytes_response,
-    json_response,
-)
+from .render import host_doc, json_bytes_response, json_response
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +56,19 @@ async def inbox(request: web.Request) -> web.Response:
     wait = query_float(request, "wait", 0.0, 0.0, 60.0)
     wait = min(wait, ctx.settings.longpoll_max_seconds)
 
-    def has_items(box: Inbox) -> bool:
-        return bool(box.items)
+    def has_items(page: InboxPage) -> bool:
+        return bool(page.items)
 
-    box = await ctx.longpolls.poll(
+    # The store answers in wire form: the SQLite watch cache keeps each record
+    # and migration rendered once per change, whichever host asks for it.
+    page = await ctx.longpolls.poll(
         f"host:{name}",
         wait,
-        lambda: ctx.store.inbox(name, after),
+        lambda: ctx.store.inbox_page(name, after),
         has_items,
         disconnected(request),
     )
-    if sum(len(item.interfaces) for item in box.items) > YIELD_EVERY:
-        return json_bytes_response(await inbox_json_yielding(box))
-    return json_bytes_response(inbox_json(box))
+    return json_bytes_response(page.json())
 
 
 def add_routes(app: web.Application) -> None:

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from vifbroker.model import Host, Inbox, InboxItem, Migration, VifRecord, codec
+from vifbroker.model import Host, Inbox, Migration, VifRecord, codec, wire
 
 from .errors import PROBLEM_CONTENT_TYPE, Problem
 
@@ -60,47 +60,23 @@ def inbox_json(inbox: Inbox) -> bytes:
     pydantic writes each model straight to JSON; the same documents, keys and
     compact form as ``migration_doc``/``record_doc`` give (tests/api/test_render.py).
     """
-    items = ",".join(
-        _item_json(item, ",".join(_record_json(r) for r in item.interfaces))
-        for item in inbox.items
-    )
-    return f'{{"revision":{inbox.revision:d},"items":[{items}]}}'.encode()
-
-
-def _item_json(item: InboxItem, records: str) -> str:
-    return (
-        f'{{"revision":{item.revision:d},"direction":{_str(item.direction)},'
-        f'"migration":{item.migration.model_dump_json()},"interfaces":[{records}]}}'
-    )
-
-
-#: Records rendered between two yields to the event loop (a few milliseconds).
-YIELD_EVERY = 16
-
-
-async def _records_yielding(records: Sequence[VifRecord]) -> str:
-    parts: list[str] = []
-    for start in range(0, len(records), YIELD_EVERY):
-        await asyncio.sleep(0)
-        parts.extend(_record_json(r) for r in records[start : start + YIELD_EVERY])
-    return ",".join(parts)
+    return wire.page_of(inbox).json()
 
 
 async def inbox_json_yielding(inbox: Inbox) -> bytes:
     """:func:`inbox_json`, letting the event loop serve other requests between
     batches of records (no thread: no GIL to wait for). For large answers."""
-    items = [_item_json(item, await _records_yielding(item.interfaces)) for item in inbox.items]
-    return f'{{"revision":{inbox.revision:d},"items":[{",".join(items)}]}}'.encode()
+    return (await wire.page_yielding(inbox)).json()
 
 
 def records_json(records: Iterable[VifRecord]) -> bytes:
     """``{"interfaces": [record_doc, …]}`` as JSON bytes, one pydantic call per record."""
-    return f'{{"interfaces":[{",".join(_record_json(r) for r in records)}]}}'.encode()
+    return f'{{"interfaces":[{",".join(wire.record_json(r) for r in records)}]}}'.encode()
 
 
 async def records_json_yielding(records: Sequence[VifRecord]) -> bytes:
     """:func:`records_json`, yielding to the event loop between batches of records."""
-    return f'{{"interfaces":[{await _records_yielding(records)}]}}'.encode()
+    return f'{{"interfaces":[{",".join(await wire.records_yielding(records))}]}}'.encode()
 
 
 #: Answers holding more records than this are rendered in a worker thread.
@@ -114,20 +90,6 @@ async def render_off_loop(records: int, render: Callable[..., T], *args: Any) ->
     if records <= INLINE_RECORDS:
         return render(*args)
     return await asyncio.to_thread(render, *args)
-
-
-def _record_json(record: VifRecord) -> str:
-    iface = record.interface
-    return (
-        f'{{"domain_uuid":{_str(record.domain_uuid)},"mac":{_str(record.mac)},'
-        f'"generation":{record.generation:d},'
-        f'"interface":{iface.model_dump_json(exclude_none=True) if iface else "null"},'
-        f'"result":{record.result.model_dump_json()},"revision":{record.revision:d}}}'
-    )
-
-
-def _str(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
 
 
 def json_bytes_response(body: bytes) -> web.Response:

@@ -27,6 +27,7 @@ from vifbroker.model import (
     ResultIn,
     VifRecord,
 )
+from vifbroker.model.wire import InboxPage
 
 from .hub import ChangeHub
 
@@ -164,6 +165,9 @@ class Store(Protocol):
     # inbox
     async def inbox(self, host: str, after: int, limit: int = 500) -> Inbox:
         """Items of migrations where ``host`` is source or destination, changed after ``after``."""
+
+    async def inbox_page(self, host: str, after: int, limit: int = 500) -> InboxPage:
+        """:meth:`inbox` in wire form (what the inbox route answers)."""
 
     async def events(self, after: int, limit: int = 500) -> list[Migration]:
         """Migrations changed after ``after``, by revision."""

@@ -22,7 +22,9 @@ from vifbroker.model import (
     Migration,
     MigrationState,
     VifRecord,
+    wire,
 )
+from vifbroker.model.wire import InboxPage
 
 from . import postgres_schema, rows, rules
 from . import postgres_writes as writes
@@ -201,6 +203,9 @@ class PostgresStore(RoutedWrites):
             return rules.inbox(host, after, done, len(found) > limit, current)
 
         return await self._engine.read(q, "reading the inbox")
+
+    async def inbox_page(self, host: str, after: int, limit: int = 500) -> InboxPage:
+        return await wire.page_of_any(await self.inbox(host, after, limit))
 
     async def events(self, after: int, limit: int = 500) -> list[Migration]:
         async def q(c: Conn) -> list[Migration]:

@@ -180,7 +180,7 @@ def hub_keys(migration_id: str, domain_uuid: str, source: str, destination: str)
     }
 
 
-_DIRECTIONS = (("incoming", "destination_host"), ("outgoing", "source_host"))
+_DIRECTIONS = ("incoming", "outgoing")  # as destination, as source
 
 
 def inbox(
@@ -198,15 +198,25 @@ def inbox(
     """
     items = []
     for mig, recs in page:
-        for direction, side in _DIRECTIONS:
-            if getattr(mig, side) == host:
-                items.append(
-                    InboxItem(
-                        revision=mig.revision, direction=direction, migration=mig, interfaces=recs
-                    )
-                )
-    revision = page[-1][0].revision if truncated else max(current, after)
-    return Inbox(revision=revision, items=items)
+        for direction in directions(host, mig.source_host, mig.destination_host):
+            item = InboxItem(
+                revision=mig.revision, direction=direction, migration=mig, interfaces=recs
+            )
+            items.append(item)
+    last = page[-1][0].revision if page else after
+    return Inbox(revision=inbox_revision(after, last, truncated, current), items=items)
+
+
+def directions(host: str, source_host: str, destination_host: str) -> list[str]:
+    """The inbox items a migration gives ``host``: one per direction it takes part in."""
+    sides = (destination_host, source_host)
+    return [d for d, side in zip(_DIRECTIONS, sides, strict=True) if side == host]
+
+
+def inbox_revision(after: int, last: int, truncated: bool, current: int) -> int:
+    """Where the next poll resumes: after the last item of a truncated page (at
+    revision ``last``), else at the current revision."""
+    return last if truncated else max(current, after)
 
 
 def parse_cursor(cursor: str | None) -> int:

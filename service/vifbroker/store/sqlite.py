@@ -18,7 +18,9 @@ from vifbroker.model import (
     Migration,
     MigrationState,
     VifRecord,
+    wire,
 )
+from vifbroker.model.wire import InboxPage
 
 from . import rows, rules, sqlite_schema
 from . import sqlite_rows as sqlrows
@@ -31,7 +33,15 @@ from .errors import (
 )
 from .frontend import RoutedWrites
 from .hub import ChangeHub
-from .sqlite_cache import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, Change, Event, WatchCache, answer
+from .sqlite_cache import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_ENTRIES,
+    Change,
+    Event,
+    WatchCache,
+    answer,
+)
+from .sqlite_cache import page as cache_page
 from .sqlite_engine import Engine
 
 _ACTIVE = writes.ACTIVE
@@ -254,6 +264,19 @@ class SQLiteStore(RoutedWrites):
         # A large answer (many or large records) is built in a thread: one
         # short pydantic call per record, so the loop keeps serving meanwhile.
         return await asyncio.to_thread(answer, host, after, limit, found, revision)
+
+    async def inbox_page(self, host: str, after: int, limit: int = 500) -> InboxPage:
+        # The same, in wire form: each record and migration the cache holds is
+        # rendered once per change and kept (both hosts of an evacuation, every
+        # poll that hands it out, share the text). Rendering what is new is the
+        # cost: past a size it runs in a thread, as ``inbox`` builds models.
+        found = self.cache.select(host, after, limit)
+        if found is None:
+            return await wire.page_of_any(await self.inbox_sql(host, after, limit))
+        revision = self.cache.revision
+        if sum(held.unrendered() for held in found[:limit]) <= _INLINE_BUILD_BYTES:
+            return cache_page(host, after, limit, found, revision)
+        return await asyncio.to_thread(cache_page, host, after, limit, found, revision)
 
     async def inbox_sql(self, host: str, after: int, limit: int = 500) -> Inbox:
         """The inbox straight from the database (the watch cache's reference)."""

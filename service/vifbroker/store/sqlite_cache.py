@@ -12,6 +12,12 @@ logged migration's current rows. A change carries only the vifs it wrote, so
 an upload costs the same however many vifs its migration has; a writer sends
 every vif (``full``) of a migration the cache does not hold (``holds``).
 
+Answers are built in wire form (``page``): each held migration keeps the JSON
+text of its records and of itself once rendered, keyed by the row it came
+from, so a change is rendered once however many hosts and polls hand it out
+(an evacuation hands each change to both hosts). The text is not counted in
+the byte bound; it is about as large as the rows it renders.
+
 The log is bounded by entries and by stored bytes; evicting an entry raises
 the floor to its revision, below which only SQL can answer, and a migration
 leaves the cache with its last entry. A new cache (a restarted store) starts
@@ -21,12 +27,14 @@ returned, so nothing here is ever not yet durable.
 
 from __future__ import annotations
 
+import functools
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from vifbroker.model import Inbox
+from vifbroker.model.wire import InboxPage, item_json, migration_json, record_json
 
 from . import rows, rules
 from .hub import ChangeHub
@@ -37,6 +45,7 @@ DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 _ENTRY_BYTES = 64
 
 RowDict = dict[str, Any]
+Texts = dict[str, tuple[Mapping[str, Any], int, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +98,22 @@ class _Held:
     complete: bool = True
     size: int = 256
     entries: int = 0
+    #: JSON text rendered from rows: MAC (or "" for the migration) -> (the row, its
+    #: revision, its text). Used only while that row at that revision is the one
+    #: held, so a page built in a thread while the loop takes a change never
+    #: hands out a stale text.
+    texts: Texts = field(default_factory=dict)
 
     def take(self, change: Change) -> int:
         """Apply ``change``; the change in bytes held."""
         before = self.size
         self.row = change.row
+        self.texts.pop("", None)
         for vif in change.vifs:
             old = self.vifs.get(vif["mac"])
             if old is not None:
                 self.size -= _size(old)
+                self.texts.pop(vif["mac"], None)
             self.vifs[vif["mac"]] = vif
             self.size += _size(vif)
         return self.size - before
@@ -110,6 +126,37 @@ class Held:
     row: Mapping[str, Any]
     vifs: tuple[RowDict, ...]
     size: int
+    texts: Texts
+
+    def unrendered(self) -> int:
+        """Bytes of rows whose text is still to be rendered (what a page costs)."""
+        todo = sum(_size(v) for v in self.vifs if not self._fresh(v["mac"], v))
+        return todo + (0 if self._fresh("", self.row) else 256)
+
+    def migration_text(self) -> str:
+        return self._text("", self.row, lambda: migration_json(rows.migration(self.row, self.vifs)))
+
+    def record_texts(self) -> list[str]:
+        domain = self.row["domain_uuid"]
+        return [
+            self._text(v["mac"], v, functools.partial(_record_text, v, domain)) for v in self.vifs
+        ]
+
+    def _fresh(self, key: str, row: Mapping[str, Any]) -> bool:
+        memo = self.texts.get(key)
+        return memo is not None and memo[0] is row and memo[1] == row["revision"]
+
+    def _text(self, key: str, row: Mapping[str, Any], render: Callable[[], str]) -> str:
+        memo = self.texts.get(key)
+        if memo is not None and memo[0] is row and memo[1] == row["revision"]:
+            return memo[2]
+        text = render()
+        self.texts[key] = (row, row["revision"], text)
+        return text
+
+
+def _record_text(vif: Mapping[str, Any], domain: str) -> str:
+    return record_json(rows.record(vif, domain))
 
 
 def answer(host: str, after: int, limit: int, found: list[Held], revision: int) -> Inbox:
@@ -121,6 +168,21 @@ def answer(host: str, after: int, limit: int, found: list[Held], revision: int) 
             (rows.migration(held.row, held.vifs), [rows.record(v, domain) for v in held.vifs])
         )
     return rules.inbox(host, after, page, len(found) > limit, revision)
+
+
+def page(host: str, after: int, limit: int, found: list[Held], revision: int) -> InboxPage:
+    """:func:`answer` in wire form, from the texts each snapshot holds (rendered
+    here, once per row, when missing)."""
+    items: list[str] = []
+    for held in found[:limit]:
+        row = held.row
+        names = rules.directions(host, row["source_host"], row["destination_host"])
+        if not names:
+            continue
+        migration, records = held.migration_text(), held.record_texts()
+        items.extend(item_json(row["revision"], d, migration, records) for d in names)
+    last = found[: limit][-1].row["revision"] if found else after
+    return InboxPage(rules.inbox_revision(after, last, len(found) > limit, revision), items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +286,7 @@ class WatchCache:
         found = newest_first[::-1][: limit + 1]
         if not all(held.complete for held in found):
             return None
-        return [Held(held.row, tuple(held.vifs.values()), held.size) for held in found]
+        return [Held(h.row, tuple(h.vifs.values()), h.size, h.texts) for h in found]
 
     def _evict(self) -> None:
         old = self._log.popleft()
