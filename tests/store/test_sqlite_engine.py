@@ -21,8 +21,9 @@ from vifbroker.store.sqlite_engine import Engine, WriteContext
 from vifbroker.store.sqlite_schema import upgrade
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+@pytest.fixture(params=[False, True], ids=["thread", "inline"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    """Statements on the writer thread, or on the event loop (a small batch)."""
     async with no_loop_blocking():
         opened = Engine(
             str(tmp_path / "vifbroker.db"),
@@ -30,6 +31,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
             lambda c: upgrade(c, allow=True, url="sqlite://test"),
             lambda events: None,
             lambda mid: False,
+            inline=lambda ops: bool(request.param),
         )
         await opened.open()
         yield opened

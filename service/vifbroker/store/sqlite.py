@@ -85,6 +85,7 @@ class SQLiteStore(RoutedWrites):
             self._committed,
             self.cache.holds,
             groups=writes.GROUPS,
+            inline=writes.runs_inline,
         )
         # Who takes part in each domain's active migration, as last read. An
         # agent's upload asks this before it sends its body, and would otherwise

@@ -44,6 +44,8 @@ from .sqlite_uploads import SETTLE_MIGRATION, store_uploads, upload_group
 ACTIVE = ACTIVE_SQL
 #: Operations that run together when consecutive in a batch (see ``sqlite_engine``).
 GROUPS: dict[Callable[..., Any], GroupRunner] = {store_uploads: upload_group}
+#: A batch naming at most this many vifs may run its statements on the event loop.
+INLINE_VIFS = 256
 RowDict = rows.RowDict
 
 
@@ -282,3 +284,17 @@ def _changed(
     ctx.keys |= rules.keys_for(m)
     ctx.changes.append(change(row, vifs, full=full))
 
+
+#: Writes whose cost is bounded by the vifs they name (not by their migration's size).
+_INLINE = frozenset({create_migration, store_uploads, record_results, record_heartbeat, probe})
+
+
+def runs_inline(ops: Sequence[Callable[..., Any]]) -> bool:
+    """Whether a batch is small enough to run its statements on the event loop."""
+    vifs = 0
+    for op in ops:
+        if getattr(op, "func", op) not in _INLINE:
+            return False
+        named = getattr(op, "keywords", {})
+        vifs += len(named.get("interfaces", ())) + len(named.get("results", ()))
+    return vifs <= INLINE_VIFS
