@@ -172,6 +172,24 @@ async def test_log_records_carry_migration_domain_and_mac_as_keys(
         record.request_id = None
         text = TextFormatter("%(message)s").format(record)
         assert f"migration={m['id']}" in text and f"mac={mac(7)}" in text
+    # A post of several results is one line; its vifs are keys, in the order posted.
+    await broker.upload(m["domain_uuid"], iface(mac(8)), iface(mac(9)))
+    caplog.clear()
+    await broker.results(
+        m["id"],
+        [
+            {"mac": mac(9), "generation": 1, "status": "skipped"},
+            {"mac": mac(8), "generation": 1, "status": "failed"},
+        ],
+    )
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("result")]
+    doc = json.loads(JsonFormatter().format(line))
+    assert doc["msg"] == "result failed/skipped"
+    assert (doc["mac"], doc["generation"], doc["status"]) == (
+        f"{mac(9)},{mac(8)}",
+        "1,1",
+        "skipped,failed",
+    )
 
 
 async def test_ready_and_the_oldest_migration_waiting_in_uploaded(broker: Broker) -> None:

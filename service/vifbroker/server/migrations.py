@@ -151,17 +151,18 @@ async def post_results(request: web.Request) -> web.Response:
     migration = await ctx.store.post_results(migration.id, results, ctx.now())
     ctx.metrics.results(before, results, migration)
     observe_margin(ctx, before, migration)
-    for result in results:
-        log.info(
-            "result %s",
-            result.status,
-            extra={
-                **fields(migration),
-                "mac": result.mac,
-                "generation": result.generation,
-                "status": result.status,
-            },
-        )
+    # One line per post, not per vif (an evacuation posts thousands): the MACs,
+    # generations and statuses are keys, comma-separated in the order posted.
+    log.info(
+        "result %s",
+        "/".join(sorted({r.status for r in results})),
+        extra={
+            **fields(migration),
+            "mac": ",".join(r.mac for r in results),
+            "generation": ",".join(str(r.generation) for r in results),
+            "status": ",".join(r.status for r in results),
+        },
+    )
     return json_response(migration_doc(migration))
 
 

@@ -153,6 +153,13 @@ class SQLiteStore(RoutedWrites):
 
     # ------------------------------------------------------------ migrations
     async def get_migration(self, migration_id: str) -> Migration:
+        # A migration the watch cache holds (any recently changed one) is built
+        # from memory: no thread hop, no query (a results post reads it first).
+        found = self.cache.migration(migration_id)
+        return found if found is not None else await self.migration_sql(migration_id)
+
+    async def migration_sql(self, migration_id: str) -> Migration:
+        """The migration straight from the database (the watch cache's reference)."""
         found = await self._engine.read(lambda c: sqlrows.load_migration(c, migration_id))
         if found is None:
             raise NotFound(f"no migration {migration_id}")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vifbroker.model import Inbox
+from vifbroker.model import Inbox, Migration
 from vifbroker.model.wire import InboxPage, item_json, migration_json, record_json
 
 from . import rows, rules
@@ -260,6 +260,17 @@ class WatchCache:
         self._log.append(entry)
         for host in entry.hosts:
             self._by_host.setdefault(host, deque()).append(entry)
+
+    def held(self) -> list[str]:
+        """The ids of the migrations held now."""
+        return list(self._held)
+
+    def migration(self, migration_id: str) -> Migration | None:
+        """The migration as SQL would read it, when held (None: only SQL can tell)."""
+        held = self._held.get(migration_id)
+        if held is None or not held.complete:
+            return None
+        return rows.migration(held.row, held.vifs.values())
 
     def inbox(self, host: str, after: int, limit: int) -> Inbox | None:
         """The same answer as the SQL inbox, or None when only SQL can give it."""
