@@ -18,7 +18,7 @@ from vifbroker.model import (
     portdata_digest,
 )
 from vifbroker.model.migration import BackendInfo
-from vifbroker.model.wire import page_of
+from vifbroker.model.wire import migration_json, page_of
 from vifbroker.store import (
     Conflict,
     InvalidInput,
@@ -365,6 +365,11 @@ async def test_events_in_revision_order(store: Store) -> None:
     assert [e.id for e in events] == [m2.id, m1.id]
     assert events[1].revision > events[0].revision
     assert [e.id for e in await store.events(events[0].revision)] == [m1.id]
+    # In wire form: each migration's revision and JSON text, the same migrations.
+    for after in (0, events[0].revision, events[1].revision):
+        expected = [(e.revision, migration_json(e)) for e in await store.events(after)]
+        assert await store.events_page(after) == expected
+    assert await store.events_page(0, limit=1) == [(m2.revision, migration_json(events[0]))]
 
 
 async def test_hosts_heartbeat(store: Store) -> None:

@@ -133,6 +133,17 @@ async def _assert_same(store: SQLiteStore, rng: random.Random) -> int:
                 page = await store.inbox_page(host, after, limit)
                 assert page.json() == page_of(expected).json(), (host, after, limit)
                 compared += 1
+    # The event stream's migrations, as models and as JSON text.
+    for after in sorted(a for a in afters if a >= floor):
+        for limit in (1, 3, 500):
+            want = await store.events_sql(after, limit)
+            assert [m.model_dump_json() for m in await store.events(after, limit)] == [
+                m.model_dump_json() for m in want
+            ]
+            assert await store.events_page(after, limit) == [
+                (m.revision, m.model_dump_json()) for m in want
+            ]
+            compared += 1
     # A held migration is read from memory, as SQL reads it.
     for mid in store.cache.held():
         cached_migration = store.cache.migration(mid)

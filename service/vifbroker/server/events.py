@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 from aiohttp import web
@@ -12,7 +11,6 @@ from .connections import disconnected
 from .context import CTX
 from .middleware import principal
 from .params import query_int, revision_header
-from .render import migration_doc
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +44,17 @@ async def events(request: web.Request) -> web.StreamResponse:
         keepalive_at = loop.time() + KEEPALIVE_SECONDS
         while not ctx.longpolls.stopping and not (gone is not None and gone.done()):
             seen = ctx.longpolls.revision
-            batch = await ctx.store.events(after, limit=_BATCH)
-            for migration in batch:
-                data = json.dumps(migration_doc(migration), separators=(",", ":"))
-                chunk = f"id: {migration.revision}\nevent: migration\ndata: {data}\n\n"
-                await response.write(chunk.encode("utf-8"))
-                after = max(after, migration.revision)
+            # Each migration as its JSON text (from the watch cache: rendered once
+            # per change, the text its inbox items carry too).
+            batch = await ctx.store.events_page(after, limit=_BATCH)
+            if batch:  # one write for the batch (was one per migration)
+                await response.write(
+                    "".join(
+                        f"id: {revision}\nevent: migration\ndata: {data}\n\n"
+                        for revision, data in batch
+                    ).encode("utf-8")
+                )
+                after = max(after, *(revision for revision, _ in batch))
             if len(batch) >= _BATCH or ctx.longpolls.revision != seen:
                 continue
             woke = await ctx.longpolls.park("*", keepalive_at - loop.time(), gone)

@@ -172,6 +172,9 @@ class Store(Protocol):
     async def events(self, after: int, limit: int = 500) -> list[Migration]:
         """Migrations changed after ``after``, by revision."""
 
+    async def events_page(self, after: int, limit: int = 500) -> list[tuple[int, str]]:
+        """:meth:`events` in wire form: each migration's revision and JSON text."""
+
     # hosts
     async def heartbeat(self, name: str, info: HostIn, now: datetime) -> Host: ...
 

@@ -207,6 +207,9 @@ class PostgresStore(RoutedWrites):
     async def inbox_page(self, host: str, after: int, limit: int = 500) -> InboxPage:
         return await wire.page_of_any(await self.inbox(host, after, limit))
 
+    async def events_page(self, after: int, limit: int = 500) -> list[tuple[int, str]]:
+        return [(m.revision, wire.migration_json(m)) for m in await self.events(after, limit)]
+
     async def events(self, after: int, limit: int = 500) -> list[Migration]:
         async def q(c: Conn) -> list[Migration]:
             found = await c.fetch(

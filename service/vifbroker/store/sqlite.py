@@ -307,6 +307,23 @@ class SQLiteStore(RoutedWrites):
         return await self._engine.read(q)
 
     async def events(self, after: int, limit: int = 500) -> list[Migration]:
+        found = self.cache.events(after, limit)
+        if found is None:
+            return await self.events_sql(after, limit)
+        return [rows.migration(held.row, held.vifs) for held in found]
+
+    async def events_page(self, after: int, limit: int = 500) -> list[tuple[int, str]]:
+        # From the watch cache near the head: each migration's JSON text is the
+        # one its inbox items carry, rendered once per change.
+        found = self.cache.events(after, limit)
+        if found is None:
+            migrations = await self.events_sql(after, limit)
+            return [(m.revision, wire.migration_json(m)) for m in migrations]
+        return [(int(held.row["revision"]), held.migration_text()) for held in found]
+
+    async def events_sql(self, after: int, limit: int = 500) -> list[Migration]:
+        """The event stream's migrations straight from the database (the cache's reference)."""
+
         def q(c: sqlite3.Connection) -> list[Migration]:
             found = c.execute(
                 "SELECT * FROM migrations WHERE revision > ? ORDER BY revision LIMIT ?",

@@ -261,6 +261,12 @@ class WatchCache:
         for host in entry.hosts:
             self._by_host.setdefault(host, deque()).append(entry)
 
+    def events(self, after: int, limit: int) -> list[Held] | None:
+        """Snapshots of the migrations changed after ``after``, by revision (``limit``
+        at most), or None when only SQL can give them."""
+        found = self.select(None, after, limit)
+        return None if found is None else found[:limit]
+
     def held(self) -> list[str]:
         """The ids of the migrations held now."""
         return list(self._held)
@@ -277,10 +283,11 @@ class WatchCache:
         found = self.select(host, after, limit)
         return None if found is None else answer(host, after, limit, found, self.revision)
 
-    def select(self, host: str, after: int, limit: int) -> list[Held] | None:
+    def select(self, host: str | None, after: int, limit: int) -> list[Held] | None:
         """Snapshots of what the inbox answer holds (``limit`` + 1 at most), or
         None when only SQL can give it. ``answer`` builds the models from them,
-        on any thread: later changes to the cache do not touch a snapshot."""
+        on any thread: later changes to the cache do not touch a snapshot.
+        ``host`` None: every host's (the event stream's migrations)."""
         if after < self.floor or limit < 1:
             return None
         # Newest first until ``after``: a reader at the head touches only what is new.
@@ -288,7 +295,8 @@ class WatchCache:
         # entry of a migration carries that revision.
         seen: set[str] = set()
         newest_first: list[_Held] = []
-        for entry in reversed(self._by_host.get(host, ())):
+        log = self._log if host is None else self._by_host.get(host, ())
+        for entry in reversed(log):
             if entry.revision <= after:
                 break
             if entry.id not in seen:
