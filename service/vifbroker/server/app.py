@@ -19,7 +19,7 @@ from .config import Settings
 from .context import CTX, Context, utcnow
 from .longpoll import LongPolls
 from .metrics import Metrics
-from .middleware import echo_request_id, guard, observe_middleware, problems
+from .middleware import echo_request_id, front_middleware
 from .tokenfile import TOKEN_WATCHER, TokenWatcher, watch_tokens
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def create_app(
         clock=clock,
     )
     app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[observe_middleware(), problems, guard]
+        client_max_size=settings.max_body_bytes, middlewares=[front_middleware()]
     )
     app[CTX] = ctx
     app[TOKEN_WATCHER] = TokenWatcher(settings.tokens_path, tokens)

@@ -20,7 +20,7 @@
         └── Internal                 500 internal (a bug; never on purpose)
 
 Store errors are translated at the boundary by :func:`from_store_error`; the one
-place that turns any of these into a response is ``middleware.problems``.
+place that turns any of these into a response is ``middleware.problem_of``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
-"""Request middlewares, outermost first: observe → problems → guard.
+"""The request middleware: one layer doing, outermost first, observe → problems → guard.
 
-* ``observe`` (built per app by :func:`observe_middleware`): request id
-  (``X-Request-Id`` or a new one), latency histogram, a DEBUG access line;
-* ``problems``: the one place where exceptions become problem responses;
-* ``guard``: bearer authentication for ``/v1`` and Accept negotiation against
-  what the matched handler ``produces``.
+* observe: request id (``X-Request-Id`` or a new one), latency histogram, a
+  DEBUG access line;
+* problems (:func:`problem_of`): the one place where exceptions become
+  problem responses;
+* guard (:func:`guard`): bearer authentication for ``/v1`` and Accept
+  negotiation against what the matched handler ``produces``.
+
+One middleware, not three: each layer cost every request a wrapper and a
+coroutine (aiohttp's ``_fix_request_current_app`` around each).
 """
 
 from __future__ import annotations
@@ -79,28 +83,31 @@ def request_ids() -> Callable[[], str]:
     return lambda: f"{prefix}-{next(counter):x}"
 
 
-def observe_middleware() -> Middleware:
-    """Request id (``X-Request-Id`` or a new one), latency histogram, a DEBUG access line."""
+def front_middleware() -> Middleware:
+    """The app's one middleware (ids are per app: :func:`request_ids`)."""
     new_id = request_ids()
 
     @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await _observe(request, handler, new_id)
+    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await _front(request, handler, new_id)
 
-    return observe
+    return front
 
 
-async def _observe(
+async def _front(
     request: web.Request, handler: Handler, new_id: Callable[[], str]
 ) -> web.StreamResponse:
     given = request.headers.get("X-Request-Id", "")
     request_id = given if _REQUEST_ID_RE.fullmatch(given) else new_id()
-    request[REQUEST_ID_KEY] = request_id
+    request[REQUEST_ID_KEY] = request_id  # for echo_request_id (a response made elsewhere)
     token = REQUEST_ID.set(request_id)
     start = time.perf_counter()
     status = 500
     try:
-        response = await handler(request)
+        try:
+            response = await guard(request, handler)
+        except Exception as exc:
+            response = problem_response(problem_of(request, exc))
         status = response.status
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
@@ -130,27 +137,23 @@ def _from_http_exception(exc: web.HTTPException) -> Problem:
     return Internal(exc.reason)
 
 
-@web.middleware
-async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Problem as exc:
-        problem = exc
-    except StoreError as exc:
+def problem_of(request: web.Request, exc: Exception) -> Problem:
+    """The problem a handler's exception answers (a redirect is re-raised as it is)."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, StoreError):
         problem = from_store_error(exc)
         if problem.status >= 500:
             log.warning("store error on %s %s: %s", request.method, request.path, exc)
-    except web.HTTPException as exc:
+        return problem
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
-        problem = _from_http_exception(exc)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        problem = Internal("internal error")
-    return problem_response(problem)
+            raise exc
+        return _from_http_exception(exc)
+    log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return Internal("internal error")
 
 
-@web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/v1/") or request.path == "/v1":
         request[PRINCIPAL] = request.app[CTX].tokens.authenticate_header(
