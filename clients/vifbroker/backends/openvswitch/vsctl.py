@@ -15,14 +15,13 @@ element: every UTF-8 value without NUL round-trips byte-exactly that way.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import spawn
 from ..base import BackendError, BackendTimeout, BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -190,33 +189,16 @@ class VsctlRunner:
             command.output = line
 
     async def _exec(self, argv: list[str]) -> tuple[str, str, int]:
+        # ovs-vsctl enforces --timeout itself (SIGALRM); ours is the backstop
+        # for a process that hangs anyway, e.g. stuck on a full pipe. Cancelled
+        # or timed out, the process is killed: never an orphan ovs-vsctl.
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            out, err, rc = await spawn.run(argv, self.config.timeout + 2.0)
         except OSError as exc:
             raise BackendUnavailable(f"cannot run {argv[0]}: {exc}") from exc
-        # ovs-vsctl enforces --timeout itself (SIGALRM); ours is the backstop
-        # for a process that hangs anyway, e.g. stuck on a full pipe.
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.config.timeout + 2.0)
         except TimeoutError as exc:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
             raise BackendTimeout(f"{argv[0]} ran past {self.config.timeout}s") from exc
-        except BaseException:
-            # Cancelled: never leave an orphan ovs-vsctl behind.
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await asyncio.shield(proc.wait())
-            raise
-        assert proc.returncode is not None
-        stdout = out.decode("utf-8", "surrogateescape")
-        return stdout, err.decode("utf-8", "replace"), proc.returncode
+        return out.decode("utf-8", "surrogateescape"), err.decode("utf-8", "replace"), rc
 
 
 def _translate(rc: int, stderr: str, config: VsctlConfig) -> BackendError:
