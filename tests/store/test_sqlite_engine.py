@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -70,3 +71,33 @@ async def test_a_failed_operation_leaves_no_write_and_the_others_commit(engine: 
         lambda c: dict(c.execute("SELECT key, value FROM meta WHERE key IN ('a', 'bad', 'c')"))
     )
     assert stored == {"a": 1, "c": 2}
+
+
+def _hold_write_lock(path: Path, locked: threading.Event, release: threading.Event) -> None:
+    """Another process's writer: hold the file's write lock until released (5 s at most)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    locked.set()
+    release.wait(5)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+async def test_a_write_waiting_for_another_writers_lock_leaves_the_loop_free(
+    engine: Engine, tmp_path: Path
+) -> None:
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=_hold_write_lock, args=(tmp_path / "vifbroker.db", locked, release)
+    )
+    holder.start()
+    try:
+        assert await asyncio.to_thread(locked.wait, 10)
+        write = asyncio.create_task(engine.write(put("x")))
+        for _ in range(10):  # the loop keeps turning while the writer waits for the lock
+            await asyncio.sleep(0.02)
+        assert not write.done()
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+    assert await asyncio.wait_for(write, 30) == 1

@@ -206,6 +206,9 @@ class Engine:
             ops = [op for op, _ in batch]
             try:
                 if self._inline(ops):
+                    # BEGIN IMMEDIATE waits (up to the busy timeout) while another
+                    # process holds the file's write lock: never on the loop.
+                    await loop.run_in_executor(self._wexec, self._begin)
                     results, ctx = self._run_batch(ops, self._hub.revision)
                     await loop.run_in_executor(self._wexec, self._commit)
                 else:
@@ -232,6 +235,10 @@ class Engine:
         done = self._run_batch(ops, start)
         self._commit()
         return done
+
+    def _begin(self) -> None:
+        assert self._wconn is not None
+        self._wconn.execute("BEGIN IMMEDIATE")
 
     def _commit(self) -> None:
         conn = self._wconn
@@ -262,7 +269,8 @@ class Engine:
         assert conn is not None
         ctx = WriteContext(start, self._cached)
         results: list[Any] = []
-        conn.execute("BEGIN IMMEDIATE")
+        if not conn.in_transaction:  # an inline batch began on the writer thread
+            conn.execute("BEGIN IMMEDIATE")
         try:
             index = 0
             while index < len(ops):
