@@ -107,17 +107,20 @@ def _no_upload(domain_uuid: str) -> NotFound:
     return NotFound(f"no active migration of domain {domain_uuid} to upload to")
 
 
+_SOURCE = frozenset({Part.SOURCE})
+
+
 async def check_uploader(ctx: Context, who: Principal, domain_uuid: str) -> None:
     """An uploader: a controller, or the source of the domain's active migration."""
     if who.is_controller:
         return
-    hide = _no_upload(domain_uuid)
     try:
         # Who takes part, not the whole migration: the same cost however many vifs it has.
         active = await ctx.store.active_parties(domain_uuid)
     except NoActiveMigration:
-        raise hide from None
-    check_part(who, active, frozenset({Part.SOURCE}), hide)
+        raise _no_upload(domain_uuid) from None
+    if active.source_host != who.host:  # the one part allowed: checked without building more
+        check_part(who, active, _SOURCE, _no_upload(domain_uuid))
 
 
 @contextmanager

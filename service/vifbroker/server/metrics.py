@@ -165,6 +165,9 @@ class Metrics:
             registry=r,
         )
         self._uploaded_at: OrderedDict[tuple[str, str, int], float] = OrderedDict()
+        # The request histogram's child per (route, method, status): ``labels()``
+        # takes a lock and builds its key on every call. As many as prometheus keeps.
+        self._request_children: dict[tuple[str, str, int], Histogram] = {}
 
     # thin calls from the request path
 
@@ -179,7 +182,11 @@ class Metrics:
         if waited or route in LONGPOLL_ROUTES:
             self.longpoll_durations.labels(route).observe(seconds)
             return
-        self.requests.labels(route, method, str(status)).observe(seconds)
+        key = (route, method, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(route, method, str(status))
+        child.observe(seconds)
 
     def uploaded(self, migration_id: str, generations: Iterable[tuple[str, int]]) -> None:
         """Count uploaded ``(mac, generation)`` pairs; note when, to time their apply."""

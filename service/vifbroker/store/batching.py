@@ -27,7 +27,7 @@ class WriteQueue(Generic[Op]):
     async def submit(self, op: Op) -> Any:
         """Queue ``op``; its result once the batch holding it has committed."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._queue.put((op, fut))
+        self._queue.put_nowait((op, fut))  # unbounded: never waits
         return await fut
 
     async def next_batch(self) -> list[tuple[Op, asyncio.Future[Any]]]:
