@@ -14,7 +14,9 @@ every sqlite3 call lets go of the GIL and then waits for the busy loop to hand
 it back (a batch of 25 uploads took ~9 ms of wall time there); bench_upload
 measured 3,500-3,900 uploads/s that way against 4,300-4,600 inline. The
 writer connection is only ever used by the writer task, one step at a time,
-so which thread runs a step does not matter to SQLite.
+so which thread runs a step does not matter to SQLite. The loop takes the
+write lock without waiting (busy timeout 0 for that BEGIN): while another
+process holds it, the batch runs on the writer thread, which waits there.
 
 No savepoint per operation (two statements each, the writer's busiest Python):
 an operation refuses (raises a StoreError) before it writes anything, so a
@@ -61,10 +63,16 @@ class WriteContext:
         return self.revision
 
 
+#: How long a connection waits for another process's lock before failing.
+BUSY_TIMEOUT_MS = 30_000
 WriteOp = Callable[[sqlite3.Connection, WriteContext], T]
 #: Runs consecutive operations of one function together: their keyword
 #: arguments in, one result (or the StoreError it refused with) per operation out.
 GroupRunner = Callable[[sqlite3.Connection, WriteContext, list[dict[str, Any]]], list[Any]]
+
+
+class _Busy(Exception):
+    """Run this batch on the writer thread: too large for the loop, or the lock is taken."""
 
 
 class _Rerun(Exception):
@@ -90,7 +98,9 @@ Upgrade = Callable[[sqlite3.Connection], object]
 
 
 def connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -205,13 +215,12 @@ class Engine:
             batch = await self._queue.next_batch()
             ops = [op for op, _ in batch]
             try:
-                if self._inline(ops):
-                    # BEGIN IMMEDIATE waits (up to the busy timeout) while another
-                    # process holds the file's write lock: never on the loop.
-                    await loop.run_in_executor(self._wexec, self._begin)
-                    results, ctx = self._run_batch(ops, self._hub.revision)
+                try:
+                    if not self._inline(ops):
+                        raise _Busy
+                    results, ctx = self._run_batch(ops, self._hub.revision, self._begin_now)
                     await loop.run_in_executor(self._wexec, self._commit)
-                else:
+                except _Busy:  # large, or another process holds the write lock: wait there
                     results, ctx = await loop.run_in_executor(
                         self._wexec, self._run_and_commit, ops, self._hub.revision
                     )
@@ -240,6 +249,20 @@ class Engine:
         assert self._wconn is not None
         self._wconn.execute("BEGIN IMMEDIATE")
 
+    def _begin_now(self) -> None:
+        """BEGIN IMMEDIATE on the loop without waiting: _Busy while another process
+        holds the file's write lock (the wait, up to the busy timeout, would
+        otherwise stall every request)."""
+        conn = self._wconn
+        assert conn is not None
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _Busy from exc
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
     def _commit(self) -> None:
         conn = self._wconn
         assert conn is not None
@@ -250,27 +273,33 @@ class Engine:
                 conn.execute("ROLLBACK")
             raise
 
-    def _run_batch(self, ops: list[WriteOp[Any]], start: int) -> tuple[list[Any], WriteContext]:
-        """Run ``ops`` in one transaction, left open for ``_commit``."""
+    def _run_batch(
+        self, ops: list[WriteOp[Any]], start: int, begin: Callable[[], None] | None = None
+    ) -> tuple[list[Any], WriteContext]:
+        """Run ``ops`` in one transaction (begun by ``begin``), left open for ``_commit``."""
         failed: dict[int, BaseException] = {}
         alone: set[int] = set()
         while True:
             try:
-                return self._try_batch(ops, start, failed, alone)
+                return self._try_batch(ops, start, failed, alone, begin or self._begin)
             except _Rerun as rerun:
                 failed[rerun.index] = rerun.error
             except _Ungroup as ungroup:
                 alone.update(ungroup.indexes)
 
     def _try_batch(
-        self, ops: list[WriteOp[Any]], start: int, failed: dict[int, BaseException], alone: set[int]
+        self,
+        ops: list[WriteOp[Any]],
+        start: int,
+        failed: dict[int, BaseException],
+        alone: set[int],
+        begin: Callable[[], None],
     ) -> tuple[list[Any], WriteContext]:
         conn = self._wconn
         assert conn is not None
         ctx = WriteContext(start, self._cached)
         results: list[Any] = []
-        if not conn.in_transaction:  # an inline batch began on the writer thread
-            conn.execute("BEGIN IMMEDIATE")
+        begin()
         try:
             index = 0
             while index < len(ops):
