@@ -43,7 +43,7 @@ class Incoming(Worker):
 
     def __init__(self, item: InboxItem, deps: Deps) -> None:
         super().__init__(item, deps)
-        self.reporter = Reporter(deps.client)
+        self.reporter = Reporter(deps.results)
         self.verifier = Verifier(deps.router)
         self._busy_since: int | None = item.revision
         self._resume_report: asyncio.Task[None] | None = None

@@ -2,6 +2,7 @@
 
 Posting is retried with backoff until the migration's deadline; a broker that
 no longer takes results for the migration (gone, or terminal) ends the worker.
+Posts of workers finishing together share one request (:mod:`.resultsbatch`).
 """
 
 from __future__ import annotations
@@ -10,17 +11,18 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from vifbroker.client import BrokerClient, ClientError, Conflict, NotFound
+from vifbroker.client import ClientError, Conflict, NotFound
 from vifbroker.model import Migration, ResultIn
 
+from .resultsbatch import ResultsBatcher
 from .retry import Backoff, monotonic_deadline, remaining
 
 log = logging.getLogger(__name__)
 
 
 class Reporter:
-    def __init__(self, client: BrokerClient) -> None:
-        self.client = client
+    def __init__(self, results: ResultsBatcher) -> None:
+        self.results = results
         #: MAC → the newest generation this process posted a result for
         self.posted: dict[str, int] = {}
 
@@ -39,7 +41,7 @@ class Reporter:
         backoff = Backoff(0.1, 2.0)
         while True:
             try:
-                await self.client.post_results(migration.id, results)
+                await self.results.post(migration.id, results)
             except (NotFound, Conflict) as exc:
                 log.info("migration %s: results not taken (%s); stopping", migration.id, exc)
                 return False

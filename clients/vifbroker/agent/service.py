@@ -98,6 +98,7 @@ class Agent:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
             await self.watch.close()
+            await self.deps.results.close()
             for backend in self.backends:
                 try:
                     await backend.close()

@@ -10,6 +10,7 @@ from .domainxml import DomainSource
 from .metrics import AgentMetrics
 from .portwatch import PortWatch
 from .registrar import ResumeBook
+from .resultsbatch import ResultsBatcher
 from .router import Router
 
 
@@ -42,3 +43,9 @@ class Deps:
     metrics: AgentMetrics = field(default_factory=AgentMetrics)
     #: when each domain last resumed on this host (fed by the agent's lifecycle listener)
     resumes: ResumeBook = field(default_factory=ResumeBook)
+    #: where workers post results (together when they finish together)
+    results: ResultsBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: set once here, from the client and host above.
+        object.__setattr__(self, "results", ResultsBatcher(self.client, self.settings.host))

@@ -31,7 +31,7 @@ from vifbroker.model import (
 )
 from vifbroker.model.preflight import Preflight
 
-from .errors import BadResponse, TransportError
+from .errors import BadResponse, ProblemError, TransportError, problem_from
 from .transport import Response, RetryPolicy, Transport, decode_json, raise_for_problem
 
 M = TypeVar("M", bound=BaseModel)
@@ -65,6 +65,25 @@ class UploadResult:
 class MigrationPage:
     migrations: list[Migration]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsTaken:
+    """One migration's outcome in a host's results post: taken (its state and
+    revision), or refused with the error its own post would have raised."""
+
+    migration_id: str
+    state: MigrationState | None = None
+    revision: int | None = None
+    error: ProblemError | None = None
+
+
+def _taken(entry: dict[str, Any]) -> ResultsTaken:
+    mid = str(entry["id"])
+    if "problem" in entry:
+        doc = entry["problem"]
+        return ResultsTaken(mid, error=problem_from(int(doc["status"]), doc))
+    return ResultsTaken(mid, MigrationState(entry["state"]), int(entry["revision"]))
 
 
 def _parse(model: type[M], doc: Any, what: str) -> M:
@@ -343,6 +362,24 @@ class BrokerClient:
             "POST", f"/v1/migrations/{quote(migration_id, safe='')}/results", json_body=body
         )
         return _parse_body(Migration, resp, "post_results")
+
+    async def post_host_results(
+        self, host: str, batch: Sequence[tuple[str, Sequence[ResultIn]]]
+    ) -> list[ResultsTaken]:
+        """Results of several migrations arriving on ``host`` in one request; each
+        migration's outcome on its own (a refused one carries the error its own post
+        would raise). At most ``MAX_RESULT_MIGRATIONS`` migrations, each once."""
+        body = {
+            "migrations": [
+                {"id": mid, "results": [r.model_dump(mode="json", exclude_none=True) for r in rs]}
+                for mid, rs in batch
+            ]
+        }
+        resp = await self._call("POST", f"/v1/hosts/{quote(host, safe='')}/results", json_body=body)
+        try:
+            return [_taken(entry) for entry in decode_json(resp)["migrations"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadResponse(f"post_host_results: unexpected answer: {exc!r}") from exc
 
     async def heartbeat(
         self,

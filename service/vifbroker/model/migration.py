@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .ids import DomainUUID, Mac
 from .interface import Interface
@@ -165,6 +165,29 @@ class ResultIn(_Model):
 
 class ResultsIn(_Model):
     results: list[ResultIn] = Field(min_length=1, max_length=4096)
+
+
+#: migrations one host's results post may name (``POST /v1/hosts/{host}/results``)
+MAX_RESULT_MIGRATIONS = 500
+
+
+class MigrationResultsIn(ResultsIn):
+    """One migration's results inside a host's batch."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class HostResultsIn(_Model):
+    """Results for several migrations arriving on one host, in one request."""
+
+    migrations: list[MigrationResultsIn] = Field(min_length=1, max_length=MAX_RESULT_MIGRATIONS)
+
+    @model_validator(mode="after")
+    def _once_each(self) -> HostResultsIn:
+        ids = [m.id for m in self.migrations]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a migration is named more than once")
+        return self
 
 
 class BackendInfo(_Model):

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from vifbroker.store import Store, StoreError
 
-from . import domains, events, hosts, migrations, ops, preflight, registration
+from . import domains, events, hosts, migrations, ops, preflight, registration, results
 from .auth import TokenRegistry
 from .bodies import BodyDecoder
 from .config import Settings
@@ -51,7 +51,7 @@ def create_app(
     )
     app[CTX] = ctx
     app[TOKEN_WATCHER] = TokenWatcher(settings.tokens_path, tokens)
-    for module in (ops, migrations, domains, hosts, events, preflight, registration):
+    for module in (ops, migrations, results, domains, hosts, events, preflight, registration):
         module.add_routes(app)
     app.cleanup_ctx.append(_store_lifecycle)
     app.cleanup_ctx.append(_housekeeping)

@@ -1,4 +1,6 @@
-"""Migration routes: create, list, read (with the applied barrier), complete, cancel, results."""
+"""Migration routes: create, list, read (with the applied barrier), complete, cancel.
+
+Results are posted through :mod:`.results`."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import logging
 
 from aiohttp import web
 
-from vifbroker.model import Migration, MigrationCreate, MigrationState, ResultsIn, normalize_uuid
+from vifbroker.model import Migration, MigrationCreate, MigrationState, normalize_uuid
 from vifbroker.store import Conflict as StoreConflict
 
 from .access import Part, migration_for
@@ -16,7 +18,7 @@ from .errors import Conflict, Malformed
 from .media import JSON_TYPES, read_body
 from .middleware import principal
 from .params import query_float, query_int
-from .registration import admit_create, observe_margin
+from .registration import admit_create
 from .render import json_response, migration_doc
 
 log = logging.getLogger(__name__)
@@ -138,38 +140,9 @@ async def cancel_migration(request: web.Request) -> web.Response:
     return await _finish(request, MigrationState.CANCELLED)
 
 
-async def post_results(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    migration = await migration_for(
-        ctx, principal(request), request.match_info["id"], frozenset({Part.DESTINATION})
-    )
-    _, body = await read_body(request, JSON_TYPES, ctx.settings)
-    results = (await ctx.bodies.model(body, ResultsIn)).results
-    # Whether each result may land (terminal, unknown or repeated MAC, a future
-    # generation) is the store's rule: rules.apply_result and friends.
-    before = migration
-    migration = await ctx.store.post_results(migration.id, results, ctx.now())
-    ctx.metrics.results(before, results, migration)
-    observe_margin(ctx, before, migration)
-    # One line per post, not per vif (an evacuation posts thousands): the MACs,
-    # generations and statuses are keys, comma-separated in the order posted.
-    log.info(
-        "result %s",
-        "/".join(sorted({r.status for r in results})),
-        extra={
-            **fields(migration),
-            "mac": ",".join(r.mac for r in results),
-            "generation": ",".join(str(r.generation) for r in results),
-            "status": ",".join(r.status for r in results),
-        },
-    )
-    return json_response(migration_doc(migration))
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/migrations", create_migration)
     app.router.add_get("/v1/migrations", list_migrations)
     app.router.add_get("/v1/migrations/{id}", get_migration)
     app.router.add_post("/v1/migrations/{id}/complete", complete_migration)
     app.router.add_post("/v1/migrations/{id}/cancel", cancel_migration)
-    app.router.add_post("/v1/migrations/{id}/results", post_results)

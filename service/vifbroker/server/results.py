@@ -1,0 +1,98 @@
+"""Results routes: one migration's, or many migrations' arriving on one host at once.
+
+``POST /v1/migrations/{id}/results`` answers the whole migration.
+``POST /v1/hosts/{host}/results`` carries the results of several migrations
+(an evacuation's destination applies hundreds of domains together): each is
+recorded exactly as its own post would be — the same access check, rules,
+metrics and log line — and its outcome comes back in the answer's list, a
+refused one as a problem document of its own; the others still land. The
+writes share the store's group commit. The answer names each migration's
+state and revision, not the whole migration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from vifbroker.model import HostResultsIn, Migration, MigrationResultsIn, ResultIn, ResultsIn
+from vifbroker.store import StoreError
+
+from .access import Part, migration_for, unknown_migration
+from .context import CTX, Context
+from .errors import Problem, from_store_error
+from .media import JSON_TYPES, read_body
+from .middleware import principal
+from .params import path_host
+from .registration import observe_margin
+from .render import json_response, migration_doc
+
+log = logging.getLogger(__name__)
+
+_DESTINATION = frozenset({Part.DESTINATION})
+
+
+async def _record(ctx: Context, before: Migration, results: Sequence[ResultIn]) -> Migration:
+    """Store ``results`` for ``before`` (access already checked); the migration after."""
+    # Whether each result may land (terminal, unknown or repeated MAC, a future
+    # generation) is the store's rule: rules.apply_result and friends.
+    after = await ctx.store.post_results(before.id, results, ctx.now())
+    ctx.metrics.results(before, results, after)
+    observe_margin(ctx, before, after)
+    # One line per post, not per vif (an evacuation posts thousands): the MACs,
+    # generations and statuses are keys, comma-separated in the order posted.
+    log.info(
+        "result %s",
+        "/".join(sorted({r.status for r in results})),
+        extra={
+            "migration": after.id,
+            "domain": after.domain_uuid,
+            "mac": ",".join(r.mac for r in results),
+            "generation": ",".join(str(r.generation) for r in results),
+            "status": ",".join(r.status for r in results),
+        },
+    )
+    return after
+
+
+async def post_results(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    before = await migration_for(ctx, principal(request), request.match_info["id"], _DESTINATION)
+    _, body = await read_body(request, JSON_TYPES, ctx.settings)
+    results = (await ctx.bodies.model(body, ResultsIn)).results
+    return json_response(migration_doc(await _record(ctx, before, results)))
+
+
+async def post_host_results(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    host = path_host(request)
+    who = principal(request)
+    who.require_host(host)
+    _, body = await read_body(request, JSON_TYPES, ctx.settings)
+    batch = (await ctx.bodies.model(body, HostResultsIn)).migrations
+    outcomes = await asyncio.gather(*(_one(ctx, request, host, entry) for entry in batch))
+    return json_response({"migrations": outcomes})
+
+
+async def _one(
+    ctx: Context, request: web.Request, host: str, entry: MigrationResultsIn
+) -> dict[str, Any]:
+    try:
+        before = await migration_for(ctx, principal(request), entry.id, _DESTINATION)
+        if before.destination_host != host:
+            raise unknown_migration(entry.id)  # not arriving here: as if unknown
+        after = await _record(ctx, before, entry.results)
+    except Problem as exc:
+        return {"id": entry.id, "problem": exc.body()}
+    except StoreError as exc:
+        return {"id": entry.id, "problem": from_store_error(exc).body()}
+    return {"id": after.id, "state": after.state.value, "revision": after.revision}
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/migrations/{id}/results", post_results)
+    app.router.add_post("/v1/hosts/{host}/results", post_host_results)
