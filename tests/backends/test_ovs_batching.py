@@ -14,6 +14,7 @@ from backend_helpers import DOMAIN, calls, counting_vsctl, mac, ovs_backend, ovs
 
 from ovs_harness import OvsDb
 from vifbroker.backends import Outcome, PortNotFound
+from vifbroker.backends.openvswitch.lookup import FIND_MAX_DOMAINS
 from vifbroker.backends.openvswitch.native import NativeDriver
 
 VIFS = 10
@@ -80,6 +81,27 @@ async def test_concurrent_domains_share_processes(ovsdb: OvsDb, tmp_path: Path) 
         assert [r.outcome for r in pair] == [Outcome.APPLIED, Outcome.APPLIED]
         assert ovsdb.get_portdata(f"t{i * 2}") == f"d{i}a"
         assert ovsdb.get_portdata(f"t{i * 2 + 1}") == f"d{i}b"
+
+
+async def test_many_domains_are_looked_up_in_one_listing(ovsdb: OvsDb, tmp_path: Path) -> None:
+    # Past FIND_MAX_DOMAINS the lookup lists every row (``{in}`` with many values
+    # costs ovs-vsctl ~1 ms per domain): still one process, each domain its own ports.
+    domains = FIND_MAX_DOMAINS + 8
+    for i in range(domains + 2):  # two more plugged than asked for
+        plug_domain(ovsdb, domain(i), i * 2, 2)
+    wrapper, log = counting_vsctl(tmp_path)
+    async with ovs_backend(ovsdb, vsctl=str(wrapper)) as backend:
+        asked = [*range(domains), 999]  # the last one has no port here
+        lookups = await asyncio.gather(
+            *(backend.inspect(domain(i), [mac(i * 2), mac(i * 2 + 1)]) for i in asked)
+        )
+    assert calls(log) == ["sets=0"]
+    for i, found in zip(asked[:-1], lookups, strict=False):
+        assert {m: p.name if p else None for m, p in found.items()} == {
+            mac(i * 2): f"t{i * 2}",
+            mac(i * 2 + 1): f"t{i * 2 + 1}",
+        }
+    assert set(lookups[-1].values()) == {None}
 
 
 async def test_one_bad_domain_does_not_fail_the_others(ovsdb: OvsDb, tmp_path: Path) -> None:
