@@ -241,7 +241,7 @@ class Host:
         self.clients.append(client)
         settings = AgentSettings(
             host=self.name, poll_wait=10.0, heartbeat_interval=heartbeat_interval, port_grace=0.3,
-            drain_timeout=5.0, register_migrations=register_migrations,
+            drain_timeout=5.0, register_migrations=register_migrations, leaving_window=4.0,
         )  # fmt: skip
         self.agent = Agent(
             client, objs, DirectorySource(self.xml_dir), StateFile(self.state_dir, self.name),

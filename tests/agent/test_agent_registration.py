@@ -9,6 +9,7 @@ test never calls the API to create, upload or complete anything.
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -171,6 +172,29 @@ async def test_a_host_claiming_a_domain_that_is_not_leaving_learns_nothing(
     with pytest.raises(NotFound):
         await observer.get_interfaces(dom)  # nothing was ever uploaded
     assert c.portdata("in0") is None and c.portdata("in1") is None
+
+
+async def test_a_source_whose_job_shows_late_still_uploads(
+    fleet: dict[str, tuple[Host, QueueFeed]], observer: BrokerClient
+) -> None:
+    """libvirt shows the outgoing job only once the destination's QEMU is up: B
+    registers before that, and A keeps asking (the harness's window is 4 s)."""
+    (a, _), (b, feed_b) = fleet["host-a"], fleet["host-b"]
+    dom = await leaving(a, observer, job=False)
+    arriving(b, dom)
+    feed_b.say(dom, "started", "migrated")
+    await wait_until(lambda: find(observer, dom), timeout=30)  # registered by B
+    # The scenario, not a synchronisation: libvirt on A shows the job 2 s after B
+    # registered (an agent that gave up after a few quick tries cancelled by then).
+    await asyncio.sleep(2.0)
+    (a.xml_dir / f"{dom}.migrating-out").touch()
+
+    async def landed() -> bool:
+        return await reaches(observer, dom, MigrationState.APPLIED) and (
+            b.portdata("in0") == "tenant=blue"
+        )
+
+    await wait_until(landed, timeout=30)
 
 
 async def test_a_late_destination_counts_a_late_landing(

@@ -12,6 +12,7 @@ its port data. Otherwise the source refuses, says why, and cancels it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 from vifbroker.backends import BackendError, PortEvent
@@ -50,22 +51,29 @@ class Outgoing(Worker):
             except _Gone:
                 log.info("migration %s: no longer active, stopped following", self.migration_id)
 
-    async def _leaving(self, tries: int = 5) -> bool:
+    async def _leaving(self) -> bool:
         """For an agent-registered migration: whether libvirt here shows the domain
-        leaving (asked a few times: the job may be a moment from showing). When it
-        does not, the migration is cancelled."""
+        leaving. The destination registers as soon as its incoming domain exists,
+        and the source's job may show only once that domain's QEMU is up (seconds
+        on a busy host): asked for ``leaving_window`` seconds (a count of tries
+        would run out early: every update of the migration wakes this worker).
+        When the job never shows, the migration is cancelled."""
         migration = self.item.migration
         if migration.registered_by is None:
             return True
         reason = "no outgoing migration job"
-        backoff = Backoff(0.1, 0.5)
-        for _ in range(tries):
+        backoff = Backoff(0.1, 1.0)
+        deadline = time.monotonic() + self.deps.settings.leaving_window
+        while True:
             try:
                 if await self.deps.domains.migrating_out(migration.domain_uuid):
                     return True
             except AgentError as exc:
                 reason = f"cannot ask libvirt ({exc})"
-            await self.wait_changed(backoff.next())
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            await self.wait_changed(min(backoff.next(), left))
             if self.stopping:
                 return False
         log.warning(

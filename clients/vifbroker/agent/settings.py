@@ -29,6 +29,9 @@ class AgentSettings:
     #: register arriving migrations, complete/cancel them (no controller; the broker
     #: runs with --agent-migrations)
     register_migrations: bool = False
+    #: an agent-registered migration's source asks libvirt this long for the
+    #: domain's outgoing job before it refuses and cancels
+    leaving_window: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
