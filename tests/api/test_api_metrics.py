@@ -173,7 +173,11 @@ async def test_log_records_carry_migration_domain_and_mac_as_keys(
         text = TextFormatter("%(message)s").format(record)
         assert f"migration={m['id']}" in text and f"mac={mac(7)}" in text
     # A post of several results is one line; its vifs are keys, in the order posted.
+    caplog.clear()
     await broker.upload(m["domain_uuid"], iface(mac(8)), iface(mac(9)))
+    (line,) = [r for r in caplog.records if r.getMessage() == "vif uploaded"]
+    doc = json.loads(JsonFormatter().format(line))
+    assert (doc["mac"], doc["generation"]) == (f"{mac(8)},{mac(9)}", "1,1")
     caplog.clear()
     await broker.results(
         m["id"],

@@ -48,17 +48,18 @@ async def _put(
             max_vifs=ctx.settings.max_vifs_per_migration,
         )
     ctx.metrics.uploaded(uploaded.migration_id, uploaded.generations)
+    # One line per upload, not per vif (as for results): the MACs and their
+    # generations are keys, comma-separated in the order sent.
     if log.isEnabledFor(logging.INFO):
-        for mac, generation in uploaded.generations:
-            log.info(
-                "vif uploaded",
-                extra={
-                    "migration": uploaded.migration_id,
-                    "domain": domain_uuid,
-                    "mac": mac,
-                    "generation": generation,
-                },
-            )
+        log.info(
+            "vif uploaded",
+            extra={
+                "migration": uploaded.migration_id,
+                "domain": domain_uuid,
+                "mac": ",".join(mac for mac, _ in uploaded.generations),
+                "generation": ",".join(str(g) for _, g in uploaded.generations),
+            },
+        )
     return uploaded
 
 
