@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Collection
 
-from ..base import BackendUnavailable
+from vifbroker.model import normalize_uuid
+
+from ..base import BackendError, BackendUnavailable
 from .pool import VsctlPool
 from .rows import Port, PortRow, by_mac
-from .vsctl import Command, Transaction
+from .vsctl import Command, Transaction, decode_datum
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,34 @@ def tagged_ports(command: Command) -> list[Port]:
 
 #: more domains than this are looked up by listing every Interface row (see above)
 FIND_MAX_DOMAINS = 16
+
+
+def wanted_ports(command: Command, domains: Collection[str]) -> list[Port]:
+    """:func:`tagged_ports` of these domains only: the other rows of a listing of
+    every row are skipped on their vm-id, without decoding them (2,000 rows: ~20
+    ms to decode each, a few to skip)."""
+    if command.output is None:
+        raise BackendError(f"{command.verb}: transaction has not run")
+    doc = json.loads(command.output)
+    column = {str(h): i for i, h in enumerate(doc["headings"])}
+    at_uuid, at_name, at_ids = column["_uuid"], column["name"], column["external_ids"]
+    ports = []
+    for row in doc["data"]:
+        pairs = row[at_ids][1]  # ["map", [[key, value], ...]]: strings both
+        vm_id = next((v for k, v in pairs if k == "vm-id"), None)
+        if not isinstance(vm_id, str):
+            continue
+        try:
+            key = normalize_uuid(vm_id)
+        except ValueError:
+            key = vm_id.lower()  # as PortRow.port keeps it
+        if key not in domains:
+            continue
+        ids = {str(k): str(v) for k, v in pairs}
+        port = PortRow(str(row[at_name]), ids).tagged(str(decode_datum(row[at_uuid])))
+        if port is not None:
+            ports.append(port)
+    return ports
 
 
 class PortLookup:
@@ -87,7 +119,7 @@ class PortLookup:
         try:
             await self.pool.run(txn)
             grouped: dict[str, list[Port]] = {}
-            for port in tagged_ports(find):
+            for port in wanted_ports(find, waiting.keys()):
                 grouped.setdefault(port.domain, []).append(port)
         except asyncio.CancelledError:
             _fail(waiting, BackendUnavailable("openvswitch backend closed"))
