@@ -3,7 +3,8 @@
 ovs-vsctl evaluates a ``find`` by scanning every Interface row, so 500
 domains looked up as 500 finds in one (merged) process cost seconds on a
 host with 2,000 ports. Lookups that arrive in the same event-loop turn (an
-evacuation's domains, an agent polling for ports) therefore share one call;
+evacuation's domains, an agent polling for ports) therefore share one call,
+and lookups asked while a call runs share the next one (one call at a time);
 each caller gets its own domain's ports.
 
 That call is ``find ... external_ids:vm-id{in}[...]`` for a few domains. But
@@ -82,15 +83,16 @@ class PortLookup:
         # ~40 bytes a domain: far below the 128 KiB argv element cap.
         self.find_max_domains = find_max_domains
         self._pending: dict[str, list[asyncio.Future[dict[str, Port]]]] = {}
-        self._flush_scheduled = False
+        #: a flush is scheduled or running: new look-ups join its next round
+        self._active = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def ports(self, domain: str) -> dict[str, Port]:
         """This domain's ports by MAC (empty when it has none)."""
         future: asyncio.Future[dict[str, Port]] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(domain, []).append(future)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if not self._active:
+            self._active = True
             task = asyncio.create_task(self._flush())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -102,13 +104,21 @@ class PortLookup:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        pending, self._pending = self._pending, {}
+        _fail(pending, BackendUnavailable("openvswitch backend closed"))
 
     async def _flush(self) -> None:
-        # One loop turn: callers started together (gather) all join this find.
-        await asyncio.sleep(0)
-        self._flush_scheduled = False
-        pending, self._pending = self._pending, {}
-        await self._run(pending)
+        # One loop turn: callers started together (gather) all join the first round.
+        # Then one round at a time: look-ups asked while one runs (an evacuation's
+        # domains arriving in many small inbox answers) share the next call instead
+        # of each paying a scan of every row. An idle agent's look-up runs at once.
+        try:
+            await asyncio.sleep(0)
+            while self._pending:
+                pending, self._pending = self._pending, {}
+                await self._run(pending)
+        finally:
+            self._active = False
 
     async def _run(self, waiting: dict[str, list[asyncio.Future[dict[str, Port]]]]) -> None:
         txn = Transaction()
