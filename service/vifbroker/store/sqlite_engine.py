@@ -30,15 +30,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .batching import WriteQueue
 from .errors import StoreError, StoreUnavailable
+from .hop import Hop
 from .hub import ChangeHub
 from .sqlite_cache import Event
 
@@ -133,8 +134,8 @@ class Engine:
         self._upgrade = upgrade
         self._groups = dict(groups or {})
         self._inline = inline
-        self._rexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-read")
-        self._wexec = ThreadPoolExecutor(1, thread_name_prefix="vifbroker-sqlite-write")
+        self._rhop = Hop("vifbroker-sqlite-read")
+        self._whop = Hop("vifbroker-sqlite-write")
         self._rconn: sqlite3.Connection | None = None
         self._wconn: sqlite3.Connection | None = None
         self._queue: WriteQueue[WriteOp[Any]] = WriteQueue()
@@ -142,10 +143,9 @@ class Engine:
 
     async def open(self) -> None:
         """Open (creating or upgrading the schema) and set the hub to the stored revision."""
-        loop = asyncio.get_running_loop()
         try:
-            self._wconn, revision = await loop.run_in_executor(self._wexec, self._open_writer)
-            self._rconn = await loop.run_in_executor(self._rexec, connect, self._path)
+            self._wconn, revision = await self._whop.run(self._open_writer)
+            self._rconn = await self._rhop.run(functools.partial(connect, self._path))
         except BaseException as exc:
             await self.close()
             if isinstance(exc, sqlite3.Error):
@@ -171,14 +171,13 @@ class Engine:
                 await self._writer
             self._writer = None
         self._queue.close(StoreUnavailable("the store is closing"))
-        loop = asyncio.get_running_loop()
         if self._wconn is not None:
-            await loop.run_in_executor(self._wexec, self._wconn.close)
+            await self._whop.run(self._wconn.close)
         if self._rconn is not None:
-            await loop.run_in_executor(self._rexec, self._rconn.close)
+            await self._rhop.run(self._rconn.close)
         self._wconn = self._rconn = None
-        self._wexec.shutdown(wait=True)
-        self._rexec.shutdown(wait=True)
+        self._whop.close()
+        self._rhop.close()
 
     @property
     def alive(self) -> bool:
@@ -198,7 +197,7 @@ class Engine:
                 conn.execute("COMMIT")
 
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._rexec, run)
+            return await self._rhop.run(run)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite read failed: {exc}") from exc
 
@@ -210,7 +209,6 @@ class Engine:
         return result
 
     async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._queue.next_batch()
             ops = [op for op, _ in batch]
@@ -219,10 +217,10 @@ class Engine:
                     if not self._inline(ops):
                         raise _Busy
                     results, ctx = self._run_batch(ops, self._hub.revision, self._begin_now)
-                    await loop.run_in_executor(self._wexec, self._commit)
+                    await self._whop.run(self._commit)
                 except _Busy:  # large, or another process holds the write lock: wait there
-                    results, ctx = await loop.run_in_executor(
-                        self._wexec, self._run_and_commit, ops, self._hub.revision
+                    results, ctx = await self._whop.run(
+                        functools.partial(self._run_and_commit, ops, self._hub.revision)
                     )
             except BaseException as exc:  # commit failed: nobody's write happened
                 self._queue.fail(batch, StoreUnavailable(f"sqlite commit failed: {exc}"))
