@@ -60,6 +60,10 @@ class Broker:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def log(self) -> str:
+        path = self.dir / "broker.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def start(self) -> None:
         with (self.dir / "broker.log").open("ab") as log:
             self.proc = subprocess.Popen(
