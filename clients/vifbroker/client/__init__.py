@@ -1,6 +1,7 @@
 """Async Python client for the vifbroker API (see ``errors`` for what it raises)."""
 
-from .api import SETTLED_STATES, BrokerClient, MigrationPage, UploadResult
+from .answers import MigrationPage, ResultsTaken, UploadResult
+from .api import SETTLED_STATES, BrokerClient
 from .errors import (
     BadResponse,
     ClientError,
@@ -30,6 +31,7 @@ __all__ = [
     "NotFound",
     "PreconditionFailed",
     "ProblemError",
+    "ResultsTaken",
     "RetryPolicy",
     "TransportError",
     "Unauthorized",
