@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import json.encoder
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,8 +21,11 @@ from .migration import Inbox, InboxItem, Migration, VifRecord
 
 
 def text(value: str) -> str:
-    """A JSON string literal (UTF-8 kept as it is, like pydantic's output)."""
-    return json.dumps(value, ensure_ascii=False)
+    """A JSON string literal (UTF-8 kept as it is, like pydantic's output).
+
+    ``json.dumps(value, ensure_ascii=False)`` without building an encoder per call.
+    """
+    return json.encoder.encode_basestring(value)
 
 
 def record_json(record: VifRecord) -> str:

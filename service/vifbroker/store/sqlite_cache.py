@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vifbroker.model import Inbox, Migration
-from vifbroker.model.wire import InboxPage, item_json, migration_json, record_json
+from vifbroker.model.wire import InboxPage, item_json
 
-from . import rows, rules
+from . import rows, rowtext, rules
 from .hub import ChangeHub
 
 # Woken long-polls read the newest few entries; what lags further goes to SQL.
@@ -134,12 +134,13 @@ class Held:
         return todo + (0 if self._fresh("", self.row) else 256)
 
     def migration_text(self) -> str:
-        return self._text("", self.row, lambda: migration_json(rows.migration(self.row, self.vifs)))
+        return self._text("", self.row, lambda: rowtext.migration_text(self.row, self.vifs))
 
     def record_texts(self) -> list[str]:
         domain = self.row["domain_uuid"]
         return [
-            self._text(v["mac"], v, functools.partial(_record_text, v, domain)) for v in self.vifs
+            self._text(v["mac"], v, functools.partial(rowtext.record_text, v, domain))
+            for v in self.vifs
         ]
 
     def _fresh(self, key: str, row: Mapping[str, Any]) -> bool:
@@ -153,10 +154,6 @@ class Held:
         text = render()
         self.texts[key] = (row, row["revision"], text)
         return text
-
-
-def _record_text(vif: Mapping[str, Any], domain: str) -> str:
-    return record_json(rows.record(vif, domain))
 
 
 def answer(host: str, after: int, limit: int, found: list[Held], revision: int) -> Inbox:
