@@ -52,6 +52,25 @@ async def test_destination_registers_and_the_broker_fills_the_source(broker: Bro
 
 
 @pytest.mark.parametrize("settings_overrides", AGENT_MIGRATIONS)
+async def test_the_destination_reporting_the_arriving_domain_first_still_registers(
+    broker: Broker,
+) -> None:
+    """libvirt lists the arriving (paused) domain on the destination too: when the
+    destination's heartbeat lands before its registration, the source is still the
+    other host that reports it (was: 422, source and destination must differ)."""
+    dom = str(uuid.uuid4())
+    await running(broker, "src", dom)
+    await running(broker, "dst", dom)
+    resp = await register(broker, dom)
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["source_host"] == "src"
+    # Naming the destination itself as the source stays a refusal.
+    other = str(uuid.uuid4())
+    await running(broker, "dst", other)
+    await problem(await register(broker, other), 422, "invalid")
+
+
+@pytest.mark.parametrize("settings_overrides", AGENT_MIGRATIONS)
 async def test_registration_refusals(broker: Broker) -> None:
     unknown = str(uuid.uuid4())
     await problem(await register(broker, unknown), 422, "invalid")  # nobody runs it

@@ -51,18 +51,23 @@ async def admit_create(
         return req, None
     if not ctx.settings.agent_migrations:
         raise Forbidden("agents may not create migrations (no --agent-migrations)")
-    running = await running_host(ctx, req.domain_uuid)
+    running = await running_hosts(ctx, req.domain_uuid)
     if req.destination_host == who.host and req.source_host != who.host:
-        source = req.source_host or running
+        # The arriving domain exists here too (paused): the source is the other
+        # host that reports it running, whichever of the two reported last.
+        others = [name for name in running if name != who.host]
+        source = req.source_host or (others[0] if others else None)
         if source is None:
-            raise Invalid(f"no host reports domain {req.domain_uuid} running; cannot register it")
-        if source != running:
+            raise Invalid(
+                f"no other host reports domain {req.domain_uuid} running; cannot register it"
+            )
+        if source not in others:
             raise Invalid(f"domain {req.domain_uuid} is not reported running on {source}")
         _distinct(source, req.destination_host)
         return req.model_copy(update={"source_host": source}), who.host
     if req.source_host is not None and req.source_host == who.host:
         _distinct(req.source_host, req.destination_host)
-        if running != who.host:
+        if who.host not in running:
             raise Forbidden(f"host {who.host} has not reported domain {req.domain_uuid} running")
         return req, None
     raise Forbidden("an agent may create a migration only as its source or its destination")
@@ -76,14 +81,16 @@ def _distinct(source: str, destination: str) -> None:
         )
 
 
-async def running_host(ctx: Context, domain_uuid: str) -> str | None:
-    """The host whose fresh heartbeat (within three intervals) reports the domain running."""
-    name = await ctx.store.running_host(domain_uuid)
-    if name is None:
-        return None
-    host = await ctx.store.get_host(name)
+async def running_hosts(ctx: Context, domain_uuid: str) -> list[str]:
+    """The hosts whose fresh heartbeat (within three intervals) reports the domain
+    running, most recent first."""
     stale = timedelta(seconds=3 * ctx.settings.heartbeat_interval_seconds)
-    return name if ctx.now() - host.last_seen <= stale else None
+    now = ctx.now()
+    return [
+        host.name
+        for host in await ctx.store.running_hosts(domain_uuid)
+        if now - host.last_seen <= stale
+    ]
 
 
 def _settled(m: Migration) -> bool:

@@ -182,5 +182,6 @@ class Store(Protocol):
 
     async def list_hosts(self) -> list[Host]: ...
 
-    async def running_host(self, domain_uuid: str) -> str | None:
-        """The host that most recently reported ``domain_uuid`` running (None: none)."""
+    async def running_hosts(self, domain_uuid: str) -> list[Host]:
+        """The hosts whose last report names ``domain_uuid`` running, most recent first
+        (during a migration both ends may: the destination's domain exists, paused)."""

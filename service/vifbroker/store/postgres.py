@@ -238,14 +238,14 @@ class PostgresStore(RoutedWrites):
 
         return [rows.host(r) for r in await self._engine.read(q, "listing hosts", snapshot=False)]
 
-    async def running_host(self, domain_uuid: str) -> str | None:
-        async def q(c: Conn) -> str | None:
-            name: str | None = await c.fetchval(
-                "SELECT name FROM hosts WHERE running_domains::jsonb ? $1"
-                " ORDER BY last_seen DESC LIMIT 1",
+    async def running_hosts(self, domain_uuid: str) -> list[Host]:
+        async def q(c: Conn) -> list[Host]:
+            found = await c.fetch(
+                "SELECT * FROM hosts WHERE running_domains::jsonb ? $1"
+                " ORDER BY last_seen DESC, name LIMIT 16",
                 domain_uuid,
             )
-            return name
+            return [rows.host(row) for row in found]
 
         return await self._engine.read(q, "finding a domain's host", snapshot=False)
 

@@ -349,14 +349,14 @@ class SQLiteStore(RoutedWrites):
         )
         return [rows.host(r) for r in found]
 
-    async def running_host(self, domain_uuid: str) -> str | None:
-        def q(c: sqlite3.Connection) -> str | None:
-            row = c.execute(
-                "SELECT name FROM hosts WHERE EXISTS (SELECT 1 FROM json_each(running_domains)"
-                " WHERE value = ?) ORDER BY last_seen DESC LIMIT 1",
+    async def running_hosts(self, domain_uuid: str) -> list[Host]:
+        def q(c: sqlite3.Connection) -> list[Host]:
+            found = c.execute(
+                "SELECT * FROM hosts WHERE EXISTS (SELECT 1 FROM json_each(running_domains)"
+                " WHERE value = ?) ORDER BY last_seen DESC, name LIMIT 16",
                 (domain_uuid,),
-            ).fetchone()
-            return None if row is None else str(row[0])
+            )
+            return [rows.host(row) for row in found]
 
         return await self._engine.read(q)
 
