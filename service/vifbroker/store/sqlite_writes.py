@@ -39,7 +39,7 @@ from .errors import (
 from .sqlite_cache import Pruned, change
 from .sqlite_engine import GroupRunner, WriteContext
 from .sqlite_schema import ACTIVE_SQL, TERMINAL_SQL
-from .sqlite_uploads import SETTLE_MIGRATION, store_uploads, upload_group
+from .sqlite_uploads import SETTLE_COUNTS, SETTLE_MIGRATION, store_uploads, upload_group
 
 ACTIVE = ACTIVE_SQL
 #: Operations that run together when consecutive in a batch (see ``sqlite_engine``).
@@ -241,9 +241,11 @@ def _write_vifs(
 def _update_migration(
     c: sqlite3.Connection, migration: RowDict, tally: rules.Tally, rev: int, now: datetime
 ) -> None:
-    """Store the counts, the state they imply and the revision of a change to its vifs."""
+    """Store the counts, the state they imply and the revision of a change to its vifs
+    (the state column only when it moves: SQLite then leaves the partial indexes alone)."""
+    state = migration["state"]
     rows.settle(migration, tally, rev, now)
-    c.execute(SETTLE_MIGRATION, migration)
+    c.execute(SETTLE_MIGRATION if migration["state"] != state else SETTLE_COUNTS, migration)
 
 
 def _end(
