@@ -10,7 +10,7 @@ nobody's write is known to have happened).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 Op = TypeVar("Op")
@@ -60,3 +60,45 @@ class WriteQueue(Generic[Op]):
             _, fut = self._queue.get_nowait()
             if not fut.done():
                 fut.set_exception(error)
+
+
+# ------------------------------------------------------- reruns and groups
+# Both engines run a batch in one transaction without a savepoint per
+# operation: an operation that fails other than by refusing, or a group that
+# fails, makes the engine roll back and run the batch again without it.
+
+
+class Rerun(Exception):
+    """Operation ``index`` failed other than by refusing: run the batch again without it."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(index)
+        self.index, self.error = index, error
+
+
+class Ungroup(Exception):
+    """A group failed other than by refusing: run the batch again with these ops alone."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(indexes)
+        self.indexes = indexes
+
+
+def group_at(
+    ops: Sequence[Callable[..., Any]],
+    start: int,
+    groups: Mapping[Callable[..., Any], object],
+    failed: Collection[int],
+    alone: Collection[int],
+) -> list[int]:
+    """The indexes from ``start`` that run as one group (one index: no group): the
+    following operations of the same grouped function, none failed or set alone."""
+    func = getattr(ops[start], "func", None)
+    if func not in groups:
+        return [start]
+    group = []
+    for index in range(start, len(ops)):
+        if index in failed or index in alone or getattr(ops[index], "func", None) is not func:
+            break
+        group.append(index)
+    return group or [start]

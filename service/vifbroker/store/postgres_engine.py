@@ -35,7 +35,7 @@ import asyncpg
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-from .batching import WriteQueue
+from .batching import Rerun, Ungroup, WriteQueue, group_at
 from .errors import InvalidInput, StoreError, StoreUnavailable
 from .hub import ChangeHub
 from .postgres_schema import WRITE_LOCK
@@ -83,22 +83,6 @@ class WriteContext:
 #: Runs consecutive operations of one function together: their keyword
 #: arguments in, one result (or the StoreError it refused with) per operation out.
 GroupRunner = Callable[[Conn, "WriteContext", list[dict[str, Any]]], Awaitable[list[Any]]]
-
-
-class _Ungroup(Exception):
-    """A group failed other than by refusing: run the batch again with these ops alone."""
-
-    def __init__(self, indexes: list[int]) -> None:
-        super().__init__(indexes)
-        self.indexes = indexes
-
-
-class _Rerun(Exception):
-    """Operation ``index`` failed other than by refusing: run the batch again without it."""
-
-    def __init__(self, index: int, error: BaseException) -> None:
-        super().__init__(index)
-        self.index, self.error = index, error
 
 
 WriteOp = Callable[[Conn, WriteContext], Awaitable[T]]
@@ -241,9 +225,9 @@ class PgEngine:
         while True:
             try:
                 return await self._try_batch(ops, failed, alone)
-            except _Rerun as rerun:
+            except Rerun as rerun:
                 failed[rerun.index] = rerun.error
-            except _Ungroup as ungroup:
+            except Ungroup as ungroup:
                 alone.update(ungroup.indexes)
 
     async def _try_batch(
@@ -266,7 +250,7 @@ class PgEngine:
             results: list[Any] = []
             index = 0
             while index < len(ops):
-                group = self._group_at(ops, index, failed, alone)
+                group = group_at(ops, index, self._groups, failed, alone)
                 if len(group) > 1:
                     results += await self._run_group(conn, ctx, ops, group)
                     index += len(group)
@@ -288,20 +272,6 @@ class PgEngine:
                 await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, self._payload(ctx))
         return results, ctx.revision, ctx.keys
 
-    def _group_at(
-        self, ops: list[WriteOp[Any]], start: int, failed: dict[int, Any], alone: set[int]
-    ) -> list[int]:
-        """The indexes from ``start`` that run as one group (one index: no group)."""
-        func = getattr(ops[start], "func", None)
-        if func not in self._groups:
-            return [start]
-        group = []
-        for index in range(start, len(ops)):
-            if index in failed or index in alone or getattr(ops[index], "func", None) is not func:
-                break
-            group.append(index)
-        return group or [start]
-
     async def _run_group(
         self, conn: Conn, ctx: WriteContext, ops: list[WriteOp[Any]], group: list[int]
     ) -> list[Any]:
@@ -313,7 +283,7 @@ class PgEngine:
             raise  # the batch cannot go on
         except Exception as exc:
             ctx.keys, ctx.revision = keys, revision
-            raise _Ungroup(group) from exc
+            raise Ungroup(group) from exc
 
     async def _run_one(self, conn: Conn, ctx: WriteContext, op: WriteOp[Any], index: int) -> Any:
         keys, revision = set(ctx.keys), ctx.revision
@@ -326,9 +296,9 @@ class PgEngine:
             raise  # the batch cannot go on
         except asyncpg.DataError as exc:
             refused = InvalidInput(f"the database refused a value: {exc}")
-            raise _Rerun(index, refused) from exc
+            raise Rerun(index, refused) from exc
         except Exception as exc:
-            raise _Rerun(index, exc) from exc
+            raise Rerun(index, exc) from exc
 
     def _payload(self, ctx: WriteContext) -> str:
         doc: dict[str, Any] = {"r": ctx.revision, "from": self.replica, "k": sorted(ctx.keys)}

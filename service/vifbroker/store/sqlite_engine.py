@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .batching import WriteQueue
+from .batching import Rerun, Ungroup, WriteQueue, group_at
 from .errors import StoreError, StoreUnavailable
 from .hop import Hop
 from .hub import ChangeHub
@@ -75,21 +75,6 @@ GroupRunner = Callable[[sqlite3.Connection, WriteContext, list[dict[str, Any]]],
 class _Busy(Exception):
     """Run this batch on the writer thread: too large for the loop, or the lock is taken."""
 
-
-class _Rerun(Exception):
-    """Operation ``index`` failed other than by refusing: run the batch again without it."""
-
-    def __init__(self, index: int, error: BaseException) -> None:
-        super().__init__(index)
-        self.index, self.error = index, error
-
-
-class _Ungroup(Exception):
-    """A group failed other than by refusing: run the batch again with these ops alone."""
-
-    def __init__(self, indexes: list[int]) -> None:
-        super().__init__(indexes)
-        self.indexes = indexes
 
 #: Called on the loop with the changes of each durable commit, before any
 #: caller is answered or any long-poll woken.
@@ -287,9 +272,9 @@ class Engine:
         while True:
             try:
                 return self._try_batch(ops, start, failed, alone, begin or self._begin)
-            except _Rerun as rerun:
+            except Rerun as rerun:
                 failed[rerun.index] = rerun.error
-            except _Ungroup as ungroup:
+            except Ungroup as ungroup:
                 alone.update(ungroup.indexes)
 
     def _try_batch(
@@ -308,7 +293,7 @@ class Engine:
         try:
             index = 0
             while index < len(ops):
-                group = self._group_at(ops, index, failed, alone)
+                group = group_at(ops, index, self._groups, failed, alone)
                 if len(group) > 1:
                     results += self._run_group(conn, ctx, ops, group)
                     index += len(group)
@@ -330,20 +315,6 @@ class Engine:
             raise
         return results, ctx
 
-    def _group_at(
-        self, ops: list[WriteOp[Any]], start: int, failed: dict[int, Any], alone: set[int]
-    ) -> list[int]:
-        """The indexes from ``start`` that run as one group (one index: no group)."""
-        func = getattr(ops[start], "func", None)
-        if func not in self._groups:
-            return [start]
-        group = []
-        for index in range(start, len(ops)):
-            if index in failed or index in alone or getattr(ops[index], "func", None) is not func:
-                break
-            group.append(index)
-        return group or [start]
-
     def _run_group(
         self, conn: sqlite3.Connection, ctx: WriteContext, ops: list[WriteOp[Any]], group: list[int]
     ) -> list[Any]:
@@ -351,7 +322,7 @@ class Engine:
         try:
             return runner(conn, ctx, [dict(ops[i].keywords) for i in group])  # type: ignore[attr-defined]
         except Exception as exc:  # the transaction is rolled back and run again
-            raise _Ungroup(group) from exc
+            raise Ungroup(group) from exc
 
     @staticmethod
     def _run_one(conn: sqlite3.Connection, ctx: WriteContext, op: WriteOp[Any], index: int) -> Any:
@@ -365,4 +336,4 @@ class Engine:
             del ctx.changes[changes:]
             return exc
         except Exception as exc:  # what it wrote is unknown: roll back, run again without it
-            raise _Rerun(index, exc) from exc
+            raise Rerun(index, exc) from exc
