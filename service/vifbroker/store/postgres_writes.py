@@ -32,7 +32,7 @@ from vifbroker.model import (
 
 from . import rows, rules
 from .base import Uploaded
-from .errors import Conflict, NoActiveMigration, NotFound, StoreError, WrongHost
+from .errors import Conflict, NotFound, StoreError
 from .postgres_engine import Conn, WriteContext
 from .postgres_schema import TERMINAL_SQL
 
@@ -219,34 +219,23 @@ async def upload_group(
 
 async def _plan_upload(
     ctx: WriteContext,
-    held: dict[str, tuple[RowDict, dict[str, RowDict]]],
+    held: rows.HeldUploads,
     call: Mapping[str, Any],
     written: dict[tuple[str, str], RowDict],
 ) -> Uploaded:
     """One upload of a group, planned on ``held`` (updated in place); refusals raise."""
-    domain_uuid, interfaces = call["domain_uuid"], call["interfaces"]
-    if domain_uuid not in held:
-        raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
-    migration, stored = held[domain_uuid]
-    source_host = call["source_host"]
-    if source_host is not None and migration["source_host"] != source_host:
-        raise WrongHost(f"{source_host} is not the source host of {migration['id']}")
+    migration, stored = rows.upload_target(held, call)
     before = ctx.revision
     rev = await ctx.next_revision()
     try:
-        vifs, tally = rows.plan_upload(
-            migration, stored, interfaces, call["if_match"], rev, call["now"], call["max_vifs"]
-        )
+        vifs, uploaded = rows.take_upload(migration, stored, call, rev)
     except StoreError:
         ctx.revision = before
         raise
-    rows.settle(migration, tally, rev, call["now"])
     for vif in vifs:
-        stored[vif["mac"]] = vif
         written[(migration["id"], vif["mac"])] = vif
     _changed(ctx, migration)
-    generations = [(v["mac"], v["generation"]) for v in vifs]
-    return Uploaded(migration["id"], MigrationState(migration["state"]), rev, generations)
+    return uploaded
 
 
 async def record_results(

@@ -29,7 +29,8 @@ from vifbroker.model import (
     timeline_of,
 )
 
-from .errors import InvalidInput, PreconditionFailed
+from .base import Uploaded
+from .errors import InvalidInput, NoActiveMigration, PreconditionFailed, WrongHost
 from .rules import Outcome, Tally, apply_result, check_vif_count, landed_at, state_of, vif_outcome
 
 
@@ -187,6 +188,39 @@ def plan_upload(
         else:
             counts.replace(outcome(old), Outcome.PENDING)
     return written, counts
+
+
+#: By domain: its active migration's row and the stored vifs a group of uploads names.
+HeldUploads = Mapping[str, tuple[RowDict, dict[str, RowDict]]]
+
+
+def upload_target(held: HeldUploads, call: Mapping[str, Any]) -> tuple[RowDict, dict[str, RowDict]]:
+    """The migration row and stored vifs one upload of a group works on; an upload
+    without an active migration, or from another host than its source, raises."""
+    domain_uuid = call["domain_uuid"]
+    if domain_uuid not in held:
+        raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
+    migration, stored = held[domain_uuid]
+    source_host = call["source_host"]
+    if source_host is not None and migration["source_host"] != source_host:
+        raise WrongHost(f"{source_host} is not the source host of {migration['id']}")
+    return migration, stored
+
+
+def take_upload(
+    migration: RowDict, stored: dict[str, RowDict], call: Mapping[str, Any], rev: int
+) -> tuple[list[RowDict], Uploaded]:
+    """Plan one upload of a group at revision ``rev`` (a refusal raises and changes
+    nothing), then settle its migration and keep its vifs in ``stored`` for the
+    uploads after it: the vif rows to write, and the answer."""
+    vifs, counts = plan_upload(
+        migration, stored, call["interfaces"], call["if_match"], rev, call["now"], call["max_vifs"]
+    )
+    settle(migration, counts, rev, call["now"])
+    for vif in vifs:
+        stored[vif["mac"]] = vif
+    generations = [(v["mac"], v["generation"]) for v in vifs]
+    return vifs, Uploaded(migration["id"], MigrationState(migration["state"]), rev, generations)
 
 
 def plan_results(

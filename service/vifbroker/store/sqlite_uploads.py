@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from vifbroker.model import Interface, MigrationState
+from vifbroker.model import Interface
 
 from . import rows, rules
 from . import sqlite_rows as sqlrows
 from .base import Uploaded
-from .errors import NoActiveMigration, StoreError, WrongHost
+from .errors import StoreError
 from .sqlite_cache import change
 from .sqlite_engine import WriteContext
 from .sqlite_schema import ACTIVE_SQL
@@ -158,30 +158,15 @@ def _held_uploads(
 
 
 def _plan_upload(
-    ctx: WriteContext,
-    held: dict[str, tuple[RowDict, dict[str, RowDict]]],
-    call: Mapping[str, Any],
+    ctx: WriteContext, held: rows.HeldUploads, call: Mapping[str, Any]
 ) -> tuple[RowDict, list[RowDict], Uploaded]:
     """One upload of a group, planned on ``held`` (updated in place); refusals raise."""
-    domain_uuid, interfaces = call["domain_uuid"], call["interfaces"]
-    if domain_uuid not in held:
-        raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
-    migration, stored = held[domain_uuid]
-    source_host = call["source_host"]
-    if source_host is not None and migration["source_host"] != source_host:
-        raise WrongHost(f"{source_host} is not the source host of {migration['id']}")
+    migration, stored = rows.upload_target(held, call)
     before = ctx.revision
     rev = ctx.next_revision()
     try:
-        vifs, tally = rows.plan_upload(
-            migration, stored, interfaces, call["if_match"], rev, call["now"], call["max_vifs"]
-        )
+        vifs, uploaded = rows.take_upload(migration, stored, call, rev)
     except StoreError:
         ctx.revision = before
         raise
-    rows.settle(migration, tally, rev, call["now"])
-    for vif in vifs:
-        stored[vif["mac"]] = vif
-    generations = [(v["mac"], v["generation"]) for v in vifs]
-    state = MigrationState(migration["state"])
-    return migration, vifs, Uploaded(migration["id"], state, rev, generations)
+    return migration, vifs, uploaded
