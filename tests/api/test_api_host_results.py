@@ -6,6 +6,8 @@ from typing import Any
 
 from api_helpers import Broker, iface, mac, problem
 
+from vifbroker.model.migration import MAX_RESULT_MIGRATIONS
+
 
 def _ok(m: dict[str, Any], n: int, status: str = "applied") -> dict[str, Any]:
     return {"id": m["id"], "results": [{"mac": mac(n), "generation": 1, "status": status}]}
@@ -74,6 +76,13 @@ async def test_a_body_that_cannot_be_read_is_refused_whole(broker: Broker) -> No
         {"migrations": []},
         {"migrations": [{"id": m["id"], "results": []}]},
         {"migrations": [{"id": "../x", "results": _ok(m, 1)["results"]}]},
+        # more migrations than one post may name (MAX_RESULT_MIGRATIONS)
+        {
+            "migrations": [
+                {"id": f"m{i}", "results": _ok(m, 1)["results"]}
+                for i in range(MAX_RESULT_MIGRATIONS + 1)
+            ]
+        },
     ):
         await problem(await _post(broker, "dst", body, "dst"), 422, "invalid")
     resp = await broker.client.post(
