@@ -102,14 +102,21 @@ class Timeline(_Model):
     late: bool | None = None
 
 
+def has_landed(status: str, generation: int, applied_generation: int, applied_at: object) -> bool:
+    """A vif's data is on the destination: applied at its latest generation, at a known time
+    (the same rule for models and for stored rows, whose times are integers)."""
+    return (
+        status == VifStatus.APPLIED and applied_generation == generation and applied_at is not None
+    )
+
+
 def timeline_of(vifs: Sequence[VifSummary], resumed_at: datetime | None) -> Timeline:
     """The migration's timeline from its vifs (pure; the store and tests share it)."""
     landed = [
         v.applied_at
         for v in vifs
-        if v.status is VifStatus.APPLIED
-        and v.applied_generation == v.generation
-        and v.applied_at is not None
+        if v.applied_at is not None  # (narrows the type for max)
+        and has_landed(v.status, v.generation, v.applied_generation, v.applied_at)
     ]
     last = max(landed) if landed else None
     if resumed_at is None:

@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 
 from vifbroker.model import MigrationState, VifStatus
+from vifbroker.model.migration import has_landed
 from vifbroker.model.wire import text
 
 from . import rows
@@ -25,7 +26,6 @@ _decoder = json.JSONDecoder()
 # The stored spelling of each state and status, checked (an enum call costs ~1 us).
 _STATUS = {s.value: s.value for s in VifStatus}
 _STATE = {s.value: s.value for s in MigrationState}
-_APPLIED = VifStatus.APPLIED.value
 
 
 def interface_text(interface_json: str, portdata: str | None) -> str:
@@ -87,13 +87,11 @@ def _summary_text(vif: rows.Row) -> str:
 
 
 def _last_applied(vifs: Sequence[rows.Row]) -> int | None:
-    # timeline_of's "landed": applied at the latest generation, with a time.
+    # timeline_of's last landing, from rows
     landed = [
         v["applied_at"]
         for v in vifs
-        if v["status"] == _APPLIED
-        and v["applied_generation"] == v["generation"]
-        and v["applied_at"] is not None
+        if has_landed(v["status"], v["generation"], v["applied_generation"], v["applied_at"])
     ]
     return max(landed) if landed else None
 
