@@ -136,6 +136,22 @@ class BrokerProcess:
             self.proc = None
 
 
+async def requests_by_route(url: str) -> dict[str, int]:
+    """Requests the broker at ``url`` answered so far, as ``"METHOD route"`` (from /metrics)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("vifbroker_http_request_duration_seconds_count{"):
+            labels, _, value = line.partition("} ")
+            fields = dict(f.split("=", 1) for f in labels.split("{", 1)[1].split(","))
+            key = f"{fields['method'].strip(chr(34))} {fields['route'].strip(chr(34))}"
+            counts[key] = counts.get(key, 0) + int(float(value))
+    return counts
+
+
 async def _listening(port: int) -> bool:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)

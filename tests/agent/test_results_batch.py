@@ -7,9 +7,8 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import aiohttp
 import pytest
-from agent_harness import BrokerProcess
+from agent_harness import BrokerProcess, requests_by_route
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -26,17 +25,12 @@ def _applied(n: int) -> list[ResultIn]:
 
 
 async def _results_requests(url: str) -> dict[str, int]:
-    """Results requests the broker answered, by route (from /metrics)."""
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
-        text = await resp.text()
-    counts = {"host": 0, "migration": 0}
-    for line in text.splitlines():
-        if line.startswith("vifbroker_http_request_duration_seconds_count{") and "POST" in line:
-            if 'route="/v1/hosts/{host}/results"' in line:
-                counts["host"] += int(float(line.rsplit(" ", 1)[1]))
-            if 'route="/v1/migrations/{id}/results"' in line:
-                counts["migration"] += int(float(line.rsplit(" ", 1)[1]))
-    return counts
+    """Results requests the broker answered, by route."""
+    counts = await requests_by_route(url)
+    return {
+        "host": counts.get("POST /v1/hosts/{host}/results", 0),
+        "migration": counts.get("POST /v1/migrations/{id}/results", 0),
+    }
 
 
 async def test_posts_made_together_are_one_request(broker_proc: BrokerProcess) -> None:

@@ -138,7 +138,7 @@ class Outgoing(Worker):
 
     async def _upload(self, interfaces: Sequence[Interface]) -> None:
         try:
-            result = await self.deps.client.upload(self.domain_uuid, interfaces)
+            result = await self.deps.uploads.upload(self.domain_uuid, interfaces)
         except (NoActiveMigration, NotFound) as exc:
             raise _Gone() from exc
         # One line per upload, not per vif: an evacuation uploads thousands.

@@ -99,6 +99,7 @@ class Agent:
                         await task
             await self.watch.close()
             await self.deps.results.close()
+            await self.deps.uploads.close()
             for backend in self.backends:
                 try:
                     await backend.close()

@@ -12,6 +12,7 @@ from .portwatch import PortWatch
 from .registrar import ResumeBook
 from .resultsbatch import ResultsBatcher
 from .router import Router
+from .uploadbatch import UploadBatcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,10 @@ class Deps:
     resumes: ResumeBook = field(default_factory=ResumeBook)
     #: where workers post results (together when they finish together)
     results: ResultsBatcher = field(init=False)
+    #: where workers upload (together when they collect together)
+    uploads: UploadBatcher = field(init=False)
 
     def __post_init__(self) -> None:
         # Frozen: set once here, from the client and host above.
         object.__setattr__(self, "results", ResultsBatcher(self.client, self.settings.host))
+        object.__setattr__(self, "uploads", UploadBatcher(self.client, self.settings.host))

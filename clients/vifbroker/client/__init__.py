@@ -1,6 +1,6 @@
 """Async Python client for the vifbroker API (see ``errors`` for what it raises)."""
 
-from .answers import MigrationPage, ResultsTaken, UploadResult
+from .answers import MigrationPage, ResultsTaken, UploadResult, UploadTaken
 from .api import SETTLED_STATES, BrokerClient
 from .errors import (
     BadResponse,
@@ -37,5 +37,6 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UploadResult",
+    "UploadTaken",
     "tls_context",
 ]

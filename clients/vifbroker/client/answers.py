@@ -40,6 +40,30 @@ class ResultsTaken:
     error: ProblemError | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UploadTaken:
+    """One domain's outcome in a host's upload: its upload's answer, or refused with
+    the error its own upload would have raised."""
+
+    domain_uuid: str
+    result: UploadResult | None = None
+    error: ProblemError | None = None
+
+
+def upload_result(doc: dict[str, Any]) -> UploadResult:
+    """An upload's answer (KeyError, TypeError or ValueError when it is not one)."""
+    gens = {str(r["mac"]): int(r["generation"]) for r in doc["interfaces"]}
+    return UploadResult(str(doc["domain_uuid"]), int(doc["revision"]), gens)
+
+
+def upload_taken(entry: dict[str, Any]) -> UploadTaken:
+    domain_uuid = str(entry["domain_uuid"])
+    if "problem" in entry:
+        doc = entry["problem"]
+        return UploadTaken(domain_uuid, error=problem_from(int(doc["status"]), doc))
+    return UploadTaken(domain_uuid, upload_result(entry))
+
+
 def taken(entry: dict[str, Any]) -> ResultsTaken:
     mid = str(entry["id"])
     if "problem" in entry:

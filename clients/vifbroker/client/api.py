@@ -29,7 +29,17 @@ from vifbroker.model import (
 )
 from vifbroker.model.preflight import Preflight
 
-from .answers import MigrationPage, ResultsTaken, UploadResult, parse, parse_body, taken
+from .answers import (
+    MigrationPage,
+    ResultsTaken,
+    UploadResult,
+    UploadTaken,
+    parse,
+    parse_body,
+    taken,
+    upload_result,
+    upload_taken,
+)
 from .errors import BadResponse, TransportError
 from .transport import Response, RetryPolicy, Transport, decode_json, raise_for_problem
 
@@ -253,12 +263,28 @@ class BrokerClient:
         else:
             body = {"interfaces": [_interface_json(i) for i in interfaces]}
             resp = await self._call("PUT", path, json_body=body)
-        doc = decode_json(resp)
         try:
-            gens = {str(r["mac"]): int(r["generation"]) for r in doc["interfaces"]}
-            return UploadResult(str(doc["domain_uuid"]), int(doc["revision"]), gens)
+            return upload_result(decode_json(resp))
         except (KeyError, TypeError, ValueError) as exc:
             raise BadResponse(f"upload: unexpected answer: {exc!r}") from exc
+
+    async def upload_host(
+        self, host: str, batch: Sequence[tuple[str, Sequence[Interface]]]
+    ) -> list[UploadTaken]:
+        """The uploads of several domains leaving ``host`` in one request, each
+        all-or-nothing on its own (a refused one carries the error its own
+        :meth:`upload` would raise). At most ``MAX_UPLOAD_DOMAINS`` domains, each once."""
+        body = {
+            "domains": [
+                {"domain_uuid": dom, "interfaces": [_interface_json(i) for i in ifaces]}
+                for dom, ifaces in batch
+            ]
+        }
+        resp = await self._call("POST", f"/v1/hosts/{quote(host, safe='')}/uploads", json_body=body)
+        try:
+            return [upload_taken(entry) for entry in decode_json(resp)["domains"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadResponse(f"upload_host: unexpected answer: {exc!r}") from exc
 
     async def upload_one(
         self, domain_uuid: str, interface: Interface, *, if_match: int | None = None

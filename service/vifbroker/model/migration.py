@@ -197,6 +197,31 @@ class HostResultsIn(_Model):
         return self
 
 
+#: domains one host's upload may name (``POST /v1/hosts/{host}/uploads``)
+MAX_UPLOAD_DOMAINS = 500
+
+
+class DomainInterfacesIn(_Model):
+    """One domain's records inside a host's batch: what its own bulk upload would carry."""
+
+    domain_uuid: DomainUUID
+    # A hard ceiling for pydantic; the configured limits are checked per domain after.
+    interfaces: list[Interface] = Field(min_length=1, max_length=65536)
+
+
+class HostUploadsIn(_Model):
+    """The records of several domains leaving one host, in one request."""
+
+    domains: list[DomainInterfacesIn] = Field(min_length=1, max_length=MAX_UPLOAD_DOMAINS)
+
+    @model_validator(mode="after")
+    def _once_each(self) -> HostUploadsIn:
+        uuids = [d.domain_uuid for d in self.domains]
+        if len(set(uuids)) != len(uuids):
+            raise ValueError("a domain is named more than once")
+        return self
+
+
 class BackendInfo(_Model):
     """What a host's backend can do (sent in heartbeats, used for preflight).
 

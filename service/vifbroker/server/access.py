@@ -103,7 +103,8 @@ def records_hidden(domain_uuid: str, mac: str | None) -> Iterator[None]:
         raise _no_records(domain_uuid, mac) from None
 
 
-def _no_upload(domain_uuid: str) -> NotFound:
+def no_upload(domain_uuid: str) -> NotFound:
+    """What a domain the caller may not upload for (or with nothing to upload to) answers."""
     return NotFound(f"no active migration of domain {domain_uuid} to upload to")
 
 
@@ -118,9 +119,9 @@ async def check_uploader(ctx: Context, who: Principal, domain_uuid: str) -> None
         # Who takes part, not the whole migration: the same cost however many vifs it has.
         active = await ctx.store.active_parties(domain_uuid)
     except NoActiveMigration:
-        raise _no_upload(domain_uuid) from None
+        raise no_upload(domain_uuid) from None
     if active.source_host != who.host:  # the one part allowed: checked without building more
-        check_part(who, active, _SOURCE, _no_upload(domain_uuid))
+        check_part(who, active, _SOURCE, no_upload(domain_uuid))
 
 
 @contextmanager
@@ -132,4 +133,4 @@ def upload_hidden(who: Principal, domain_uuid: str) -> Iterator[None]:
     except (NoActiveMigration, WrongHost):
         if who.is_controller:
             raise
-        raise _no_upload(domain_uuid) from None
+        raise no_upload(domain_uuid) from None

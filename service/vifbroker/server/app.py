@@ -12,7 +12,17 @@ from aiohttp import web
 
 from vifbroker.store import Store, StoreError
 
-from . import domains, events, hosts, migrations, ops, preflight, registration, results
+from . import (
+    domains,
+    events,
+    hosts,
+    migrations,
+    ops,
+    preflight,
+    registration,
+    results,
+    uploads,
+)
 from .auth import TokenRegistry
 from .bodies import BodyDecoder
 from .config import Settings
@@ -51,7 +61,8 @@ def create_app(
     )
     app[CTX] = ctx
     app[TOKEN_WATCHER] = TokenWatcher(settings.tokens_path, tokens)
-    for module in (ops, migrations, results, domains, hosts, events, preflight, registration):
+    modules = (ops, migrations, results, uploads, domains, hosts, events, preflight, registration)
+    for module in modules:
         module.add_routes(app)
     app.cleanup_ctx.append(_store_lifecycle)
     app.cleanup_ctx.append(_housekeeping)

@@ -10,6 +10,7 @@ from vifbroker.model import Interface, VifRecord
 from vifbroker.store import Uploaded
 
 from .access import check_reader, check_uploader, records_hidden, upload_hidden
+from .auth import Principal
 from .context import CTX, Context
 from .errors import Invalid, Malformed, NotFound
 from .media import INTERFACE_TYPES, JSON, XML, read_body
@@ -29,14 +30,19 @@ from .render import (
 log = logging.getLogger(__name__)
 
 
-async def _put(
+async def put_records(
     ctx: Context,
-    request: web.Request,
+    who: Principal,
     domain_uuid: str,
     interfaces: list[Interface],
     if_match: dict[str, int] | None,
+    *,
+    source_host: str | None = None,
 ) -> Uploaded:
-    who = principal(request)
+    """Store one domain's upload (access already checked), count it and log it.
+
+    ``source_host``: the host the domain must be leaving (an agent's is its own).
+    """
     # An agent may upload only as the source host: checked again inside the write.
     with upload_hidden(who, domain_uuid):
         uploaded = await ctx.store.put_interfaces(
@@ -44,7 +50,7 @@ async def _put(
             interfaces,
             ctx.now(),
             if_match=if_match,
-            source_host=None if who.is_controller else who.host,
+            source_host=source_host if who.is_controller else who.host,
             max_vifs=ctx.settings.max_vifs_per_migration,
         )
     ctx.metrics.uploaded(uploaded.migration_id, uploaded.generations)
@@ -75,8 +81,12 @@ async def put_interface(request: web.Request) -> web.Response:
             [{"loc": ["body", "mac"], "msg": "differs from the path MAC"}],
         )
     generation = if_match(request)
-    uploaded = await _put(
-        ctx, request, domain_uuid, [iface], None if generation is None else {mac: generation}
+    uploaded = await put_records(
+        ctx,
+        principal(request),
+        domain_uuid,
+        [iface],
+        None if generation is None else {mac: generation},
     )
     ((mac, generation),) = uploaded.generations
     return json_response(
@@ -98,7 +108,7 @@ async def put_interfaces(request: web.Request) -> web.Response:
         raise Invalid(f"document is for domain {doc.domain_uuid}, not {domain_uuid}")
     if not doc.interfaces:
         raise Invalid("the document holds no <interface>")
-    uploaded = await _put(ctx, request, domain_uuid, doc.interfaces, None)
+    uploaded = await put_records(ctx, principal(request), domain_uuid, doc.interfaces, None)
     return json_response(
         {
             "domain_uuid": domain_uuid,

@@ -1,0 +1,77 @@
+"""``POST /v1/hosts/{host}/uploads``: the records of several domains leaving one host at once.
+
+An evacuation's source collects hundreds of leaving domains together, and one
+``PUT /v1/domains/{uuid}/interfaces`` per domain costs both ends an HTTP
+request each. This route carries up to ``MAX_UPLOAD_DOMAINS`` of those uploads
+in one request: each domain is uploaded exactly as its own PUT would be — the
+same access check, limits, store rules (all of its vifs or none), metrics and
+log line — and its outcome comes back in the answer's list, a refused one as a
+problem document of its own; the others still land. The writes share the
+store's group commit. A domain not leaving ``host`` answers as unknown (404),
+as it would to that host's agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from vifbroker.model import DomainInterfacesIn, HostUploadsIn
+from vifbroker.model.limits import LimitExceeded
+from vifbroker.store import StoreError, WrongHost
+
+from .access import check_uploader, no_upload
+from .auth import Principal
+from .context import CTX, Context
+from .domains import put_records
+from .errors import PayloadTooLarge, Problem, from_store_error
+from .media import JSON_TYPES, read_body
+from .middleware import principal
+from .params import path_host
+from .render import json_response
+
+
+async def post_host_uploads(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    host = path_host(request)
+    who = principal(request)
+    who.require_host(host)
+    _, body = await read_body(request, JSON_TYPES, ctx.settings)
+    batch = (await ctx.bodies.model(body, HostUploadsIn)).domains
+    outcomes = await asyncio.gather(*(_one(ctx, who, host, entry) for entry in batch))
+    return json_response({"domains": outcomes})
+
+
+async def _one(
+    ctx: Context, who: Principal, host: str, entry: DomainInterfacesIn
+) -> dict[str, Any]:
+    domain_uuid = entry.domain_uuid
+    try:
+        await check_uploader(ctx, who, domain_uuid)
+        ctx.bodies.limits.check_interfaces(entry.interfaces)
+        uploaded = await put_records(
+            ctx, who, domain_uuid, entry.interfaces, None, source_host=host
+        )
+    except LimitExceeded as exc:
+        return _refused(domain_uuid, PayloadTooLarge(str(exc)))
+    except WrongHost:  # a controller naming a domain that is not leaving host
+        return _refused(domain_uuid, no_upload(domain_uuid))
+    except Problem as exc:
+        return _refused(domain_uuid, exc)
+    except StoreError as exc:
+        return _refused(domain_uuid, from_store_error(exc))
+    return {
+        "domain_uuid": domain_uuid,
+        "revision": uploaded.revision,
+        "interfaces": [{"mac": m, "generation": g} for m, g in uploaded.generations],
+    }
+
+
+def _refused(domain_uuid: str, problem: Problem) -> dict[str, Any]:
+    return {"domain_uuid": domain_uuid, "problem": problem.body()}
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/hosts/{host}/uploads", post_host_uploads)
