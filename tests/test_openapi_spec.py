@@ -147,7 +147,7 @@ def test_problem_responses_carry_their_own_status_and_type(checker: SpecChecker)
 
 def test_route_rules(checker: SpecChecker) -> None:
     ops = list(operations(checker))
-    assert len(ops) == 22
+    assert len(ops) == 23
     for path, method, op in ops:
         codes = set(op["responses"])
         assert "500" not in codes, (path, method)
