@@ -86,6 +86,7 @@ class SQLiteStore(RoutedWrites):
             self.cache.holds,
             groups=writes.GROUPS,
             inline=writes.runs_inline,
+            active=self.cache.active,
         )
         # Who takes part in each domain's active migration, as last read. An
         # agent's upload asks this before it sends its body, and would otherwise
@@ -105,7 +106,7 @@ class SQLiteStore(RoutedWrites):
         for event in events:
             if isinstance(event, Change):
                 self._forget_parties(event.row)
-            else:  # pruned: gone outright (terminal ones were dropped before)
+            else:  # pruned (gone outright), or written by another process
                 self._ends += 1
                 self._parties.clear()
         try:

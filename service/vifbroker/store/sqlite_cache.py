@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vifbroker.model import Inbox, Migration
+from vifbroker.model import TERMINAL_STATES, Inbox, Migration
 from vifbroker.model.wire import InboxPage, item_json
 
 from . import rows, rowtext, rules
@@ -73,7 +73,12 @@ class Pruned:
     ids: frozenset[str]
 
 
-Event = Change | Pruned
+@dataclass(frozen=True, slots=True)
+class Foreign:
+    """Another connection wrote to the file: what the cache holds may be stale."""
+
+
+Event = Change | Pruned | Foreign
 
 
 def change(row: Mapping[str, Any], vifs: Iterable[rows.Row], *, full: bool) -> Change:
@@ -203,6 +208,7 @@ class WatchCache:
         self._log: deque[_Entry] = deque()
         self._by_host: dict[str, deque[_Entry]] = {}
         self._held: dict[str, _Held] = {}
+        self._active: dict[str, str] = {}  # domain -> its held migration, while active
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -221,12 +227,23 @@ class WatchCache:
         held = self._held.get(migration_id)
         return held is not None and held.complete
 
+    def active(self, domain_uuid: str) -> tuple[Mapping[str, Any], Mapping[str, RowDict]] | None:
+        """The row and vifs (by MAC) of the domain's active migration as committed,
+        when held whole (None: only SQL can tell). Read by a batch as ``holds`` is;
+        the caller copies what it changes."""
+        mid = self._active.get(domain_uuid)
+        held = None if mid is None else self._held.get(mid)
+        if held is None or not held.complete:
+            return None
+        return held.row, held.vifs
+
     def reset(self, revision: int) -> None:
         """Forget everything; answer only for ``after >= revision`` from now on."""
         self.floor = revision
         self._log.clear()
         self._by_host.clear()
         self._held.clear()
+        self._active.clear()
         self._bytes = 0
 
     def apply(self, events: Iterable[Event]) -> None:
@@ -234,6 +251,8 @@ class WatchCache:
         for event in events:
             if isinstance(event, Pruned):
                 self._drop(event.ids)
+            elif isinstance(event, Foreign):
+                self.reset(self.revision)
             else:
                 self._add(event)
         while self._log and (len(self._log) > self.max_entries or self._bytes > self.max_bytes):
@@ -252,6 +271,11 @@ class WatchCache:
             self._bytes += held.size
         self._bytes += held.take(change) + _ENTRY_BYTES
         held.entries += 1
+        domain = change.row["domain_uuid"]
+        if change.row["state"] not in TERMINAL_STATES:  # a StrEnum: its values match
+            self._active[domain] = mid
+        elif self._active.get(domain) == mid:
+            del self._active[domain]
         src, dst = change.row["source_host"], change.row["destination_host"]
         entry = _Entry(change.revision, mid, (src,) if src == dst else (src, dst))
         self._log.append(entry)
@@ -318,14 +342,14 @@ class WatchCache:
         held = self._held[old.id]
         held.entries -= 1
         if held.entries == 0:
-            del self._held[old.id]
+            self._forget(old.id)
             self._bytes -= held.size
 
     def _drop(self, ids: frozenset[str]) -> None:
         if not ids:
             return
         for mid in ids:
-            held = self._held.pop(mid, None)
+            held = self._forget(mid)
             if held is not None:
                 self._bytes -= held.size + held.entries * _ENTRY_BYTES
         self._log = deque(e for e in self._log if e.id not in ids)
@@ -333,3 +357,9 @@ class WatchCache:
         for entry in self._log:
             for host in entry.hosts:
                 self._by_host.setdefault(host, deque()).append(entry)
+
+    def _forget(self, mid: str) -> _Held | None:
+        held = self._held.pop(mid, None)
+        if held is not None and self._active.get(held.row["domain_uuid"]) == mid:
+            del self._active[held.row["domain_uuid"]]
+        return held

@@ -41,7 +41,7 @@ from .batching import Rerun, Ungroup, WriteQueue, group_at
 from .errors import StoreError, StoreUnavailable
 from .hop import Hop
 from .hub import ChangeHub
-from .sqlite_cache import Event
+from .sqlite_cache import Event, Foreign
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,9 @@ class WriteContext:
     revision: int
     #: Whether the watch cache holds a migration (a change may then carry only what it wrote).
     cached: Callable[[str], bool]
+    #: The watch cache's row and vifs of a domain's active migration, when it holds
+    #: them (``WatchCache.active``): as committed, so a write may take them for SQL's.
+    active: Callable[[str], Active | None] = lambda domain_uuid: None
     keys: set[str] = field(default_factory=set)
     # What the operations changed, in order, for the watch cache.
     changes: list[Event] = field(default_factory=list)
@@ -62,6 +65,17 @@ class WriteContext:
     def next_revision(self) -> int:
         self.revision += 1
         return self.revision
+
+
+Active = tuple[Mapping[str, Any], Mapping[str, dict[str, Any]]]
+
+
+def _never(migration_id: str) -> bool:
+    return False
+
+
+def _unknown(domain_uuid: str) -> Active | None:
+    return None
 
 
 #: How long a connection waits for another process's lock before failing.
@@ -111,10 +125,18 @@ class Engine:
         cached: Callable[[str], bool],
         groups: Mapping[Callable[..., Any], GroupRunner] | None = None,
         inline: Callable[[list[WriteOp[Any]]], bool] = lambda ops: False,
+        active: Callable[[str], Active | None] = _unknown,
     ) -> None:
         self._path = path
         self._on_commit = on_commit
         self._cached = cached
+        self._active = active
+        # PRAGMA data_version as last read on the writer's connection: it moves
+        # when another connection (another process) commits to the file, and
+        # then nothing the watch cache holds can be trusted until a batch has
+        # told it so (``Foreign``, first of that batch's events).
+        self._data_version = 0
+        self._foreign = False
         self._hub = hub
         self._upgrade = upgrade
         self._groups = dict(groups or {})
@@ -148,6 +170,7 @@ class Engine:
             # nothing takes a lock), and only on the writer thread (``_begin``): two
             # PRAGMAs around each BEGIN on the loop cost ~12 us of a handoff's batch.
             conn.execute("PRAGMA busy_timeout = 0")
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         except BaseException:
             conn.close()
             raise
@@ -217,6 +240,7 @@ class Engine:
                     raise
                 log.error("sqlite batch of %d failed: %s", len(batch), exc)
                 continue
+            self._foreign = False  # the batch told the cache (``Foreign``)
             self._on_commit(ctx.changes)
             # Durable now. Wake the long-polls first: their callbacks then run before
             # the writers' (whose answers nobody else waits for), which takes the
@@ -287,10 +311,13 @@ class Engine:
     ) -> tuple[list[Any], WriteContext]:
         conn = self._wconn
         assert conn is not None
-        ctx = WriteContext(start, self._cached)
         results: list[Any] = []
         begin()
         try:
+            if self._foreign_write(conn):
+                ctx = WriteContext(start, _never, _unknown, changes=[Foreign()])
+            else:
+                ctx = WriteContext(start, self._cached, self._active)
             index = 0
             while index < len(ops):
                 group = group_at(ops, index, self._groups, failed, alone)
@@ -314,6 +341,15 @@ class Engine:
                 conn.execute("ROLLBACK")
             raise
         return results, ctx
+
+    def _foreign_write(self, conn: sqlite3.Connection) -> bool:
+        """Whether another connection committed since the cache was last told
+        (asked inside the write transaction: nobody else can commit then)."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._foreign = True
+        return self._foreign
 
     def _run_group(
         self, conn: sqlite3.Connection, ctx: WriteContext, ops: list[WriteOp[Any]], group: list[int]

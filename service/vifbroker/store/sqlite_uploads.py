@@ -78,7 +78,7 @@ def upload_group(
     each upload is planned in order (``rows.plan_upload``) on what the ones
     before it left; a refused upload (a StoreError) writes nothing.
     """
-    held = _held_uploads(c, calls)
+    held = _held_uploads(c, ctx, calls)
     states = {m["id"]: m["state"] for m, _ in held.values()}
     results: list[Uploaded | StoreError] = []
     planned: list[tuple[RowDict, list[RowDict]]] = []  # each upload's migration and vifs
@@ -119,11 +119,34 @@ def upload_group(
 
 
 def _held_uploads(
-    c: sqlite3.Connection, calls: Sequence[Mapping[str, Any]]
+    c: sqlite3.Connection, ctx: WriteContext, calls: Sequence[Mapping[str, Any]]
 ) -> dict[str, tuple[RowDict, dict[str, RowDict]]]:
-    """By domain: its active migration's row and the stored vifs the calls name."""
+    """By domain: its active migration's row and the stored vifs the calls name.
+
+    What the watch cache holds is as committed and needs no SELECT (a handoff's
+    upload, most of an upload storm's). The row is copied, as planning settles
+    it; vif rows are only read (planning writes new ones).
+    """
+    named: dict[str, set[str]] = {}
+    for call in calls:
+        named.setdefault(call["domain_uuid"], set()).update(i.mac for i in call["interfaces"])
     held: dict[str, tuple[RowDict, dict[str, RowDict]]] = {}
-    domains = sorted({call["domain_uuid"] for call in calls})
+    for domain, macs in named.items():
+        active = ctx.active(domain)
+        if active is not None:
+            row, vifs = active
+            held[domain] = (dict(row), {mac: vifs[mac] for mac in macs if mac in vifs})
+    if len(held) < len(named):
+        held |= _select_held(c, {d: macs for d, macs in named.items() if d not in held})
+    return held
+
+
+def _select_held(
+    c: sqlite3.Connection, named: Mapping[str, set[str]]
+) -> dict[str, tuple[RowDict, dict[str, RowDict]]]:
+    """``_held_uploads`` from SQL, for the domains (and their MACs) in ``named``."""
+    held: dict[str, tuple[RowDict, dict[str, RowDict]]] = {}
+    domains = sorted(named)
     for start in range(0, len(domains), _CHUNK):
         chunk = domains[start : start + _CHUNK]
         for row in c.execute(
@@ -133,10 +156,7 @@ def _held_uploads(
         ):
             held[row["domain_uuid"]] = (dict(row), {})
     by_id = {migration["id"]: stored for migration, stored in held.values()}
-    keys = sorted(
-        {(held[call["domain_uuid"]][0]["id"], i.mac) for call in calls
-         if call["domain_uuid"] in held for i in call["interfaces"]}
-    )  # fmt: skip
+    keys = sorted((held[d][0]["id"], mac) for d in held for mac in named[d])
     if keys and keys[0][0] == keys[-1][0]:  # one migration (a handoff's): a plain IN
         mid = keys[0][0]
         for start in range(0, len(keys), _CHUNK):
@@ -147,11 +167,11 @@ def _held_uploads(
                 by_id[mid][row["mac"]] = dict(row)
         return held
     for start in range(0, len(keys), _CHUNK // 2):
-        chunk = keys[start : start + _CHUNK // 2]
+        pairs = keys[start : start + _CHUNK // 2]
         for row in c.execute(
-            f"WITH k(m, mac) AS (VALUES {','.join(['(?,?)'] * len(chunk))}) SELECT v.* FROM k"
+            f"WITH k(m, mac) AS (VALUES {','.join(['(?,?)'] * len(pairs))}) SELECT v.* FROM k"
             " JOIN vifs v ON v.migration_id = k.m AND v.mac = k.mac",
-            [part for key in chunk for part in key],
+            [part for key in pairs for part in key],
         ):
             by_id[row["migration_id"]][row["mac"]] = dict(row)
     return held

@@ -1,0 +1,110 @@
+"""The SQLite store plans an upload on what its watch cache holds, not on a SELECT.
+
+The cache holds each recently changed migration's rows as committed, so an
+upload to it (a handoff's, most of an upload storm's) reads nothing. Another
+process writing to the file makes those rows untrustworthy: the next batch
+sees it (``PRAGMA data_version``), reads SQL again and starts the cache over.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from testkit import no_loop_blocking
+from vifbroker.model import Interface, MigrationCreate
+from vifbroker.store.sqlite import SQLiteStore
+
+DOM = "6f1a3c2e-0000-4000-8000-000000000002"
+MAC = "52:54:00:00:00:01"
+MAC2 = "52:54:00:00:00:02"
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    async with no_loop_blocking():
+        opened = SQLiteStore(tmp_path / "vifbroker.db")
+        await opened.open()
+        yield opened
+        await opened.close()
+
+
+@contextmanager
+def statements(store: SQLiteStore) -> Iterator[list[str]]:
+    """The SQL the store's writer connection runs meanwhile."""
+    conn = store._engine._wconn
+    assert conn is not None
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        yield seen
+    finally:
+        conn.set_trace_callback(None)
+
+
+def selects(seen: list[str]) -> list[str]:
+    return [sql for sql in seen if sql.lstrip().upper().startswith("SELECT")]
+
+
+def create() -> MigrationCreate:
+    return MigrationCreate(domain_uuid=DOM, source_host="src", destination_host="dst")
+
+
+async def test_an_upload_to_a_held_migration_selects_nothing(store: SQLiteStore) -> None:
+    m, _ = await store.create_migration(create(), T0)
+    with statements(store) as seen:
+        first = await store.put_interfaces(DOM, [Interface(mac=MAC)], T0, source_host="src")
+        again = await store.put_interfaces(
+            DOM, [Interface(mac=MAC), Interface(mac=MAC2)], T0, source_host="src"
+        )
+    assert first.generations == [(MAC, 1)]
+    assert again.generations == [(MAC, 2), (MAC2, 1)]
+    assert selects(seen) == []
+    stored = await store.get_migration(m.id)
+    assert [(v.mac, v.generation) for v in stored.interfaces] == [(MAC, 2), (MAC2, 1)]
+    counted = sqlite3.connect(store.path).execute(
+        "SELECT vif_count FROM migrations WHERE id = ?", (m.id,)
+    )
+    assert counted.fetchone() == (2,)  # the counts planned on the cached row
+
+
+async def test_an_upload_refused_by_the_cached_row_writes_nothing(store: SQLiteStore) -> None:
+    await store.create_migration(create(), T0)
+    await store.put_interfaces(DOM, [Interface(mac=MAC)], T0, source_host="src")
+    with statements(store) as seen, pytest.raises(Exception, match="not the source host"):
+        await store.put_interfaces(DOM, [Interface(mac=MAC)], T0, source_host="dst")
+    assert selects(seen) == []
+    up = await store.put_interfaces(DOM, [Interface(mac=MAC)], T0, source_host="src")
+    assert up.generations == [(MAC, 2)]
+
+
+async def test_a_write_by_another_process_is_read_from_sql(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    m, _ = await store.create_migration(create(), T0)
+    await store.put_interfaces(DOM, [Interface(mac=MAC)], T0, source_host="src")
+    # Another process (an operator's sqlite3 shell, say) moves the vif on.
+    other = sqlite3.connect(tmp_path / "vifbroker.db", isolation_level=None)
+    try:
+        other.execute("UPDATE vifs SET generation = 7 WHERE migration_id = ?", (m.id,))
+    finally:
+        other.close()
+    with statements(store) as seen:
+        up = await store.put_interfaces(DOM, [Interface(mac=MAC)], T0, source_host="src")
+    assert up.generations == [(MAC, 8)]  # not 2: the cached row was stale
+    assert selects(seen)
+    # The cache started over with what SQL holds: both answer alike.
+    page = await store.inbox("dst", 0)
+    assert page == await store.inbox_sql("dst", 0)
+    assert [r.generation for r in page.items[-1].interfaces] == [8]
+    # and it is trusted again for the next upload
+    with statements(store) as seen:
+        up = await store.put_interfaces(DOM, [Interface(mac=MAC)], T0, source_host="src")
+    assert up.generations == [(MAC, 9)]
+    assert selects(seen) == []
