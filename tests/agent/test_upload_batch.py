@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from testkit import mac
+from vifbroker.agent.turnbatch import BODY_BUDGET
 from vifbroker.agent.uploadbatch import UploadBatcher
 from vifbroker.client import BrokerClient, Forbidden, NotFound, RetryPolicy, UploadResult
 from vifbroker.model import Interface, VirtualPort
@@ -62,6 +63,32 @@ async def test_uploads_made_together_are_one_request(broker_proc: BrokerProcess)
             batcher.upload(doms[0], _vifs(0, "again 2")),
         )
         assert sorted(r.generations[mac(0)] for r in twice) == [2, 3]
+    finally:
+        await ctl.close()
+        await src.close()
+
+
+async def test_a_large_group_is_split_under_the_body_budget(broker_proc: BrokerProcess) -> None:
+    """The broker reads small bodies on its loop: a group past BODY_BUDGET goes as
+    several requests (at once), every upload still landing."""
+    ctl = BrokerClient(broker_proc.url, broker_proc.token("controller"), retry=FAST)
+    src = BrokerClient(broker_proc.url, broker_proc.token("agent", "host-a"), retry=FAST)
+    try:
+        doms = [str(uuid.uuid4()) for _ in range(12)]
+        for dom in doms:
+            await ctl.create_migration(dom, "host-a", "host-b")
+        before = await requests_by_route(broker_proc.url)
+        batcher = UploadBatcher(src, "host-a")
+        pad = "p" * (BODY_BUDGET // 10)  # two vifs each: ~5 domains a request
+        outcomes = await asyncio.gather(
+            *(batcher.upload(dom, _vifs(n, f"{n} {pad}")) for n, dom in enumerate(doms))
+        )
+        assert [o.domain_uuid for o in outcomes] == doms
+        after = await requests_by_route(broker_proc.url)
+        assert 3 <= after.get(HOST_ROUTE, 0) - before.get(HOST_ROUTE, 0) <= 4
+        for n, dom in enumerate(doms):
+            (record, _) = await ctl.get_interfaces(dom)
+            assert record.interface is not None and record.interface.portdata == f"{n} {pad}"
     finally:
         await ctl.close()
         await src.close()

@@ -29,6 +29,10 @@ class ResultsBatcher(TurnBatcher[Sequence[ResultIn], None]):
         """Post one migration's results (with others posted now); raise as its own post would."""
         await self.submit(migration_id, results)
 
+    def size(self, payload: Sequence[ResultIn]) -> int:
+        # An upper bound: a MAC, a generation, a status, a digest and their keys.
+        return 64 + sum(200 + len(r.detail or "") for r in payload)
+
     async def send_many(
         self, batch: list[Call[Sequence[ResultIn], None]]
     ) -> Mapping[str, ProblemError | None]:

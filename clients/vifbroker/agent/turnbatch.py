@@ -10,6 +10,12 @@ gets its own outcome, raised as the error its own request would have raised
 (NotFound, Conflict, …), so a worker cannot tell the difference. A broker
 without the grouped route (404/405 for the request itself) gets one request
 per key from then on.
+
+A grouped request also stays under ``BODY_BUDGET`` bytes where it can: the
+broker reads a body up to 64 KiB (its default ``inline_body_bytes``) on its
+event loop, and hands a larger one to a decoding worker process, which it
+starts on first use and whose models come back pickled: several small
+requests, sent at once, cost it less than one large one.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from typing import Generic, TypeVar
 from vifbroker.client import ClientError, ProblemError
 
 log = logging.getLogger(__name__)
+
+#: the body size (bytes) a grouped request is kept under when it holds more than one key
+BODY_BUDGET = 56 * 1024
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -66,6 +75,10 @@ class TurnBatcher(abc.ABC, Generic[P, R]):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def size(self, payload: P) -> int:
+        """About how many bytes ``payload`` adds to a grouped request's body."""
+        return 0
+
     @abc.abstractmethod
     async def send_many(self, batch: list[Call[P, R]]) -> Mapping[str, R | ProblemError]:
         """One grouped request: each key's answer, or the error its own request would raise."""
@@ -79,13 +92,21 @@ class TurnBatcher(abc.ABC, Generic[P, R]):
         await asyncio.sleep(0)
         pending, self._pending = self._pending, []
         batches: list[list[Call[P, R]]] = []
+        sizes: list[int] = []
         for call in pending:  # each key at most once a request
-            for batch in batches:
-                if len(batch) < self.max_batch and all(c.key != call.key for c in batch):
+            size = self.size(call.payload)
+            for i, batch in enumerate(batches):
+                if (
+                    len(batch) < self.max_batch
+                    and sizes[i] + size <= BODY_BUDGET
+                    and all(c.key != call.key for c in batch)
+                ):
                     batch.append(call)
+                    sizes[i] += size
                     break
             else:
                 batches.append([call])
+                sizes.append(size)
         await asyncio.gather(*(self._send(batch) for batch in batches))
 
     async def _send(self, batch: list[Call[P, R]]) -> None:

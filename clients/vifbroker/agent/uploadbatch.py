@@ -9,19 +9,25 @@ still all-or-nothing on its own and answered as its own
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from vifbroker.client import BadResponse, BrokerClient, ProblemError, UploadResult
+from vifbroker.client import BadResponse, BrokerClient, ProblemError, UploadResult, upload_entry
 from vifbroker.model import Interface
+from vifbroker.model.migration import MAX_UPLOAD_DOMAINS
 
 from .turnbatch import Call, TurnBatcher
 
-#: domains one request carries: keeps its body small enough for the broker to
-#: read at once (larger ones go through its decoding worker)
-UPLOAD_BATCH = 32
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    interfaces: Sequence[Interface]
+    #: the domain's entry of a grouped request, rendered once
+    entry: str
+    size: int
 
 
-class UploadBatcher(TurnBatcher[Sequence[Interface], UploadResult]):
-    max_batch = UPLOAD_BATCH
+class UploadBatcher(TurnBatcher[Upload, UploadResult]):
+    max_batch = MAX_UPLOAD_DOMAINS
     route = "host uploads"
 
     def __init__(self, client: BrokerClient, host: str) -> None:
@@ -31,12 +37,16 @@ class UploadBatcher(TurnBatcher[Sequence[Interface], UploadResult]):
 
     async def upload(self, domain_uuid: str, interfaces: Sequence[Interface]) -> UploadResult:
         """Upload one domain's vifs (with others uploaded now); raise as its own upload would."""
-        return await self.submit(domain_uuid, interfaces)
+        entry = upload_entry(domain_uuid, interfaces)
+        return await self.submit(domain_uuid, Upload(interfaces, entry, len(entry.encode())))
+
+    def size(self, payload: Upload) -> int:
+        return payload.size
 
     async def send_many(
-        self, batch: list[Call[Sequence[Interface], UploadResult]]
+        self, batch: list[Call[Upload, UploadResult]]
     ) -> Mapping[str, UploadResult | ProblemError]:
-        taken = await self.client.upload_host(self.host, [(c.key, c.payload) for c in batch])
+        taken = await self.client.upload_host_entries(self.host, [c.payload.entry for c in batch])
         if len(taken) != len(batch):
             raise BadResponse(f"upload_host: {len(taken)} outcomes for {len(batch)} domains")
         # In the order sent (the broker spells each UUID its own way: lowercase).
@@ -47,5 +57,5 @@ class UploadBatcher(TurnBatcher[Sequence[Interface], UploadResult]):
                 out[call.key] = got
         return out
 
-    async def send_one(self, call: Call[Sequence[Interface], UploadResult]) -> UploadResult:
-        return await self.client.upload(call.key, call.payload)
+    async def send_one(self, call: Call[Upload, UploadResult]) -> UploadResult:
+        return await self.client.upload(call.key, call.payload.interfaces)

@@ -1,7 +1,7 @@
 """Async Python client for the vifbroker API (see ``errors`` for what it raises)."""
 
 from .answers import MigrationPage, ResultsTaken, UploadResult, UploadTaken
-from .api import SETTLED_STATES, BrokerClient
+from .api import SETTLED_STATES, BrokerClient, upload_entry
 from .errors import (
     BadResponse,
     ClientError,
@@ -39,4 +39,5 @@ __all__ = [
     "UploadResult",
     "UploadTaken",
     "tls_context",
+    "upload_entry",
 ]

@@ -54,6 +54,9 @@ SETTLED_STATES = frozenset(
     }
 )
 
+#: the header of a JSON body the client renders itself
+_JSON_BODY = {"Content-Type": "application/json"}
+
 #: the longest single barrier/long-poll asked of the server; longer waits loop
 _MAX_SERVER_WAIT = 30.0
 #: how much longer than the server's wait the HTTP request may take
@@ -62,6 +65,17 @@ _WAIT_MARGIN = 10.0
 
 def _interface_json(interface: Interface) -> dict[str, Any]:
     return interface.model_dump(mode="json", exclude_none=True)
+
+
+def _interfaces_text(interfaces: Sequence[Interface]) -> str:
+    """A JSON array of ``interfaces`` (pydantic writes each: no dicts in between)."""
+    return f"[{','.join(i.model_dump_json(exclude_none=True) for i in interfaces)}]"
+
+
+def upload_entry(domain_uuid: str, interfaces: Sequence[Interface]) -> str:
+    """One domain's entry of a host's upload, as JSON text (:meth:`BrokerClient.upload_host`)."""
+    interfaces_text = _interfaces_text(interfaces)
+    return f'{{"domain_uuid":{json.dumps(domain_uuid)},"interfaces":{interfaces_text}}}'
 
 
 def _num(value: float) -> str:
@@ -261,8 +275,8 @@ class BrokerClient:
                 "PUT", path, data=data, headers={"Content-Type": "application/xml"}
             )
         else:
-            body = {"interfaces": [_interface_json(i) for i in interfaces]}
-            resp = await self._call("PUT", path, json_body=body)
+            data = f'{{"interfaces":{_interfaces_text(interfaces)}}}'.encode()
+            resp = await self._call("PUT", path, data=data, headers=_JSON_BODY)
         try:
             return upload_result(decode_json(resp))
         except (KeyError, TypeError, ValueError) as exc:
@@ -274,13 +288,13 @@ class BrokerClient:
         """The uploads of several domains leaving ``host`` in one request, each
         all-or-nothing on its own (a refused one carries the error its own
         :meth:`upload` would raise). At most ``MAX_UPLOAD_DOMAINS`` domains, each once."""
-        body = {
-            "domains": [
-                {"domain_uuid": dom, "interfaces": [_interface_json(i) for i in ifaces]}
-                for dom, ifaces in batch
-            ]
-        }
-        resp = await self._call("POST", f"/v1/hosts/{quote(host, safe='')}/uploads", json_body=body)
+        return await self.upload_host_entries(host, [upload_entry(d, i) for d, i in batch])
+
+    async def upload_host_entries(self, host: str, entries: Sequence[str]) -> list[UploadTaken]:
+        """:meth:`upload_host` with each domain's entry already rendered (:func:`upload_entry`)."""
+        data = f'{{"domains":[{",".join(entries)}]}}'.encode()
+        path = f"/v1/hosts/{quote(host, safe='')}/uploads"
+        resp = await self._call("POST", path, data=data, headers=_JSON_BODY)
         try:
             return [upload_taken(entry) for entry in decode_json(resp)["domains"]]
         except (KeyError, TypeError, ValueError) as exc:
