@@ -18,6 +18,7 @@ from pathlib import Path
 from vifbroker.backends import Backend, BackendError
 from vifbroker.client import BrokerClient, ClientError
 from vifbroker.clikit import unknown_variables
+from vifbroker.gctune import tune_for_service
 from vifbroker.model import Interface
 from vifbroker.model.codec import parse_document
 from vifbroker.model.migration import HOST_PATTERN
@@ -153,6 +154,7 @@ def run_agent(args: argparse.Namespace) -> int:
     state = StateFile(args.state_dir, args.host)
     import uvloop
 
+    tune_for_service()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
             return runner.run(
