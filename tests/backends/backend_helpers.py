@@ -69,6 +69,35 @@ def counting_vsctl(directory: Path, real: str = "/usr/bin/ovs-vsctl") -> tuple[P
     return wrapper, log
 
 
+def counting_ovsdb_client(
+    directory: Path, real: str = "/usr/bin/ovsdb-client"
+) -> tuple[Path, Path]:
+    """A wrapper named ovsdb-client that logs one line per run, then execs the real one.
+
+    Returns (wrapper path, log path). Each line reads ``COMMAND sets=N``
+    (``transact sets=4``, ``query sets=0``): the command and how many
+    ``mutate`` operations its transaction carried (escaped inside JSON
+    strings, port data can never look like one).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / "client-calls.log"
+    wrapper = directory / "ovsdb-client"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "cmd=; n=0\n"
+        'for a in "$@"; do\n'
+        '  case "$a" in transact|query|monitor) [ -z "$cmd" ] && cmd=$a;; esac\n'
+        '  case "$a" in *\'"op":"mutate"\'*)'
+        ' n=$(printf \'%s\' "$a" | grep -o \'"op":"mutate"\' | wc -l);; esac\n'
+        "done\n"
+        f'echo "$cmd sets=$n" >> "{log}"\n'
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    log.touch()
+    return wrapper, log
+
+
 def calls(log: Path) -> list[str]:
     return log.read_text().splitlines()
 

@@ -1,8 +1,10 @@
-"""Open vSwitch backend: how many ovs-vsctl processes (or native transactions) the work costs.
+"""Open vSwitch backend: how many processes (or native transactions) the work costs.
 
-A wrapper named ovs-vsctl logs one line per process (with how many ``set``
-commands it carried) and execs the real binary, so these tests count real
-processes against a real ovsdb-server.
+Wrappers named ovsdb-client and ovs-vsctl log one line per process (with how
+many writes it carried) and exec the real binary, so these tests count real
+processes against a real ovsdb-server. The vsctl driver looks ports up with
+``ovsdb-client query`` and writes with ``ovsdb-client transact``; ovs-vsctl
+only writes a domain too large for one ovsdb-client argument.
 """
 
 from __future__ import annotations
@@ -10,12 +12,24 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from backend_helpers import DOMAIN, calls, counting_vsctl, mac, ovs_backend, ovs_iface, reset
+import pytest
+from backend_helpers import (
+    DOMAIN,
+    OTHER_DOMAIN,
+    calls,
+    counting_ovsdb_client,
+    counting_vsctl,
+    mac,
+    ovs_backend,
+    ovs_iface,
+    reset,
+)
 
 from ovs_harness import OvsDb
 from vifbroker.backends import Outcome, PortNotFound
-from vifbroker.backends.openvswitch.lookup import FIND_MAX_DOMAINS
+from vifbroker.backends.openvswitch.lookup import SELECT_MAX_DOMAINS
 from vifbroker.backends.openvswitch.native import NativeDriver
+from vifbroker.backends.openvswitch.transact import MAX_TXN_BYTES
 
 VIFS = 10
 
@@ -31,14 +45,17 @@ def domain(i: int) -> str:
 
 async def test_one_domain_is_applied_in_one_process(ovsdb: OvsDb, tmp_path: Path) -> None:
     plug_domain(ovsdb, DOMAIN, 0, VIFS)
-    wrapper, log = counting_vsctl(tmp_path)
-    async with ovs_backend(ovsdb, vsctl=str(wrapper)) as backend:
+    wrapper, log = counting_ovsdb_client(tmp_path)
+    vsctl, vsctl_log = counting_vsctl(tmp_path)
+    async with ovs_backend(ovsdb, ovsdb_client=str(wrapper), vsctl=str(vsctl)) as backend:
         # What the agent does first: wait until every port is there.
         ports = await backend.inspect(DOMAIN, [mac(n) for n in range(VIFS)])
         assert all(ports.values())
+        assert calls(log) == ["query sets=0"]
         reset(log)
         results = await backend.apply(DOMAIN, [ovs_iface(n, f"data {n}") for n in range(VIFS)])
-    assert calls(log) == [f"sets={VIFS}"]
+    assert calls(log) == [f"transact sets={VIFS}"]
+    assert calls(vsctl_log) == []  # no ovs-vsctl: it would download every Interface row
     assert [r.outcome for r in results] == [Outcome.APPLIED] * VIFS
     assert [ovsdb.get_portdata(f"t{n}") for n in range(VIFS)] == [f"data {n}" for n in range(VIFS)]
 
@@ -47,10 +64,10 @@ async def test_cold_apply_writes_every_vif_in_one_process(ovsdb: OvsDb, tmp_path
     # Without a previous lookup, apply first finds the ports: one extra
     # read-only process, and still a single one for all the writes.
     plug_domain(ovsdb, DOMAIN, 0, VIFS)
-    wrapper, log = counting_vsctl(tmp_path)
-    async with ovs_backend(ovsdb, vsctl=str(wrapper)) as backend:
+    wrapper, log = counting_ovsdb_client(tmp_path)
+    async with ovs_backend(ovsdb, ovsdb_client=str(wrapper)) as backend:
         results = await backend.apply(DOMAIN, [ovs_iface(n, "v") for n in range(VIFS)])
-    assert calls(log) == ["sets=0", f"sets={VIFS}"]
+    assert calls(log) == ["query sets=0", f"transact sets={VIFS}"]
     assert {r.outcome for r in results} == {Outcome.APPLIED}
 
 
@@ -58,13 +75,13 @@ async def test_concurrent_domains_share_processes(ovsdb: OvsDb, tmp_path: Path) 
     domains = 12
     for i in range(domains):
         plug_domain(ovsdb, domain(i), i * 2, 2)
-    wrapper, log = counting_vsctl(tmp_path)
-    async with ovs_backend(ovsdb, vsctl=str(wrapper), workers=2) as backend:
+    wrapper, log = counting_ovsdb_client(tmp_path)
+    async with ovs_backend(ovsdb, ovsdb_client=str(wrapper), workers=2) as backend:
         lookups = await asyncio.gather(
             *(backend.inspect(domain(i), [mac(i * 2), mac(i * 2 + 1)]) for i in range(domains))
         )
         assert all(all(found.values()) for found in lookups)
-        assert calls(log) == ["sets=0"]  # twelve lookups, one find
+        assert calls(log) == ["query sets=0"]  # twelve lookups, one query
         reset(log)
         results = await asyncio.gather(
             *(
@@ -76,7 +93,8 @@ async def test_concurrent_domains_share_processes(ovsdb: OvsDb, tmp_path: Path) 
         )
     lines = calls(log)
     assert len(lines) < domains, lines
-    assert sum(int(line.removeprefix("sets=")) for line in lines) == domains * 2
+    assert {line.split()[0] for line in lines} == {"transact"}
+    assert sum(int(line.partition("sets=")[2]) for line in lines) == domains * 2
     for i, pair in enumerate(results):
         assert [r.outcome for r in pair] == [Outcome.APPLIED, Outcome.APPLIED]
         assert ovsdb.get_portdata(f"t{i * 2}") == f"d{i}a"
@@ -84,18 +102,18 @@ async def test_concurrent_domains_share_processes(ovsdb: OvsDb, tmp_path: Path) 
 
 
 async def test_many_domains_are_looked_up_in_one_listing(ovsdb: OvsDb, tmp_path: Path) -> None:
-    # Past FIND_MAX_DOMAINS the lookup lists every row (``{in}`` with many values
-    # costs ovs-vsctl ~1 ms per domain): still one process, each domain its own ports.
-    domains = FIND_MAX_DOMAINS + 8
+    # Past SELECT_MAX_DOMAINS the lookup selects every row (a select per domain
+    # costs the server a scan each): still one process, each domain its own ports.
+    domains = SELECT_MAX_DOMAINS + 8
     for i in range(domains + 2):  # two more plugged than asked for
         plug_domain(ovsdb, domain(i), i * 2, 2)
-    wrapper, log = counting_vsctl(tmp_path)
-    async with ovs_backend(ovsdb, vsctl=str(wrapper)) as backend:
+    wrapper, log = counting_ovsdb_client(tmp_path)
+    async with ovs_backend(ovsdb, ovsdb_client=str(wrapper)) as backend:
         asked = [*range(domains), 999]  # the last one has no port here
         lookups = await asyncio.gather(
             *(backend.inspect(domain(i), [mac(i * 2), mac(i * 2 + 1)]) for i in asked)
         )
-    assert calls(log) == ["sets=0"]
+    assert calls(log) == ["query sets=0"]
     for i, found in zip(asked[:-1], lookups, strict=False):
         assert {m: p.name if p else None for m, p in found.items()} == {
             mac(i * 2): f"t{i * 2}",
@@ -108,8 +126,8 @@ async def test_one_bad_domain_does_not_fail_the_others(ovsdb: OvsDb, tmp_path: P
     domains = 6
     for i in range(domains):
         plug_domain(ovsdb, domain(i), i, 1)
-    wrapper, log = counting_vsctl(tmp_path)
-    async with ovs_backend(ovsdb, vsctl=str(wrapper), workers=1) as backend:
+    wrapper, log = counting_ovsdb_client(tmp_path)
+    async with ovs_backend(ovsdb, ovsdb_client=str(wrapper), workers=1) as backend:
         for i in range(domains):
             await backend.inspect(domain(i), [mac(i)])
         # Domain 3's port goes away after the lookup: its remembered row UUID
@@ -120,9 +138,10 @@ async def test_one_bad_domain_does_not_fail_the_others(ovsdb: OvsDb, tmp_path: P
             *(backend.apply(domain(i), [ovs_iface(i, f"v{i}")]) for i in range(domains)),
             return_exceptions=True,
         )
-    lines = calls(log)
-    assert lines[0] == f"sets={domains}"  # all six merged, and that run failed...
-    assert "sets=1" in lines  # ...so it was split until domain 3 ran alone
+    writes = [line for line in calls(log) if line.startswith("transact")]
+    # All six merged, and that run failed on domain 3's row: the reply names
+    # the operation, so the five others ran again at once, without it.
+    assert writes == [f"transact sets={domains}", f"transact sets={domains - 1}"]
     for i, outcome in enumerate(outcomes):
         if i == 3:
             assert isinstance(outcome, PortNotFound), outcome
@@ -130,6 +149,43 @@ async def test_one_bad_domain_does_not_fail_the_others(ovsdb: OvsDb, tmp_path: P
             assert not isinstance(outcome, BaseException), outcome
             assert outcome[0].outcome is Outcome.APPLIED
             assert ovsdb.get_portdata(f"t{i}") == f"v{i}"
+
+
+async def test_a_replugged_port_is_never_written(ovsdb: OvsDb, ovs_driver: str) -> None:
+    """A row found for this domain but re-tagged for another VM since is not written:
+    the write checks the row's tags and the backend looks the ports up again."""
+    ovsdb.add_port("br-int", "vnet1", vm_id=DOMAIN, mac=mac(1))
+    async with ovs_backend(ovsdb, driver=ovs_driver) as backend:
+        await backend.inspect(DOMAIN, [mac(1)])  # row UUID remembered
+        ovsdb.vsctl("set", "Interface", "vnet1", f"external_ids:vm-id={OTHER_DOMAIN}")
+        with pytest.raises(PortNotFound):
+            await backend.apply(DOMAIN, [ovs_iface(1, "for the old VM")])
+        assert ovsdb.get_portdata("vnet1") is None  # the other VM's port is untouched
+        # The vif's real port appears: found and written.
+        ovsdb.add_port("br-int", "vnet2", vm_id=DOMAIN, mac=mac(1))
+        [result] = await backend.apply(DOMAIN, [ovs_iface(1, "for the old VM")])
+    assert result.outcome is Outcome.APPLIED
+    assert ovsdb.get_portdata("vnet2") == "for the old VM"
+    assert ovsdb.get_portdata("vnet1") is None
+
+
+async def test_a_domain_too_large_for_one_argument_goes_through_vsctl(
+    ovsdb: OvsDb, tmp_path: Path
+) -> None:
+    # One ovsdb-client transaction is one argv element (128 KiB); ovs-vsctl takes
+    # each value as its own, so a domain of several large values still goes in one.
+    plug_domain(ovsdb, DOMAIN, 0, 3)
+    big = [f"{n}" + "é" * (30 * 1024) for n in range(3)]  # 60 KiB of UTF-8 each
+    assert sum(len(v.encode()) for v in big) > MAX_TXN_BYTES
+    client, client_log = counting_ovsdb_client(tmp_path)
+    vsctl, vsctl_log = counting_vsctl(tmp_path)
+    async with ovs_backend(ovsdb, ovsdb_client=str(client), vsctl=str(vsctl)) as backend:
+        await backend.inspect(DOMAIN, [mac(n) for n in range(3)])
+        results = await backend.apply(DOMAIN, [ovs_iface(n, big[n]) for n in range(3)])
+    assert calls(vsctl_log) == ["sets=3"]
+    assert [line for line in calls(client_log) if line.startswith("transact")] == []
+    assert [r.readback for r in results] == big
+    assert [ovsdb.get_portdata(f"t{n}") for n in range(3)] == big
 
 
 async def test_native_driver_writes_a_domain_in_one_transaction(ovsdb: OvsDb) -> None:

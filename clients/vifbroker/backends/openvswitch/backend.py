@@ -7,9 +7,10 @@ never by tap name (``vnet0`` here is ``vnet7`` there).
 apply() is ONE OVSDB transaction per domain: every ``set`` (or ``remove``
 for "no port data") addressed by row UUID, and the rows read back after it.
 Row UUIDs come from the last lookup of that domain (inspect, collect and
-apply keep them): OVSDB never reuses a UUID, so a stale one cannot hit
-another VM's port; the driver reports it (:class:`StalePort`), and apply
-looks the ports up again and retries once. With no UUIDs known yet, apply
+apply keep them): OVSDB never reuses a UUID, and the transaction checks that
+each row still carries the vif's vm-id and attached-mac, so a stale one
+cannot hit another VM's port; the driver reports it (:class:`StalePort`), and
+apply looks the ports up again and retries once. With no UUIDs known yet, apply
 costs one lookup more.
 
 How OVSDB is reached is the driver's business (driver.py): ``vsctl``
@@ -71,7 +72,9 @@ class OvsOptions(BackendOptions):
         description="largest port data (bytes, UTF-8) written to one Interface; every "
         "ovs-vsctl call downloads all of them, so large values slow the whole host",
     )
-    workers: int = Field(default=4, ge=1, description="concurrent ovs-vsctl processes")
+    workers: int = Field(
+        default=4, ge=1, description="concurrent ovs-vsctl / ovsdb-client transact processes"
+    )
     vsctl: str = Field(default="ovs-vsctl", description="the ovs-vsctl binary")
     ovsdb_client: str = Field(default="ovsdb-client", description="the ovsdb-client binary")
     monitor_backoff_max: float = Field(
@@ -229,10 +232,15 @@ class OpenVSwitchBackend(Backend):
             missing = [i.mac for i in interfaces if i.mac not in ports]
             if missing:
                 raise PortNotFound(domain, missing[0], missing)
-            targets = [ports[i.mac].uuid for i in interfaces]
-            writes = [Write(u, i.portdata) for i, u in zip(interfaces, targets, strict=True)]
+            rows = [ports[i.mac] for i in interfaces]
+            targets = [p.uuid for p in rows]
+            # The row must still carry the tags it was found by: a re-plugged
+            # port's row is never written (the driver raises StalePort).
+            writes = [
+                Write(p.uuid, i.portdata, p.tag) for i, p in zip(interfaces, rows, strict=True)
+            ]
             try:
-                rows = await self.driver.write(writes)
+                read_rows = await self.driver.write(writes)
             except StalePort:
                 if attempt == 1:
                     log.info("domain %s: a known port row is gone, looking ports up again", domain)
@@ -243,7 +251,9 @@ class OpenVSwitchBackend(Backend):
             # MAC was re-plugged under us: it vouches for nothing.
             read = [
                 row if row and row.domain == domain and row.mac == i.mac else None
-                for i, row in ((i, rows.get(u)) for i, u in zip(interfaces, targets, strict=True))
+                for i, row in (
+                    (i, read_rows.get(u)) for i, u in zip(interfaces, targets, strict=True)
+                )
             ]
             self._known.setdefault(domain, {}).update({r.mac: r for r in read if r})
             return read

@@ -29,10 +29,16 @@ class OvsdbError(BackendError):
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """Set (``portdata`` a string) or remove (None) the PortData of one Interface row."""
+    """Set (``portdata`` a string) or remove (None) the PortData of one Interface row.
+
+    ``tag``: the vm-id and attached-mac (as stored) the row must still carry
+    for the write to happen; a driver that can check it inside the
+    transaction raises :class:`StalePort` instead of writing a re-plugged row.
+    """
 
     uuid: str
     portdata: str | None
+    tag: tuple[str, str] | None = None
 
 
 class OvsDriver(abc.ABC):

@@ -46,7 +46,10 @@ class PortRow:
     def tagged(self, uuid: str) -> Port | None:
         """This row as a domain's port, or None when libvirt did not tag it."""
         owner = self.port()
-        return Port(uuid, self.name, owner[0], owner[1], self.portdata) if owner else None
+        if owner is None:
+            return None
+        tag = (self.external_ids["vm-id"], self.external_ids["attached-mac"])
+        return Port(uuid, self.name, owner[0], owner[1], self.portdata, tag)
 
 
 def port_events(old: PortRow | None, new: PortRow | None) -> list[PortEvent]:
@@ -72,6 +75,8 @@ class Port:
     domain: str
     mac: str
     portdata: str | None
+    #: vm-id and attached-mac as the row stores them (``domain``, ``mac`` are normalized)
+    tag: tuple[str, str] = ("", "")
 
 
 def by_mac(ports: list[Port]) -> dict[str, Port]:

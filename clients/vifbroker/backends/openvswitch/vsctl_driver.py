@@ -1,15 +1,28 @@
-"""The ``vsctl`` driver: ovs-vsctl processes for lookups and writes, ``ovsdb-client monitor``."""
+"""The ``vsctl`` driver: short-lived OVS command-line processes, no persistent connection.
+
+* lookups: ``ovsdb-client query`` (lookup.py), many domains per process;
+* writes: ``ovsdb-client transact`` (transact.py), each domain's writes one
+  transaction guarded by its rows' tags and read back in it, transactions
+  arriving together merged into one process (batcher.py); a domain whose
+  writes do not fit in one argv element goes through one ``ovs-vsctl``
+  process instead (each value its own argument);
+* ping and bridges: ``ovs-vsctl``, which needs no Interface rows for them;
+* watching: ``ovsdb-client monitor`` (monitor.py).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 
 from ..base import PortEvent
+from .batcher import TooLarge, TransactBatcher
 from .driver import OvsDriver, StalePort, Write
-from .lookup import PortLookup, tagged_ports
+from .lookup import PortLookup
 from .monitor import InterfaceMonitor
 from .pool import VsctlPool
-from .rows import Port
+from .rows import Port, PortRow
+from .transact import OpFailed, OvsdbClient, read_back, write_ops
 from .vsctl import (
     MAX_ARG_BYTES,
     Command,
@@ -19,6 +32,19 @@ from .vsctl import (
     VsctlRunner,
     portdata_arg,
 )
+
+log = logging.getLogger(__name__)
+
+
+def tagged_ports(command: Command) -> list[Port]:
+    """The rows of a find/list output that carry a vm-id and a valid attached-mac."""
+    ports = []
+    for row in command.rows():
+        ids = {str(k): str(v) for k, v in row["external_ids"].items()}
+        port = PortRow(str(row["name"]), ids).tagged(str(row["_uuid"]))
+        if port is not None:
+            ports.append(port)
+    return ports
 
 
 class VsctlDriver(OvsDriver):
@@ -35,7 +61,9 @@ class VsctlDriver(OvsDriver):
         self.monitor_backoff_max = monitor_backoff_max
         self.runner = VsctlRunner(config)
         self.pool = VsctlPool(self.runner, workers=workers)
-        self.lookup = PortLookup(self.pool)
+        self.client = OvsdbClient(ovsdb_client, config.db, config.timeout)
+        self.batcher = TransactBatcher(self.client, workers=workers)
+        self.lookup = PortLookup(self.client)
         self._monitors: set[InterfaceMonitor] = set()
 
     async def ping(self) -> None:
@@ -53,6 +81,20 @@ class VsctlDriver(OvsDriver):
         return await self.lookup.ports(domain)
 
     async def write(self, writes: Sequence[Write]) -> dict[str, Port]:
+        try:
+            results = await self.batcher.run(write_ops(writes))
+        except TooLarge:
+            log.debug("%d writes too large for one ovsdb-client argument: ovs-vsctl", len(writes))
+            return await self._write_vsctl(writes)
+        except OpFailed as exc:
+            if exc.index < len(writes):  # a guard: the row is gone or re-plugged
+                raise StalePort(
+                    f"Interface row {writes[exc.index].uuid} is gone or changed"
+                ) from exc
+            raise
+        return read_back(writes, results)
+
+    async def _write_vsctl(self, writes: Sequence[Write]) -> dict[str, Port]:
         txn = Transaction()
         for write in writes:
             if write.portdata is None:
@@ -93,4 +135,5 @@ class VsctlDriver(OvsDriver):
         for monitor in list(self._monitors):
             await monitor.close()
         await self.lookup.close()
+        await self.batcher.close()
         await self.pool.close()
