@@ -23,10 +23,8 @@ import logging
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from vifbroker.model import normalize_uuid
-
 from ..base import BackendUnavailable
-from .rows import Port, PortRow, by_mac
+from .rows import Port, PortRow, by_mac, domain_key
 from .transact import OvsdbClient, encode, first_error, select_op, transaction
 
 log = logging.getLogger(__name__)
@@ -54,11 +52,7 @@ def wanted_ports(results: Sequence[Any], domains: Collection[str]) -> list[Port]
             vm_id = next((v for k, v in pairs if k == "vm-id"), None)
             if not isinstance(vm_id, str):
                 continue
-            try:
-                key = normalize_uuid(vm_id)
-            except ValueError:
-                key = vm_id.lower()  # as PortRow.port keeps it
-            if key not in domains:
+            if domain_key(vm_id) not in domains:
                 continue
             port = PortRow(str(row["name"]), {str(k): str(v) for k, v in pairs}).tagged(
                 str(row["_uuid"][1])

@@ -130,17 +130,19 @@ class InterfaceMonitor:
     def _handle(self, line: str, *, resync: bool) -> list[PortEvent]:
         try:
             doc = json.loads(line)
-            headings: list[str] = doc["headings"]
-            rows: list[dict[str, Any]] = [dict(zip(headings, r, strict=True)) for r in doc["data"]]
-        except (ValueError, KeyError, TypeError):
+            at = {h: i for i, h in enumerate(doc["headings"])}
+            # (row uuid, action, name, external_ids) by position: an evacuation's
+            # writes come back as thousands of rows, no dict built for each.
+            u, a, n, x = at["row"], at["action"], at["name"], at["external_ids"]
+            rows: list[_Change] = [(r[u], r[a], r[n], r[x]) for r in doc["data"]]
+        except (ValueError, KeyError, TypeError, IndexError):
             log.warning("unparsable ovsdb-client monitor line: %.200s", line)
             return []
         events: list[PortEvent] = []
         if resync:
-            initial = [r for r in rows if r.get("action") == "initial"]
-            snapshot = {r["row"]: _row(r) for r in initial}
+            snapshot = {r[0]: _row(r) for r in rows if r[1] == "initial"}
             events += self._resync(snapshot)
-            rows = [r for r in rows if r.get("action") != "initial"]
+            rows = [r for r in rows if r[1] != "initial"]
         events += self._apply(rows)
         return events
 
@@ -153,12 +155,12 @@ class InterfaceMonitor:
         self._view = snapshot
         return events
 
-    def _apply(self, rows: Iterable[dict[str, Any]]) -> list[PortEvent]:
+    def _apply(self, rows: Iterable[_Change]) -> list[PortEvent]:
         events: list[PortEvent] = []
         modified: str | None = None  # "old" names the row, the "new" after it has no uuid
         for r in rows:
-            action = r.get("action")
-            uuid = r.get("row") or modified
+            action = r[1]
+            uuid = r[0] or modified
             if not uuid:
                 continue
             old = self._view.get(uuid)
@@ -176,14 +178,20 @@ class InterfaceMonitor:
         return events
 
 
-def _row(r: dict[str, Any], fallback: PortRow | None = None) -> PortRow:
-    name = r.get("name")
-    ids = r.get("external_ids")
+#: one row of a monitor line: (row uuid, action, name, external_ids); name is null in
+#: an "old" row, the uuid empty in the "new" row after it
+_Change = tuple[Any, Any, Any, Any]
+
+
+def _row(r: _Change, fallback: PortRow | None = None) -> PortRow:
+    name, ids = r[2], r[3]
+    if ids is None:
+        external_ids = dict(fallback.external_ids) if fallback else {}
+    elif isinstance(ids, list) and ids[0] == "map":
+        external_ids = dict(ids[1])  # ["map", [[k, v], ...]]: strings both, as the schema has it
+    else:
+        external_ids = {str(k): str(v) for k, v in decode_datum(ids).items()}
     return PortRow(
         name=name if isinstance(name, str) else (fallback.name if fallback else ""),
-        external_ids=(
-            {str(k): str(v) for k, v in decode_datum(ids).items()}
-            if ids is not None
-            else dict(fallback.external_ids if fallback else {})
-        ),
+        external_ids=external_ids,
     )

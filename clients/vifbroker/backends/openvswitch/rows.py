@@ -7,6 +7,7 @@ and external_ids only) and turns each change of a row into
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -16,6 +17,30 @@ from ..base import PortEvent
 from .vsctl import PORTDATA_KEY
 
 log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=16384)
+def owner(vm_id: str, mac: str) -> tuple[str, str] | None:
+    """(domain uuid, mac) normalized from a row's tags; None when the MAC is not one.
+
+    Memoized: every change of a row (each write's echo on the monitor) asks
+    again for tags that do not change, and parsing a UUID and a MAC is most
+    of what turning a change into events costs.
+    """
+    try:
+        mac = normalize_mac(mac)
+    except ValueError:
+        return None
+    return domain_key(vm_id), mac
+
+
+@functools.lru_cache(maxsize=16384)
+def domain_key(vm_id: str) -> str:
+    """A row's vm-id as the domain it names (a vm-id not a UUID: lower-cased, still matchable)."""
+    try:
+        return normalize_uuid(vm_id)
+    except ValueError:
+        return vm_id.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +54,7 @@ class PortRow:
         mac = self.external_ids.get("attached-mac")
         if not vm_id or not mac:
             return None
-        try:
-            mac = normalize_mac(mac)
-        except ValueError:
-            return None
-        try:
-            vm_id = normalize_uuid(vm_id)
-        except ValueError:
-            vm_id = vm_id.lower()  # not a UUID: kept so it can still be matched
-        return vm_id, mac
+        return owner(vm_id, mac)
 
     @property
     def portdata(self) -> str | None:

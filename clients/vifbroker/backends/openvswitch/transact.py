@@ -53,11 +53,15 @@ class OpFailed(OvsdbError):
         self.details = details
 
 
+# ensure_ascii=False: non-ASCII port data stays one UTF-8 sequence, not a 6-12
+# byte escape, so large values still fit in the argv element. One encoder,
+# built once: json.dumps with options builds one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+
 def encode(ops: Sequence[Op]) -> str:
     """Operations as the comma-joined JSON that goes between ``[DATABASE,`` and ``]``."""
-    # ensure_ascii=False: non-ASCII port data stays one UTF-8 sequence, not a
-    # 6-12 byte escape, so large values still fit in the argv element.
-    return ",".join(json.dumps(op, ensure_ascii=False, separators=(",", ":")) for op in ops)
+    return _ENCODER.encode(list(ops))[1:-1]
 
 
 def transaction(encoded: Sequence[str]) -> str:
