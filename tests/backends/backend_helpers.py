@@ -74,25 +74,26 @@ def counting_ovsdb_client(
 ) -> tuple[Path, Path]:
     """A wrapper named ovsdb-client that logs one line per run, then execs the real one.
 
-    Returns (wrapper path, log path). Each line reads ``COMMAND sets=N``
-    (``transact sets=4``, ``query sets=0``): the command and how many
-    ``mutate`` operations its transaction carried (escaped inside JSON
-    strings, port data can never look like one).
+    Returns (wrapper path, log path). Each line reads ``COMMAND sets=N scans=M``
+    (``transact sets=4 scans=0``): the command, how many ``mutate`` operations
+    its transaction carried and how many selects looked for a vm-id in every
+    row (escaped inside JSON strings, port data can never look like either).
     """
     directory.mkdir(parents=True, exist_ok=True)
     log = directory / "client-calls.log"
     wrapper = directory / "ovsdb-client"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        "cmd=; n=0\n"
-        'for a in "$@"; do\n'
-        '  case "$a" in transact|query|monitor) [ -z "$cmd" ] && cmd=$a;; esac\n'
-        '  case "$a" in *\'"op":"mutate"\'*)'
-        ' n=$(printf \'%s\' "$a" | grep -o \'"op":"mutate"\' | wc -l);; esac\n'
-        "done\n"
-        f'echo "$cmd sets=$n" >> "{log}"\n'
-        f'exec {real} "$@"\n'
-    )
+    script = r"""#!/bin/sh
+cmd=; n=0; k=0
+for a in "$@"; do
+  case "$a" in transact|query|monitor) [ -z "$cmd" ] && cmd=$a;; esac
+  case "$a" in *'"op":"'*)
+    n=$(printf '%s' "$a" | grep -oF '"op":"mutate"' | wc -l)
+    scan='"where":[["external_ids","includes",["map",[["vm-id"'
+    k=$(printf '%s' "$a" | grep -oF "$scan" | wc -l);;
+  esac
+done
+"""
+    wrapper.write_text(script + f'echo "$cmd sets=$n scans=$k" >> "{log}"\nexec {real} "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     log.touch()
     return wrapper, log

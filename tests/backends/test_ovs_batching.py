@@ -51,10 +51,10 @@ async def test_one_domain_is_applied_in_one_process(ovsdb: OvsDb, tmp_path: Path
         # What the agent does first: wait until every port is there.
         ports = await backend.inspect(DOMAIN, [mac(n) for n in range(VIFS)])
         assert all(ports.values())
-        assert calls(log) == ["query sets=0"]
+        assert calls(log) == ["query sets=0 scans=1"]
         reset(log)
         results = await backend.apply(DOMAIN, [ovs_iface(n, f"data {n}") for n in range(VIFS)])
-    assert calls(log) == [f"transact sets={VIFS}"]
+    assert calls(log) == [f"transact sets={VIFS} scans=0"]
     assert calls(vsctl_log) == []  # no ovs-vsctl: it would download every Interface row
     assert [r.outcome for r in results] == [Outcome.APPLIED] * VIFS
     assert [ovsdb.get_portdata(f"t{n}") for n in range(VIFS)] == [f"data {n}" for n in range(VIFS)]
@@ -67,7 +67,7 @@ async def test_cold_apply_writes_every_vif_in_one_process(ovsdb: OvsDb, tmp_path
     wrapper, log = counting_ovsdb_client(tmp_path)
     async with ovs_backend(ovsdb, ovsdb_client=str(wrapper)) as backend:
         results = await backend.apply(DOMAIN, [ovs_iface(n, "v") for n in range(VIFS)])
-    assert calls(log) == ["query sets=0", f"transact sets={VIFS}"]
+    assert calls(log) == ["query sets=0 scans=1", f"transact sets={VIFS} scans=0"]
     assert {r.outcome for r in results} == {Outcome.APPLIED}
 
 
@@ -81,7 +81,7 @@ async def test_concurrent_domains_share_processes(ovsdb: OvsDb, tmp_path: Path) 
             *(backend.inspect(domain(i), [mac(i * 2), mac(i * 2 + 1)]) for i in range(domains))
         )
         assert all(all(found.values()) for found in lookups)
-        assert calls(log) == ["query sets=0"]  # twelve lookups, one query
+        assert calls(log) == [f"query sets=0 scans={domains}"]  # twelve lookups, one query
         reset(log)
         results = await asyncio.gather(
             *(
@@ -94,7 +94,7 @@ async def test_concurrent_domains_share_processes(ovsdb: OvsDb, tmp_path: Path) 
     lines = calls(log)
     assert len(lines) < domains, lines
     assert {line.split()[0] for line in lines} == {"transact"}
-    assert sum(int(line.partition("sets=")[2]) for line in lines) == domains * 2
+    assert sum(int(line.split()[1].removeprefix("sets=")) for line in lines) == domains * 2
     for i, pair in enumerate(results):
         assert [r.outcome for r in pair] == [Outcome.APPLIED, Outcome.APPLIED]
         assert ovsdb.get_portdata(f"t{i * 2}") == f"d{i}a"
@@ -113,7 +113,7 @@ async def test_many_domains_are_looked_up_in_one_listing(ovsdb: OvsDb, tmp_path:
         lookups = await asyncio.gather(
             *(backend.inspect(domain(i), [mac(i * 2), mac(i * 2 + 1)]) for i in asked)
         )
-    assert calls(log) == ["query sets=0"]
+    assert calls(log) == ["query sets=0 scans=0"]  # every row, no scan per domain
     for i, found in zip(asked[:-1], lookups, strict=False):
         assert {m: p.name if p else None for m, p in found.items()} == {
             mac(i * 2): f"t{i * 2}",
@@ -141,7 +141,7 @@ async def test_one_bad_domain_does_not_fail_the_others(ovsdb: OvsDb, tmp_path: P
     writes = [line for line in calls(log) if line.startswith("transact")]
     # All six merged, and that run failed on domain 3's row: the reply names
     # the operation, so the five others ran again at once, without it.
-    assert writes == [f"transact sets={domains}", f"transact sets={domains - 1}"]
+    assert writes == [f"transact sets={domains} scans=0", f"transact sets={domains - 1} scans=0"]
     for i, outcome in enumerate(outcomes):
         if i == 3:
             assert isinstance(outcome, PortNotFound), outcome

@@ -9,7 +9,7 @@ import ovs.json
 
 from vifbroker.backends.openvswitch.ovsjson import StreamParser, install
 
-ALPHABET = ['a', '"', "\\", "{", "}", "[", "]", ",", ":", "é", "\n", " ", "\\u"]
+ALPHABET = ["a", '"', "\\", "{", "}", "[", "]", ",", ":", "é", "\n", " ", "\\u"]
 
 
 def document(rng: random.Random, depth: int = 0) -> object:

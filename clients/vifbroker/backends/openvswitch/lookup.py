@@ -13,6 +13,14 @@ data), and the wanted domains' rows are kept, the others skipped on their
 vm-id before the rest of the row is decoded. (ovs-vsctl, used before,
 downloaded the whole table on every call: ~28 ms of its own CPU plus ~15 ms
 of the server's, and its ``find ... {in}`` cost ~1 ms per domain named.)
+
+With a watch running (the agent always has one), its monitor's view knows
+which rows each domain had a moment ago: those rows are read by UUID (the
+server's index, no scan), and only a domain the view does not know (yet) is
+looked for by vm-id. The rows themselves are always read fresh here: the
+view only saves the scan. (A port plugged for a domain whose other ports the
+view holds is seen once the monitor reports it: a moment later, with the
+port event that wakes whoever waits for it.)
 """
 
 from __future__ import annotations
@@ -20,23 +28,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..base import BackendUnavailable
 from .rows import Port, PortRow, by_mac, domain_key
-from .transact import OvsdbClient, encode, first_error, select_op, transaction
+from .transact import OvsdbClient, encode, first_error, select_op, transaction, where_uuid
 
 log = logging.getLogger(__name__)
 
 #: more domains than this are looked up by selecting every Interface row (see above)
 SELECT_MAX_DOMAINS = 128
+#: more rows than this known by UUID: every row too (~110 bytes of argument each,
+#: and the whole query is one argv element of at most 128 KiB)
+SELECT_MAX_ROWS = 512
 
 
-def lookup_ops(domains: Sequence[str], *, every_row: bool) -> list[dict[str, Any]]:
-    if every_row:
-        return [select_op([])]
-    return [select_op([["external_ids", "includes", ["map", [["vm-id", d]]]]]) for d in domains]
+#: the UUIDs of a domain's rows as the watch saw them, or None (not known)
+Hint = Callable[[str], set[str] | None]
+
+
+def lookup_ops(
+    domains: Sequence[str], *, max_scans: int, hint: Hint | None = None
+) -> list[dict[str, Any]]:
+    """Selects of the rows of ``domains``: by UUID where ``hint`` knows them, else
+    one scan by vm-id each, or one select of every row past ``max_scans`` scans."""
+    rows: set[str] = set()
+    scan: list[str] = []
+    for domain in domains:
+        known = hint(domain) if hint is not None else None
+        if known:
+            rows |= known
+        else:
+            scan.append(domain)
+    if len(scan) > max_scans or len(rows) > SELECT_MAX_ROWS:
+        return [select_op([])]  # every row: the ones known by UUID among them
+    ops = [select_op(where_uuid(u)) for u in sorted(rows)]
+    return ops + [select_op([["external_ids", "includes", ["map", [["vm-id", d]]]]]) for d in scan]
 
 
 def wanted_ports(results: Sequence[Any], domains: Collection[str]) -> list[Port]:
@@ -46,6 +74,7 @@ def wanted_ports(results: Sequence[Any], domains: Collection[str]) -> list[Port]
     skipped on their vm-id before their other columns are decoded.
     """
     ports = []
+    seen: set[str] = set()  # a row found by UUID and by a scan is one port
     for result in results:
         for row in result["rows"]:
             pairs = row["external_ids"][1]  # ["map", [[key, value], ...]]: strings both
@@ -54,9 +83,11 @@ def wanted_ports(results: Sequence[Any], domains: Collection[str]) -> list[Port]
                 continue
             if domain_key(vm_id) not in domains:
                 continue
-            port = PortRow(str(row["name"]), {str(k): str(v) for k, v in pairs}).tagged(
-                str(row["_uuid"][1])
-            )
+            uuid = str(row["_uuid"][1])
+            if uuid in seen:
+                continue
+            seen.add(uuid)
+            port = PortRow(str(row["name"]), {str(k): str(v) for k, v in pairs}).tagged(uuid)
             if port is not None:
                 ports.append(port)
     return ports
@@ -64,9 +95,14 @@ def wanted_ports(results: Sequence[Any], domains: Collection[str]) -> list[Port]
 
 class PortLookup:
     def __init__(
-        self, client: OvsdbClient, *, select_max_domains: int = SELECT_MAX_DOMAINS
+        self,
+        client: OvsdbClient,
+        *,
+        select_max_domains: int = SELECT_MAX_DOMAINS,
+        hint: Hint | None = None,
     ) -> None:
         self.client = client
+        self.hint = hint
         # ~130 bytes a domain: far below the 128 KiB argv element cap.
         self.select_max_domains = select_max_domains
         self._pending: dict[str, list[asyncio.Future[dict[str, Port]]]] = {}
@@ -112,7 +148,7 @@ class PortLookup:
             self._active = False
 
     async def _run(self, waiting: dict[str, list[asyncio.Future[dict[str, Port]]]]) -> None:
-        ops = lookup_ops(list(waiting), every_row=len(waiting) > self.select_max_domains)
+        ops = lookup_ops(list(waiting), max_scans=self.select_max_domains, hint=self.hint)
         try:
             results = await self.client.transact(transaction([encode(ops)]), read_only=True)
             if failed := first_error(results, len(ops)):

@@ -46,6 +46,9 @@ class InterfaceMonitor:
         # An initial snapshot is one line holding every Interface's external_ids.
         self.line_limit = line_limit
         self._view: dict[str, PortRow] = {}
+        self._domains: dict[str, set[str]] = {}  # domain -> uuids of its tagged rows in the view
+        #: the view follows a live monitor: it holds a snapshot and every change since
+        self.synced = False
         self._proc: asyncio.subprocess.Process | None = None
         self._closed = asyncio.Event()
 
@@ -68,9 +71,12 @@ class InterfaceMonitor:
                 fresh = True
                 async for line in self._lines():
                     backoff = self.backoff_initial  # connected and talking
-                    for event in self._handle(line, resync=fresh):
-                        yield event
+                    events = self._handle(line, resync=fresh)
+                    self.synced = True
                     fresh = False
+                    for event in events:
+                        yield event
+                self.synced = False
                 if self._closed.is_set():
                     return
                 log.info("ovsdb-client monitor ended; respawning in %.2fs", backoff)
@@ -78,9 +84,22 @@ class InterfaceMonitor:
                     await asyncio.wait_for(self._closed.wait(), backoff)
                 backoff = min(backoff * 2, self.backoff_max)
         finally:
+            self.synced = False
             await self._kill()
 
+    def rows_of(self, domain: str) -> set[str] | None:
+        """UUIDs of the rows the view holds tagged with ``domain``; None while not synced.
+
+        A hint, not an answer: the view trails the database by the monitor's
+        delay (a port plugged a moment ago may be missing, one deleted still
+        there). Callers read the rows themselves.
+        """
+        if not self.synced:
+            return None
+        return set(self._domains.get(domain, ()))
+
     async def close(self) -> None:
+        self.synced = False
         self._closed.set()
         await self._kill()
 
@@ -153,6 +172,9 @@ class InterfaceMonitor:
         for uuid, row in snapshot.items():
             events += port_events(self._view.get(uuid), row)
         self._view = snapshot
+        self._domains = {}
+        for uuid, row in snapshot.items():
+            self._index(uuid, None, row)
         return events
 
     def _apply(self, rows: Iterable[_Change]) -> list[PortEvent]:
@@ -170,12 +192,28 @@ class InterfaceMonitor:
             modified = None
             if action == "delete":
                 self._view.pop(uuid, None)
+                self._index(uuid, old, None)
                 events += port_events(old, None)
             elif action in ("insert", "new", "initial"):
                 new = _row(r, fallback=old)
                 self._view[uuid] = new
+                self._index(uuid, old, new)
                 events += port_events(old, new)
         return events
+
+    def _index(self, uuid: str, old: PortRow | None, new: PortRow | None) -> None:
+        before = old.port() if old else None
+        after = new.port() if new else None
+        if before == after:
+            return
+        if before is not None:
+            rows = self._domains.get(before[0])
+            if rows is not None:
+                rows.discard(uuid)
+                if not rows:
+                    del self._domains[before[0]]
+        if after is not None:
+            self._domains.setdefault(after[0], set()).add(uuid)
 
 
 #: one row of a monitor line: (row uuid, action, name, external_ids); name is null in

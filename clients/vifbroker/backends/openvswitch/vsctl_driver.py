@@ -63,8 +63,8 @@ class VsctlDriver(OvsDriver):
         self.pool = VsctlPool(self.runner, workers=workers)
         self.client = OvsdbClient(ovsdb_client, config.db, config.timeout)
         self.batcher = TransactBatcher(self.client, workers=workers)
-        self.lookup = PortLookup(self.client)
         self._monitors: set[InterfaceMonitor] = set()
+        self.lookup = PortLookup(self.client, hint=self._rows_of)
 
     async def ping(self) -> None:
         txn = Transaction()
@@ -79,6 +79,13 @@ class VsctlDriver(OvsDriver):
 
     async def ports(self, domain: str) -> dict[str, Port]:
         return await self.lookup.ports(domain)
+
+    def _rows_of(self, domain: str) -> set[str] | None:
+        """The row UUIDs a running watch last saw for ``domain`` (lookup.py's hint)."""
+        for monitor in self._monitors:
+            if (rows := monitor.rows_of(domain)) is not None:
+                return rows
+        return None
 
     async def write(self, writes: Sequence[Write]) -> dict[str, Port]:
         try:
