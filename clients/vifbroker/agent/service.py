@@ -54,6 +54,8 @@ class Agent:
         self._tasks: dict[_Key, asyncio.Task[None]] = {}
         self._crashes: dict[_Key, int] = {}
         self._stop = asyncio.Event()
+        self._saver: asyncio.Task[None] | None = None
+        self._save_wanted = False
         self.metrics.track_queue(lambda: len(self._tasks))
         self.heartbeat = Heartbeat(client, self.backends, domains, settings, self.metrics)
         self.registrar = (
@@ -90,6 +92,8 @@ class Agent:
         finally:
             # Saved before draining: workers stopped by the drain still had work
             # (an outgoing migration to follow), and a restart must resume it.
+            if self._saver is not None:
+                await self._saver
             await self._save()
             await self._drain()
             for task in (heartbeats, registrar):
@@ -140,7 +144,7 @@ class Agent:
                 for item in inbox.items:
                     self._dispatch(item)
                 self.after = max(self.after, inbox.revision)
-                await self._save()
+                self._save_soon()
         finally:
             stopper.cancel()
 
@@ -200,6 +204,19 @@ class Agent:
         """The revision to resume the inbox from after a restart."""
         busy = [t.resume_revision for t in self._workers.values()]
         return min([self.after, *(r - 1 for r in busy if r is not None)])
+
+    def _save_soon(self) -> None:
+        """Save the resume point in the background: the next poll need not wait for
+        an fsync (a restart resumes from an older point at worst, and is handed
+        those items again). One save at a time, the latest point last."""
+        self._save_wanted = True
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.create_task(self._save_latest())
+
+    async def _save_latest(self) -> None:
+        while self._save_wanted:
+            self._save_wanted = False
+            await self._save()
 
     async def _save(self) -> None:
         try:

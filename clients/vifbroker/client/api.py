@@ -67,14 +67,14 @@ def _interface_json(interface: Interface) -> dict[str, Any]:
     return interface.model_dump(mode="json", exclude_none=True)
 
 
-def _interfaces_text(interfaces: Sequence[Interface]) -> str:
-    """A JSON array of ``interfaces`` (pydantic writes each: no dicts in between)."""
-    return f"[{','.join(i.model_dump_json(exclude_none=True) for i in interfaces)}]"
+def _array_text(models: Sequence[Interface] | Sequence[ResultIn]) -> str:
+    """A JSON array of ``models`` (pydantic writes each: no dicts in between)."""
+    return f"[{','.join(m.model_dump_json(exclude_none=True) for m in models)}]"
 
 
 def upload_entry(domain_uuid: str, interfaces: Sequence[Interface]) -> str:
     """One domain's entry of a host's upload, as JSON text (:meth:`BrokerClient.upload_host`)."""
-    interfaces_text = _interfaces_text(interfaces)
+    interfaces_text = _array_text(interfaces)
     return f'{{"domain_uuid":{json.dumps(domain_uuid)},"interfaces":{interfaces_text}}}'
 
 
@@ -275,7 +275,7 @@ class BrokerClient:
                 "PUT", path, data=data, headers={"Content-Type": "application/xml"}
             )
         else:
-            data = f'{{"interfaces":{_interfaces_text(interfaces)}}}'.encode()
+            data = f'{{"interfaces":{_array_text(interfaces)}}}'.encode()
             resp = await self._call("PUT", path, data=data, headers=_JSON_BODY)
         try:
             return upload_result(decode_json(resp))
@@ -343,10 +343,9 @@ class BrokerClient:
         return parse_body(Inbox, resp, "inbox")
 
     async def post_results(self, migration_id: str, results: Sequence[ResultIn]) -> Migration:
-        body = {"results": [r.model_dump(mode="json", exclude_none=True) for r in results]}
-        resp = await self._call(
-            "POST", f"/v1/migrations/{quote(migration_id, safe='')}/results", json_body=body
-        )
+        data = f'{{"results":{_array_text(results)}}}'.encode()
+        path = f"/v1/migrations/{quote(migration_id, safe='')}/results"
+        resp = await self._call("POST", path, data=data, headers=_JSON_BODY)
         return parse_body(Migration, resp, "post_results")
 
     async def post_host_results(
@@ -355,13 +354,12 @@ class BrokerClient:
         """Results of several migrations arriving on ``host`` in one request; each
         migration's outcome on its own (a refused one carries the error its own post
         would raise). At most ``MAX_RESULT_MIGRATIONS`` migrations, each once."""
-        body = {
-            "migrations": [
-                {"id": mid, "results": [r.model_dump(mode="json", exclude_none=True) for r in rs]}
-                for mid, rs in batch
-            ]
-        }
-        resp = await self._call("POST", f"/v1/hosts/{quote(host, safe='')}/results", json_body=body)
+        entries = ",".join(
+            f'{{"id":{json.dumps(mid)},"results":{_array_text(rs)}}}' for mid, rs in batch
+        )
+        data = f'{{"migrations":[{entries}]}}'.encode()
+        path = f"/v1/hosts/{quote(host, safe='')}/results"
+        resp = await self._call("POST", path, data=data, headers=_JSON_BODY)
         try:
             return [taken(entry) for entry in decode_json(resp)["migrations"]]
         except (KeyError, TypeError, ValueError) as exc:
