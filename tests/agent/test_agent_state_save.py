@@ -60,7 +60,7 @@ async def test_polling_goes_on_while_the_resume_point_is_being_written(
         for agent, _ in agents:
             agent.stop()
         await asyncio.gather(*tasks)
-        for agent, client in agents:
+        for _, client in agents:
             await client.close()
     destination = agents[1][0]
     assert disk.path is not None
