@@ -5,7 +5,13 @@ from __future__ import annotations
 import platform
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 
 def product_version() -> str:
@@ -17,9 +23,10 @@ def product_version() -> str:
 
 
 def register_process_metrics(registry: CollectorRegistry, build_info: str, what: str) -> None:
-    """``process_*`` and ``python_info``, and ``<build_info>{version, python} 1``."""
+    """``process_*``, ``python_info``, ``python_gc_*`` and ``<build_info>{version, python} 1``."""
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
+    GCCollector(registry=registry)  # how often the tuned collector runs (vifbroker.gctune)
     Gauge(
         build_info,
         f"Always 1: the version of the running {what} and its Python.",

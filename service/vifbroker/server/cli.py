@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from vifbroker.clikit import explain, unknown_variables
+from vifbroker.gctune import tune_for_service
 from vifbroker.sdnotify import Notifier
 from vifbroker.store import StoreError
 
@@ -156,6 +157,7 @@ def run_serve(args: argparse.Namespace) -> int:
     # wait that long at each of the many times it takes the GIL back to answer
     # one request. 0.5 ms keeps it answering while such work runs.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
+    tune_for_service()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
             return runner.run(_serve(app, settings, len(tokens), tls))
