@@ -15,6 +15,11 @@ every ``YOUNG`` allocations rather than every 700. Reference counting still
 frees almost everything at once; the cycle collector still runs, only less
 often, bounding the memory cycles may hold to a few tens of thousands of
 objects. Call it from a process's entry point, never from library code.
+
+In the broker, measured alternately in the same session: the 500x4 evacuation
+0.99-1.13 s -> 0.89-1.06 s (broker CPU 0.61-0.78 -> 0.51-0.67 s; a full
+collection of 70-80 ms fell in every run), bench_handoff p99 ratio unchanged
+(0.95/1.47 -> 1.01/1.01 against the durable floor).
 """
 
 from __future__ import annotations
