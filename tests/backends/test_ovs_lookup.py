@@ -13,7 +13,15 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from backend_helpers import OTHER_DOMAIN, calls, counting_ovsdb_client, mac, ovs_backend, reset
+from backend_helpers import (
+    OTHER_DOMAIN,
+    calls,
+    counting_ovsdb_client,
+    mac,
+    ovs_backend,
+    ovs_iface,
+    reset,
+)
 
 from ovs_harness import OvsDb
 from testkit import wait_until
@@ -81,3 +89,29 @@ async def test_rows_known_by_uuid_are_read_fresh(ovsdb: OvsDb) -> None:
     assert ports[mac(0)] is not None and ports[mac(0)].portdata == "new 0"
     assert ports[mac(1)] is None
     assert ports[mac(2)] is None
+
+
+async def test_getting_ready_for_a_domain_the_watch_knows_costs_no_process(
+    ovsdb: OvsDb, tmp_path: Path
+) -> None:
+    """inspect() with no MAC (the agent getting ready for a domain's records) takes the
+    rows from the watch; the write then names them, checking them in its transaction."""
+    dom = domain(1)
+    for k in range(2):
+        ovsdb.add_port("br-int", f"t{k}", vm_id=dom, mac=mac(k))
+    wrapper, log = counting_ovsdb_client(tmp_path)
+    async with ovs_backend(ovsdb, ovsdb_client=str(wrapper)) as backend, watched(backend) as seen:
+        await wait_until(lambda: len(seen) == 2)
+        reset(log)
+        assert await backend.inspect(dom, []) == {}
+        assert calls(log) == []
+        results = await backend.apply(dom, [ovs_iface(0, "zero"), ovs_iface(1, "one")])
+        assert calls(log) == ["transact sets=2 scans=0"]
+        # The vif's port is replaced: the row remembered is gone, the write's check
+        # fails, and the ports are looked up again (fresh) and the new one written.
+        ovsdb.del_port("t1")
+        ovsdb.add_port("br-int", "t1b", vm_id=dom, mac=mac(1))
+        [again] = await backend.apply(dom, [ovs_iface(1, "one again")])
+    assert [r.readback for r in results] == ["zero", "one"]
+    assert again.readback == "one again"
+    assert ovsdb.get_portdata("t1b") == "one again"

@@ -11,10 +11,11 @@ apply keep them): OVSDB never reuses a UUID, and the transaction checks that
 each row still carries the vif's vm-id and attached-mac, so a stale one
 cannot hit another VM's port; the driver reports it (:class:`StalePort`), and
 apply looks the ports up again and retries once. With no UUIDs known yet, apply
-costs one lookup more.
+costs one lookup more, unless the driver's watch has seen the domain's rows
+(``seen_ports``: a stale one fails its check as above).
 
 How OVSDB is reached is the driver's business (driver.py): ``vsctl``
-(ovs-vsctl processes, the default; see vsctl_driver.py for how concurrent
+(ovsdb-client and ovs-vsctl processes, the default; see vsctl_driver.py for how concurrent
 callers share them) or ``native`` (one persistent connection, native.py).
 
 A handled interface without a local port makes apply and collect raise
@@ -142,7 +143,13 @@ class OpenVSwitchBackend(Backend):
         return interface.virtualport_type == VIRTUALPORT_TYPE
 
     async def inspect(self, domain_uuid: str, macs: Sequence[str]) -> dict[str, LocalPort | None]:
-        ports = await self._find(normalize_uuid(domain_uuid))
+        domain = normalize_uuid(domain_uuid)
+        if not macs and (seen := self.driver.seen_ports(domain)):
+            # Asked for nothing (the agent getting ready for a domain's records):
+            # remember its rows as the driver last saw them; the write checks them.
+            self._known[domain] = seen
+            return {}
+        ports = await self._find(domain)
         found: dict[str, LocalPort | None] = {}
         for mac in macs:
             port = ports.get(normalize_mac(mac))
@@ -226,7 +233,7 @@ class OpenVSwitchBackend(Backend):
     async def _write(self, domain: str, interfaces: list[Interface]) -> list[Port | None]:
         """Write every interface's port data in one transaction; the rows read back."""
         for attempt in (1, 2):
-            ports = self._known.get(domain, {})
+            ports = self._known.get(domain) or self.driver.seen_ports(domain) or {}
             if attempt == 2 or any(i.mac not in ports for i in interfaces):
                 ports = await self._find(domain)
             missing = [i.mac for i in interfaces if i.mac not in ports]

@@ -54,6 +54,14 @@ class OvsDriver(abc.ABC):
     async def ports(self, domain: str) -> dict[str, Port]:
         """This domain's ports by MAC as the database holds them now (empty: none)."""
 
+    def seen_ports(self, domain: str) -> dict[str, Port] | None:
+        """This domain's ports as last seen, without asking the database; None: unknown.
+
+        Maybe stale: good only to name rows for a write that checks them
+        (:attr:`Write.tag`), never to answer what a port holds.
+        """
+        return None
+
     @abc.abstractmethod
     async def write(self, writes: Sequence[Write]) -> dict[str, Port]:
         """Apply ``writes`` in ONE transaction; the tagged rows read back, by row UUID.

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from ..base import PortEvent
-from .rows import PortRow, port_events
+from .rows import Port, PortRow, port_events
 from .vsctl import decode_datum
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,13 @@ class InterfaceMonitor:
         if not self.synced:
             return None
         return set(self._domains.get(domain, ()))
+
+    def ports_of(self, domain: str) -> list[Port] | None:
+        """The view's rows of ``domain`` as ports (the same caveat as :meth:`rows_of`)."""
+        rows = self.rows_of(domain)
+        if rows is None:
+            return None
+        return [p for u in rows if (p := self._view[u].tagged(u)) is not None]
 
     async def close(self) -> None:
         self.synced = False

@@ -21,7 +21,7 @@ from .driver import OvsDriver, StalePort, Write
 from .lookup import PortLookup
 from .monitor import InterfaceMonitor
 from .pool import VsctlPool
-from .rows import Port, PortRow
+from .rows import Port, PortRow, by_mac
 from .transact import OpFailed, OvsdbClient, read_back, write_ops
 from .vsctl import (
     MAX_ARG_BYTES,
@@ -79,6 +79,12 @@ class VsctlDriver(OvsDriver):
 
     async def ports(self, domain: str) -> dict[str, Port]:
         return await self.lookup.ports(domain)
+
+    def seen_ports(self, domain: str) -> dict[str, Port] | None:
+        for monitor in self._monitors:
+            if (ports := monitor.ports_of(domain)) is not None:
+                return by_mac(ports) if ports else None
+        return None
 
     def _rows_of(self, domain: str) -> set[str] | None:
         """The row UUIDs a running watch last saw for ``domain`` (lookup.py's hint)."""
