@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from vifbroker.client import (
+    BadResponse,
     BrokerClient,
     Conflict,
     Forbidden,
@@ -232,3 +233,43 @@ async def test_a_create_whose_answer_was_lost_is_retried_idempotently(
     assert forwarded[0] == forwarded[1]  # the same generated id both times
     assert m.id == forwarded[0]["id"] and str(m.id).startswith("mig-")
     assert m.domain_uuid == dom and m.state == MigrationState.PENDING
+
+
+async def test_events_hand_out_each_migrations_latest_change(broker_proc: BrokerProcess) -> None:
+    async with BrokerClient(broker_proc.url, broker_proc.token("controller"), retry=FAST) as c:
+        dom = str(uuid.uuid4())
+        m = await c.create_migration(dom, "host-a", "host-b")
+        up = await c.upload(dom, [iface("52:54:00:00:00:01", "pd")])
+        stream = c.events(m.revision - 1)
+        migration = await anext(stream)
+        await stream.aclose()
+    assert (migration.id, migration.state) == (m.id, MigrationState.UPLOADED)
+    assert migration.revision == up.revision
+    assert [v.mac for v in migration.interfaces] == ["52:54:00:00:00:01"]
+
+
+async def test_an_unreadable_event_is_a_bad_response() -> None:
+    """A stream whose event is not JSON (or not a migration): BadResponse, not a crash."""
+
+    def streaming(event: bytes) -> web.Application:
+        async def stream(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(event)
+            return resp
+
+        app = web.Application()
+        app.router.add_get("/v1/events", stream)
+        return app
+
+    for event, why in ((b"data: {not json\n\n", "unreadable JSON"), (b"data: {}\n\n", "not a")):
+        app = streaming(event)
+        server = TestServer(app)
+        await server.start_server()
+        try:
+            async with BrokerClient(str(server.make_url("")), "t", retry=FAST) as c:
+                with pytest.raises(BadResponse, match=why):
+                    async for _ in c.events(0):
+                        pass
+        finally:
+            await server.close()

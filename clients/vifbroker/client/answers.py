@@ -79,6 +79,16 @@ def parse(model: type[M], doc: Any, what: str) -> M:
         raise BadResponse(f"{what}: not a {model.__name__}: {exc}") from exc
 
 
+def parse_text(model: type[M], text: str, what: str) -> M:
+    """A JSON document (text) as ``model``, validated straight from the text."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise BadResponse(f"{what}: unreadable JSON: {exc}") from exc
+        raise BadResponse(f"{what}: not a {model.__name__}: {exc}") from exc
+
+
 def parse_body(model: type[M], resp: Response, what: str) -> M:
     """The JSON answer as ``model``, validated straight from its bytes (no dicts
     in between: a quarter faster on a large inbox than ``json.loads`` first)."""

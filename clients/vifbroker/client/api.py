@@ -36,6 +36,7 @@ from .answers import (
     UploadTaken,
     parse,
     parse_body,
+    parse_text,
     taken,
     upload_result,
     upload_taken,
@@ -414,12 +415,8 @@ class BrokerClient:
             if line.startswith("data:"):
                 data.append(line[5:].removeprefix(" "))
             elif not line and data:
-                try:
-                    doc = json.loads("\n".join(data))
-                except ValueError as exc:
-                    raise BadResponse(f"events: unreadable event: {exc}") from exc
-                data = []
-                yield parse(Migration, doc, "events")
+                text, data = "\n".join(data), []
+                yield parse_text(Migration, text, "events")
 
     async def preflight(
         self,
