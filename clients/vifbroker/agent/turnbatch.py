@@ -9,7 +9,8 @@ up to ``max_batch`` keys (each key at most once a request); each caller still
 gets its own outcome, raised as the error its own request would have raised
 (NotFound, Conflict, …), so a worker cannot tell the difference. A broker
 without the grouped route (404/405 for the request itself) gets one request
-per key from then on.
+per key from then on; a grouped request refused whole for another 4xx is sent
+again key by key, each getting the answer its own request gets.
 
 A grouped request also stays under ``BODY_BUDGET`` bytes where it can: the
 broker reads a body up to 64 KiB (its default ``inline_body_bytes``) on its
@@ -119,9 +120,16 @@ class TurnBatcher(abc.ABC, Generic[P, R]):
             if exc.status in (404, 405):
                 log.info("the broker has no %s route (%s); sending one by one", self.route, exc)
                 self.bulk = False
-                await asyncio.gather(*(self._one(call) for call in batch))
+            elif exc.status >= 500:
+                _fail(batch, exc)
                 return
-            _fail(batch, exc)
+            else:
+                # Refused whole (one key's payload the broker cannot read, say): each
+                # key is sent on its own, so one cannot hold up the others.
+                log.warning(
+                    "%s refused (%s); sending its %d one by one", self.route, exc, len(batch)
+                )
+            await asyncio.gather(*(self._one(call) for call in batch))
             return
         except ClientError as exc:
             _fail(batch, exc)
