@@ -126,6 +126,7 @@ async def test_restarted_broker_keeps_everything_it_acknowledged(tmp_path: Path)
     with serve(state, port) as proc:
         async with client(port, proc) as http:
             token_file = state / "controller.token"
+            assert stat.S_IMODE(state.stat().st_mode) == 0o700  # made here: the owner's only
             assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
             assert stat.S_IMODE((state / "tokens.toml").stat().st_mode) == 0o600
             token = token_file.read_text().strip()

@@ -99,7 +99,7 @@ def bootstrap_tokens(settings: Settings) -> None:
     if path.exists():
         return
     token = add_token(path, Role.CONTROLLER, name="bootstrap-controller")
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     token_file = settings.state_dir / "controller.token"
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -129,7 +129,9 @@ def run_serve(args: argparse.Namespace) -> int:
     for name in unknown_variables(os.environ, known):
         log.warning("%s is not a setting of vifbroker serve (ignored)", name)
     try:
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        # Made here, it holds the token file and the database: its owner's only
+        # (a directory that exists keeps the mode it was given).
+        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         bootstrap_tokens(settings)
         tokens = load_tokens(settings.tokens_path)
     except (TokenFileError, OSError) as exc:
