@@ -64,7 +64,9 @@ class OvsOptions(BackendOptions):
         default=None, description="OVSDB to talk to, e.g. unix:SOCK (default: ovs-vsctl's own)"
     )
     no_wait: bool = Field(
-        default=False, description="pass --no-wait to ovs-vsctl (no ovs-vswitchd, e.g. tests)"
+        default=False,
+        description="pass --no-wait to ovs-vsctl (no ovs-vswitchd, e.g. tests); port data "
+        "is written with ovsdb-client transact, which never waits for ovs-vswitchd",
     )
     timeout: float = Field(default=5.0, gt=0, description="seconds one OVSDB call may take")
     max_portdata: int = Field(

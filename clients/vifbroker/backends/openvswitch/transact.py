@@ -10,6 +10,10 @@ writes and reads back through it, and keeps ovs-vsctl for what needs no
 Interface rows (ping, bridges) and for a domain whose writes do not fit in
 one argv element (:data:`MAX_TXN_BYTES`).
 
+Unlike ovs-vsctl without ``--no-wait``, ovsdb-client never waits for
+ovs-vswitchd to reconfigure after a write: PortData is nothing ovs-vswitchd
+acts on (the SDN controller reads it from OVSDB), so that wait was only delay.
+
 The reply is one JSON array, one result per operation. A failed operation
 reads ``{"error": ..., "details": ...}`` and the server committed nothing;
 an error after the last operation is the commit's own (a constraint).
