@@ -87,7 +87,8 @@ class OvsOptions(BackendOptions):
     )
     driver: Literal["vsctl", "native"] = Field(
         default="vsctl",
-        description="how to reach OVSDB: vsctl (ovs-vsctl processes, the default) or native "
+        description="how to reach OVSDB: vsctl (short-lived ovsdb-client and ovs-vsctl "
+        "processes, the default) or native "
         "(one persistent connection through the ovs package's IDL)",
     )
 

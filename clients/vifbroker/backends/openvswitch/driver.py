@@ -1,7 +1,8 @@
 """The seam between the Open vSwitch backend and the way it reaches OVSDB.
 
-Two drivers: ``vsctl`` (ovs-vsctl processes, ``ovsdb-client monitor``; the
-default) and ``native`` (one persistent OVSDB connection through the ``ovs``
+Two drivers: ``vsctl`` (short-lived processes: ``ovsdb-client query`` and
+``transact``, ``ovs-vsctl``, ``ovsdb-client monitor``; the default) and
+``native`` (one persistent OVSDB connection through the ``ovs``
 package's IDL). The backend owns the rules (which vifs to write, what a read
 back must show, retry on a stale row); a driver only finds, writes and
 watches rows.

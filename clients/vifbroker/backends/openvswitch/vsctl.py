@@ -107,23 +107,6 @@ class Transaction:
         self.commands.append(command)
         return command
 
-    def find_domains(self, domains: Sequence[str]) -> Command:
-        """Interface rows whose vm-id is one of ``domains``, in one scan.
-
-        ``{in}`` also matches rows without a vm-id (an absent key is the empty
-        set): callers filter by vm-id. One ``find`` per domain would scan
-        every row once per domain, seconds for hundreds of domains.
-        """
-        wanted = ",".join(json.dumps(d) for d in domains)
-        return self.add(
-            Command(
-                "find",
-                ("Interface", f"external_ids:vm-id{{in}}[{wanted}]"),
-                options=(INTERFACE_COLUMNS,),
-                table=True,
-            )
-        )
-
     def list_interfaces(self, records: Sequence[str]) -> Command:
         """These rows (by name or UUID, looked up directly, no scan)."""
         return self.add(
