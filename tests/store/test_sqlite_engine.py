@@ -93,7 +93,7 @@ async def test_a_write_waiting_for_another_writers_lock_leaves_the_loop_free(
     holder.start()
     try:
         assert await asyncio.to_thread(locked.wait, 10)
-        write = asyncio.create_task(engine.write(put("x")))
+        write = asyncio.ensure_future(engine.write(put("x")))
         for _ in range(10):  # the loop keeps turning while the writer waits for the lock
             await asyncio.sleep(0.02)
         assert not write.done()

@@ -24,11 +24,12 @@ class WriteQueue(Generic[Op]):
         self.max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
 
-    async def submit(self, op: Op) -> Any:
-        """Queue ``op``; its result once the batch holding it has committed."""
+    def submit(self, op: Op) -> asyncio.Future[Any]:
+        """Queue ``op``; the future of its result, done once the batch holding it has
+        committed. (A plain function: one coroutine frame fewer on every write.)"""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, fut))  # unbounded: never waits
-        return await fut
+        return fut
 
     async def next_batch(self) -> list[tuple[Op, asyncio.Future[Any]]]:
         """Wait for one operation, then take whatever else is queued."""

@@ -10,7 +10,7 @@ run its function ``name`` with these arguments in its next group commit.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,8 @@ from .base import Uploaded
 
 
 class RoutedWrites:
-    async def _write(self, operation: str, /, **arguments: Any) -> Any:
+    def _write(self, operation: str, /, **arguments: Any) -> Awaitable[Any]:
+        """The write function ``operation`` of the store's writes module, run by its engine."""
         raise NotImplementedError
 
     async def create_migration(

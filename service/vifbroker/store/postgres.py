@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,8 +67,8 @@ class PostgresStore(RoutedWrites):
     async def ping(self) -> None:
         await self._engine.read(lambda c: c.fetchval("SELECT 1"), "ping", snapshot=False)
 
-    async def _write(self, operation: str, /, **arguments: Any) -> Any:
-        return await self._engine.write(functools.partial(getattr(writes, operation), **arguments))
+    def _write(self, operation: str, /, **arguments: Any) -> Awaitable[Any]:
+        return self._engine.write(functools.partial(getattr(writes, operation), **arguments))
 
     async def probe_write(self, timeout: float) -> None:  # noqa: ASYNC109
         await self._engine.probe_write(timeout)

@@ -7,7 +7,7 @@ import functools
 import logging
 import os
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +132,8 @@ class SQLiteStore(RoutedWrites):
             raise StoreUnavailable("sqlite writer is not running")
         await self._engine.read(lambda c: c.execute("SELECT 1").fetchone())
 
-    async def _write(self, operation: str, /, **arguments: Any) -> Any:
-        return await self._engine.write(functools.partial(getattr(writes, operation), **arguments))
+    def _write(self, operation: str, /, **arguments: Any) -> Awaitable[Any]:
+        return self._engine.write(functools.partial(getattr(writes, operation), **arguments))
 
     async def probe_write(self, timeout: float) -> None:  # noqa: ASYNC109
         try:

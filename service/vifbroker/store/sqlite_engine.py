@@ -33,7 +33,7 @@ import contextlib
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -213,12 +213,11 @@ class Engine:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"sqlite read failed: {exc}") from exc
 
-    async def write(self, op: WriteOp[T]) -> T:
-        """Queue ``op``; answer once the batch holding it is committed to disk."""
+    def write(self, op: WriteOp[T]) -> Awaitable[T]:
+        """Queue ``op``; what it answers, once the batch holding it is committed to disk."""
         if not self.alive:
             raise StoreUnavailable("store is not open")
-        result: T = await self._queue.submit(op)
-        return result
+        return self._queue.submit(op)
 
     async def _write_loop(self) -> None:
         while True:
