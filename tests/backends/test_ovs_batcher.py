@@ -1,4 +1,4 @@
-"""TransactBatcher: who hears which failure when transactions share one OVSDB transaction.
+"""TransactBatcher and VsctlPool: who hears which failure when transactions share a process.
 
 The real server is exercised in test_ovs_batching.py; a failure of the commit
 itself (one no operation owns) cannot be provoked with the operations the
@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
+from vifbroker.backends.base import BackendUnavailable
 from vifbroker.backends.openvswitch.batcher import TooLarge, TransactBatcher
+from vifbroker.backends.openvswitch.pool import VsctlPool
 from vifbroker.backends.openvswitch.transact import OpFailed, OvsdbClient
+from vifbroker.backends.openvswitch.vsctl import (
+    Command,
+    Transaction,
+    VsctlConfig,
+    VsctlError,
+    VsctlRunner,
+)
 
 
 class ScriptedClient(OvsdbClient):
@@ -87,3 +97,50 @@ async def test_a_transaction_too_large_for_one_argument_is_refused() -> None:
     finally:
         await batcher.close()
     assert client.runs == [["small"]]
+
+
+# ----------------------------------------------- VsctlPool, on the same workers
+
+
+class ScriptedRunner(VsctlRunner):
+    """Runs nothing: a run naming ``bad`` fails as ovs-vsctl would, whole."""
+
+    def __init__(self, bad: str) -> None:
+        super().__init__(VsctlConfig())
+        self.bad = bad
+        self.runs: list[list[str]] = []
+
+    async def run(self, commands: Sequence[Command]) -> None:
+        names = [c.args[0] for c in commands]
+        self.runs.append(names)
+        await asyncio.sleep(0)
+        if self.bad in names:
+            raise VsctlError(f"no row {self.bad}", returncode=1)
+
+
+def vsctl_job(name: str) -> Transaction:
+    txn = Transaction()
+    txn.add(Command("get", (name, "external_ids")))
+    return txn
+
+
+async def test_a_failed_merged_vsctl_run_is_split_until_its_transaction_fails_alone() -> None:
+    runner = ScriptedRunner(bad="c")
+    pool = VsctlPool(runner, workers=1)
+    try:
+        outcomes = await asyncio.gather(
+            *(pool.run(vsctl_job(n)) for n in ["a", "b", "c", "d"]), return_exceptions=True
+        )
+    finally:
+        await pool.close()
+    assert runner.runs[0] == ["a", "b", "c", "d"]
+    assert ["c"] in runner.runs and len(runner.runs) <= 5
+    assert isinstance(outcomes[2], VsctlError)
+    assert [outcomes[i] for i in (0, 1, 3)] == [None, None, None]
+
+
+async def test_a_closed_pool_refuses_and_fails_what_waits() -> None:
+    pool = VsctlPool(ScriptedRunner(bad="-"), workers=1)
+    await pool.close()
+    with pytest.raises(BackendUnavailable):
+        await pool.run(vsctl_job("a"))
