@@ -56,3 +56,13 @@ async def store_factory(
 @pytest.fixture
 async def store(store_factory: StoreFactory) -> Store:
     return await store_factory()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    """One SQLite store, for what only it does (its caches, its engine)."""
+    async with no_loop_blocking():
+        opened = SQLiteStore(tmp_path / "vifbroker.db")
+        await opened.open()
+        yield opened
+        await opened.close()

@@ -9,14 +9,13 @@ sees it (``PRAGMA data_version``), reads SQL again and starts the cache over.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from testkit import no_loop_blocking
 from vifbroker.model import Interface, MigrationCreate
 from vifbroker.store.sqlite import SQLiteStore
 
@@ -27,12 +26,8 @@ T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    async with no_loop_blocking():
-        opened = SQLiteStore(tmp_path / "vifbroker.db")
-        await opened.open()
-        yield opened
-        await opened.close()
+def store(sqlite_store: SQLiteStore) -> SQLiteStore:
+    return sqlite_store
 
 
 @contextmanager

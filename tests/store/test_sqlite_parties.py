@@ -8,14 +8,12 @@ answer: the contract suite checks that for every store).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testkit import no_loop_blocking
 from vifbroker.model import Interface, MigrationCreate, MigrationState, ResultIn
 from vifbroker.store import NoActiveMigration
 from vifbroker.store.sqlite import SQLiteStore
@@ -26,12 +24,8 @@ T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    async with no_loop_blocking():
-        opened = SQLiteStore(tmp_path / "vifbroker.db")
-        await opened.open()
-        yield opened
-        await opened.close()
+def store(sqlite_store: SQLiteStore) -> SQLiteStore:
+    return sqlite_store
 
 
 def count_reads(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
