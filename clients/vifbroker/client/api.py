@@ -293,11 +293,9 @@ class BrokerClient:
 
     async def upload_host_entries(self, host: str, entries: Sequence[str]) -> list[UploadTaken]:
         """:meth:`upload_host` with each domain's entry already rendered (:func:`upload_entry`)."""
-        data = f'{{"domains":[{",".join(entries)}]}}'.encode()
-        path = f"/v1/hosts/{quote(host, safe='')}/uploads"
-        resp = await self._call("POST", path, data=data, headers=_JSON_BODY)
+        answered = await self._host_batch(host, "uploads", "domains", entries)
         try:
-            return [upload_taken(entry) for entry in decode_json(resp)["domains"]]
+            return [upload_taken(entry) for entry in answered]
         except (KeyError, TypeError, ValueError) as exc:
             raise BadResponse(f"upload_host: unexpected answer: {exc!r}") from exc
 
@@ -355,16 +353,23 @@ class BrokerClient:
         """Results of several migrations arriving on ``host`` in one request; each
         migration's outcome on its own (a refused one carries the error its own post
         would raise). At most ``MAX_RESULT_MIGRATIONS`` migrations, each once."""
-        entries = ",".join(
-            f'{{"id":{json.dumps(mid)},"results":{_array_text(rs)}}}' for mid, rs in batch
-        )
-        data = f'{{"migrations":[{entries}]}}'.encode()
-        path = f"/v1/hosts/{quote(host, safe='')}/results"
-        resp = await self._call("POST", path, data=data, headers=_JSON_BODY)
+        entries = [f'{{"id":{json.dumps(mid)},"results":{_array_text(rs)}}}' for mid, rs in batch]
+        answered = await self._host_batch(host, "results", "migrations", entries)
         try:
-            return [taken(entry) for entry in decode_json(resp)["migrations"]]
+            return [taken(entry) for entry in answered]
         except (KeyError, TypeError, ValueError) as exc:
             raise BadResponse(f"post_host_results: unexpected answer: {exc!r}") from exc
+
+    async def _host_batch(self, host: str, route: str, key: str, entries: Sequence[str]) -> Any:
+        """POST ``{key: [entries]}`` (each already JSON) to ``/v1/hosts/{host}/{route}``;
+        the answer's list under ``key`` (unchecked: the caller reads each entry)."""
+        data = f'{{"{key}":[{",".join(entries)}]}}'.encode()
+        path = f"/v1/hosts/{quote(host, safe='')}/{route}"
+        doc = decode_json(await self._call("POST", path, data=data, headers=_JSON_BODY))
+        try:
+            return doc[key]
+        except (KeyError, TypeError) as exc:
+            raise BadResponse(f"{route}: unexpected answer: {exc!r}") from exc
 
     async def heartbeat(
         self,

@@ -191,10 +191,14 @@ class HostResultsIn(_Model):
 
     @model_validator(mode="after")
     def _once_each(self) -> HostResultsIn:
-        ids = [m.id for m in self.migrations]
-        if len(set(ids)) != len(ids):
-            raise ValueError("a migration is named more than once")
+        _named_once([m.id for m in self.migrations], "migration")
         return self
+
+
+def _named_once(keys: list[str], what: str) -> None:
+    """A host's batch names each of its keys once (two entries for one would race)."""
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"a {what} is named more than once")
 
 
 #: domains one host's upload may name (``POST /v1/hosts/{host}/uploads``)
@@ -216,9 +220,7 @@ class HostUploadsIn(_Model):
 
     @model_validator(mode="after")
     def _once_each(self) -> HostUploadsIn:
-        uuids = [d.domain_uuid for d in self.domains]
-        if len(set(uuids)) != len(uuids):
-            raise ValueError("a domain is named more than once")
+        _named_once([d.domain_uuid for d in self.domains], "domain")
         return self
 
 

@@ -23,11 +23,12 @@ from vifbroker.model import HostResultsIn, Migration, MigrationResultsIn, Result
 from vifbroker.store import StoreError
 
 from .access import Part, migration_for, unknown_migration
+from .auth import Principal
 from .context import CTX, Context
-from .errors import Problem, from_store_error
+from .errors import Problem
+from .hostbatch import host_body, refused
 from .media import JSON_TYPES, read_body
 from .middleware import principal
-from .params import path_host
 from .registration import observe_margin
 from .render import json_response, migration_doc
 
@@ -68,28 +69,21 @@ async def post_results(request: web.Request) -> web.Response:
 
 
 async def post_host_results(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    host = path_host(request)
-    who = principal(request)
-    who.require_host(host)
-    _, body = await read_body(request, JSON_TYPES, ctx.settings)
-    batch = (await ctx.bodies.model(body, HostResultsIn)).migrations
-    outcomes = await asyncio.gather(*(_one(ctx, request, host, entry) for entry in batch))
+    ctx, who, host, doc = await host_body(request, HostResultsIn)
+    outcomes = await asyncio.gather(*(_one(ctx, who, host, entry) for entry in doc.migrations))
     return json_response({"migrations": outcomes})
 
 
 async def _one(
-    ctx: Context, request: web.Request, host: str, entry: MigrationResultsIn
+    ctx: Context, who: Principal, host: str, entry: MigrationResultsIn
 ) -> dict[str, Any]:
     try:
-        before = await migration_for(ctx, principal(request), entry.id, _DESTINATION)
+        before = await migration_for(ctx, who, entry.id, _DESTINATION)
         if before.destination_host != host:
             raise unknown_migration(entry.id)  # not arriving here: as if unknown
         after = await _record(ctx, before, entry.results)
-    except Problem as exc:
-        return {"id": entry.id, "problem": exc.body()}
-    except StoreError as exc:
-        return {"id": entry.id, "problem": from_store_error(exc).body()}
+    except (Problem, StoreError) as exc:
+        return refused("id", entry.id, exc)
     return {"id": after.id, "state": after.state.value, "revision": after.revision}
 
 

@@ -24,23 +24,16 @@ from vifbroker.store import StoreError, WrongHost
 
 from .access import check_uploader, no_upload
 from .auth import Principal
-from .context import CTX, Context
+from .context import Context
 from .domains import put_records
-from .errors import PayloadTooLarge, Problem, from_store_error
-from .media import JSON_TYPES, read_body
-from .middleware import principal
-from .params import path_host
+from .errors import PayloadTooLarge, Problem
+from .hostbatch import host_body, refused
 from .render import json_response
 
 
 async def post_host_uploads(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    host = path_host(request)
-    who = principal(request)
-    who.require_host(host)
-    _, body = await read_body(request, JSON_TYPES, ctx.settings)
-    batch = (await ctx.bodies.model(body, HostUploadsIn)).domains
-    outcomes = await asyncio.gather(*(_one(ctx, who, host, entry) for entry in batch))
+    ctx, who, host, doc = await host_body(request, HostUploadsIn)
+    outcomes = await asyncio.gather(*(_one(ctx, who, host, entry) for entry in doc.domains))
     return json_response({"domains": outcomes})
 
 
@@ -55,22 +48,17 @@ async def _one(
             ctx, who, domain_uuid, entry.interfaces, None, source_host=host
         )
     except LimitExceeded as exc:
-        return _refused(domain_uuid, PayloadTooLarge(str(exc)))
+        return refused("domain_uuid", domain_uuid, PayloadTooLarge(str(exc)))
     except WrongHost:  # a controller naming a domain that is not leaving host
-        return _refused(domain_uuid, no_upload(domain_uuid))
-    except Problem as exc:
-        return _refused(domain_uuid, exc)
-    except StoreError as exc:
-        return _refused(domain_uuid, from_store_error(exc))
+        return refused("domain_uuid", domain_uuid, no_upload(domain_uuid))
+    except (Problem, StoreError) as exc:
+        return refused("domain_uuid", domain_uuid, exc)
     return {
         "domain_uuid": domain_uuid,
         "revision": uploaded.revision,
         "interfaces": [{"mac": m, "generation": g} for m, g in uploaded.generations],
     }
 
-
-def _refused(domain_uuid: str, problem: Problem) -> dict[str, Any]:
-    return {"domain_uuid": domain_uuid, "problem": problem.body()}
 
 
 def add_routes(app: web.Application) -> None:

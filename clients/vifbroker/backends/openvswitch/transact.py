@@ -30,7 +30,7 @@ from .. import spawn
 from ..base import BackendError, BackendTimeout, BackendUnavailable
 from .driver import OvsdbError, Write
 from .rows import Port, PortRow
-from .vsctl import MAX_ARG_BYTES, PORTDATA_KEY
+from .vsctl import MAX_ARG_BYTES, PORTDATA_KEY, tool_failure
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,7 @@ class OvsdbClient:
 
 
 def _translate(rc: int, stderr: str, timeout: float) -> BackendError:
-    message = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {rc}"
-    if rc in (-14, 142) or "Alarm clock" in stderr:
-        return BackendTimeout(f"ovsdb-client timed out after {timeout}s")
-    if any(marker in stderr for marker in _UNREACHABLE):
-        return BackendUnavailable(f"ovsdb-server unreachable: {message}")
-    log.debug("ovsdb-client failed rc=%s: %s", rc, stderr.strip())
-    return OvsdbError(f"ovsdb-client: {message}")
+    return tool_failure(
+        "ovsdb-client", rc, stderr, timeout, _UNREACHABLE,
+        lambda message: OvsdbError(f"ovsdb-client: {message}"),
+    )  # fmt: skip

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,11 +185,28 @@ class VsctlRunner:
 
 
 def _translate(rc: int, stderr: str, config: VsctlConfig) -> BackendError:
+    return tool_failure(
+        "ovs-vsctl", rc, stderr, config.timeout, _UNREACHABLE,
+        lambda message: VsctlError(message, returncode=rc, stderr=stderr),
+    )  # fmt: skip
+
+
+def tool_failure(
+    tool: str,
+    rc: int,
+    stderr: str,
+    timeout: float,
+    unreachable: Sequence[str],
+    refused: Callable[[str], BackendError],
+) -> BackendError:
+    """What a failed OVS command-line tool (ovs-vsctl, ovsdb-client) means: a
+    timeout, an unreachable server (``unreachable``: what the tool prints then),
+    else the tool's own refusal (``refused``, given its last line of stderr)."""
     message = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit status {rc}"
     # --timeout fires SIGALRM: the shell's 142, Python's -14.
     if rc in (-14, 142) or "Alarm clock" in stderr:
-        return BackendTimeout(f"ovs-vsctl timed out after {config.timeout}s")
-    if any(marker in stderr for marker in _UNREACHABLE):
+        return BackendTimeout(f"{tool} timed out after {timeout}s")
+    if any(marker in stderr for marker in unreachable):
         return BackendUnavailable(f"ovsdb-server unreachable: {message}")
-    log.debug("ovs-vsctl failed rc=%s: %s", rc, stderr.strip())
-    return VsctlError(message, returncode=rc, stderr=stderr)
+    log.debug("%s failed rc=%s: %s", tool, rc, stderr.strip())
+    return refused(message)
