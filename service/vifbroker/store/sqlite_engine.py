@@ -48,25 +48,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass
-class WriteContext:
-    """Per-batch state handed to write operations."""
-
-    revision: int
-    #: Whether the watch cache holds a migration (a change may then carry only what it wrote).
-    cached: Callable[[str], bool]
-    #: The watch cache's row and vifs of a domain's active migration, when it holds
-    #: them (``WatchCache.active``): as committed, so a write may take them for SQL's.
-    active: Callable[[str], Active | None] = lambda domain_uuid: None
-    keys: set[str] = field(default_factory=set)
-    # What the operations changed, in order, for the watch cache.
-    changes: list[Event] = field(default_factory=list)
-
-    def next_revision(self) -> int:
-        self.revision += 1
-        return self.revision
-
-
 Active = tuple[Mapping[str, Any], Mapping[str, dict[str, Any]]]
 
 
@@ -76,6 +57,25 @@ def _never(migration_id: str) -> bool:
 
 def _unknown(domain_uuid: str) -> Active | None:
     return None
+
+
+@dataclass
+class WriteContext:
+    """Per-batch state handed to write operations."""
+
+    revision: int
+    #: Whether the watch cache holds a migration (a change may then carry only what it wrote).
+    cached: Callable[[str], bool]
+    #: The watch cache's row and vifs of a domain's active migration, when it holds
+    #: them (``WatchCache.active``): as committed, so a write may take them for SQL's.
+    active: Callable[[str], Active | None] = _unknown
+    keys: set[str] = field(default_factory=set)
+    # What the operations changed, in order, for the watch cache.
+    changes: list[Event] = field(default_factory=list)
+
+    def next_revision(self) -> int:
+        self.revision += 1
+        return self.revision
 
 
 #: How long a connection waits for another process's lock before failing.
