@@ -9,12 +9,11 @@ sees it (``PRAGMA data_version``), reads SQL again and starts the cache over.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqltrace import selects, statements
 
 from vifbroker.model import Interface, MigrationCreate
 from vifbroker.store.sqlite import SQLiteStore
@@ -28,23 +27,6 @@ T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def store(sqlite_store: SQLiteStore) -> SQLiteStore:
     return sqlite_store
-
-
-@contextmanager
-def statements(store: SQLiteStore) -> Iterator[list[str]]:
-    """The SQL the store's writer connection runs meanwhile."""
-    conn = store._engine._wconn
-    assert conn is not None
-    seen: list[str] = []
-    conn.set_trace_callback(seen.append)
-    try:
-        yield seen
-    finally:
-        conn.set_trace_callback(None)
-
-
-def selects(seen: list[str]) -> list[str]:
-    return [sql for sql in seen if sql.lstrip().upper().startswith("SELECT")]
 
 
 def create() -> MigrationCreate:

@@ -87,6 +87,7 @@ class SQLiteStore(RoutedWrites):
             groups=writes.GROUPS,
             inline=writes.runs_inline,
             active=self.cache.active,
+            rows_of=self.cache.rows_of,
         )
         # Who takes part in each domain's active migration, as last read. An
         # agent's upload asks this before it sends its body, and would otherwise

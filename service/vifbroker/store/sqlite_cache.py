@@ -232,7 +232,12 @@ class WatchCache:
         when held whole (None: only SQL can tell). Read by a batch as ``holds`` is;
         the caller copies what it changes."""
         mid = self._active.get(domain_uuid)
-        held = None if mid is None else self._held.get(mid)
+        return None if mid is None else self.rows_of(mid)
+
+    def rows_of(self, migration_id: str) -> tuple[Mapping[str, Any], Mapping[str, RowDict]] | None:
+        """The row and vifs (by MAC, in upload order) of a migration as committed,
+        when held whole (None: only SQL can tell); read as ``active``'s are."""
+        held = self._held.get(migration_id)
         if held is None or not held.complete:
             return None
         return held.row, held.vifs
@@ -294,10 +299,8 @@ class WatchCache:
 
     def migration(self, migration_id: str) -> Migration | None:
         """The migration as SQL would read it, when held (None: only SQL can tell)."""
-        held = self._held.get(migration_id)
-        if held is None or not held.complete:
-            return None
-        return rows.migration(held.row, held.vifs.values())
+        found = self.rows_of(migration_id)
+        return None if found is None else rows.migration(found[0], found[1].values())
 
     def inbox(self, host: str, after: int, limit: int) -> Inbox | None:
         """The same answer as the SQL inbox, or None when only SQL can give it."""

@@ -69,6 +69,8 @@ class WriteContext:
     #: The watch cache's row and vifs of a domain's active migration, when it holds
     #: them (``WatchCache.active``): as committed, so a write may take them for SQL's.
     active: Callable[[str], Active | None] = _unknown
+    #: The same for a migration by id (``WatchCache.rows_of``).
+    rows_of: Callable[[str], Active | None] = _unknown
     keys: set[str] = field(default_factory=set)
     # What the operations changed, in order, for the watch cache.
     changes: list[Event] = field(default_factory=list)
@@ -126,11 +128,13 @@ class Engine:
         groups: Mapping[Callable[..., Any], GroupRunner] | None = None,
         inline: Callable[[list[WriteOp[Any]]], bool] = lambda ops: False,
         active: Callable[[str], Active | None] = _unknown,
+        rows_of: Callable[[str], Active | None] = _unknown,
     ) -> None:
         self._path = path
         self._on_commit = on_commit
         self._cached = cached
         self._active = active
+        self._rows_of = rows_of
         # PRAGMA data_version as last read on the writer's connection: it moves
         # when another connection (another process) commits to the file, and
         # then nothing the watch cache holds can be trusted until a batch has
@@ -316,7 +320,7 @@ class Engine:
             if self._foreign_write(conn):
                 ctx = WriteContext(start, _never, _unknown, changes=[Foreign()])
             else:
-                ctx = WriteContext(start, self._cached, self._active)
+                ctx = WriteContext(start, self._cached, self._active, self._rows_of)
             index = 0
             while index < len(ops):
                 group = group_at(ops, index, self._groups, failed, alone)

@@ -9,8 +9,8 @@ context the hub keys to wake and the ``Change`` for the watch cache.
 
 A migration row carries its vif counts by outcome (``rules.Tally``), so an
 upload or a result reads and writes only the vifs it names. Uploads live in
-``sqlite_uploads`` (consecutive ones run as one group); the store finds every
-write here by name.
+``sqlite_uploads`` and results in ``sqlite_results`` (consecutive ones of each
+run as one group); the store finds every write here by name.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from vifbroker.model import (
     Migration,
     MigrationCreate,
     MigrationState,
-    ResultIn,
 )
 
 from . import rows, rules
@@ -38,12 +37,16 @@ from .errors import (
 )
 from .sqlite_cache import Pruned, change
 from .sqlite_engine import GroupRunner, WriteContext
+from .sqlite_results import record_results, results_group
 from .sqlite_schema import ACTIVE_SQL, TERMINAL_SQL
-from .sqlite_uploads import SETTLE_COUNTS, SETTLE_MIGRATION, store_uploads, upload_group
+from .sqlite_uploads import store_uploads, upload_group
 
 ACTIVE = ACTIVE_SQL
 #: Operations that run together when consecutive in a batch (see ``sqlite_engine``).
-GROUPS: dict[Callable[..., Any], GroupRunner] = {store_uploads: upload_group}
+GROUPS: dict[Callable[..., Any], GroupRunner] = {
+    store_uploads: upload_group,
+    record_results: results_group,
+}
 #: A batch naming at most this many vifs may run its statements on the event loop.
 INLINE_VIFS = 256
 RowDict = rows.RowDict
@@ -118,37 +121,6 @@ def prune_ended(c: sqlite3.Connection, ctx: WriteContext, older_than: datetime) 
 
 
 # ------------------------------------------------------------------- records
-def record_results(
-    c: sqlite3.Connection,
-    ctx: WriteContext,
-    migration_id: str,
-    results: Sequence[ResultIn],
-    now: datetime,
-) -> Migration:
-    """Record the destination's results; a result for an old generation changes nothing."""
-    migration = _migration_row(c, migration_id)
-    rules.ensure_active(MigrationState(migration["state"]), "post results")
-    stored = _named_vifs(c, migration_id, [r.mac for r in results])
-    written, tally = rows.plan_results(migration, stored, results, now)
-    if not written:
-        return rows.migration(migration, _all_vifs(c, migration_id))
-    rev = ctx.next_revision()
-    for vif in written:
-        vif["revision"] = rev
-    _write_vifs(
-        c,
-        ctx,
-        "UPDATE vifs SET status = :status, applied_generation = :applied_generation,"
-        " detail = :detail, digest = :digest, revision = :revision, applied_at = :applied_at"
-        " WHERE migration_id = :migration_id AND mac = :mac",
-        (migration, tally, written),
-        rev,
-        now,
-    )
-    # The answer shows every vif: the destination's results call reads them all.
-    return rows.migration(migration, _all_vifs(c, migration_id))
-
-
 def record_resume(
     c: sqlite3.Connection, ctx: WriteContext, migration_id: str, at: datetime, now: datetime
 ) -> Migration:
@@ -203,49 +175,8 @@ def _migration_row(c: sqlite3.Connection, migration_id: str) -> RowDict:
     return dict(row)
 
 
-def _named_vifs(
-    c: sqlite3.Connection, migration_id: str, macs: Sequence[str]
-) -> dict[str, RowDict]:
-    """The stored vifs among ``macs`` (primary-key lookups: no scan of the migration)."""
-    found: dict[str, RowDict] = {}
-    for start in range(0, len(macs), 500):
-        chunk = macs[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for r in c.execute(
-            f"SELECT * FROM vifs WHERE migration_id = ? AND mac IN ({marks})",
-            (migration_id, *chunk),
-        ):
-            found[r["mac"]] = dict(r)
-    return found
-
-
 def _all_vifs(c: sqlite3.Connection, migration_id: str) -> list[sqlite3.Row]:
     return sqlrows.fetch_vifs(c, [migration_id])[migration_id]
-
-
-def _write_vifs(
-    c: sqlite3.Connection,
-    ctx: WriteContext,
-    sql: str,
-    what: tuple[RowDict, rules.Tally, list[RowDict]],
-    rev: int,
-    now: datetime,
-) -> None:
-    """Write ``vifs`` with ``sql``, then their migration's counts, state and revision."""
-    migration, tally, vifs = what
-    c.executemany(sql, vifs)
-    _update_migration(c, migration, tally, rev, now)
-    _changed_row(c, ctx, migration, vifs)
-
-
-def _update_migration(
-    c: sqlite3.Connection, migration: RowDict, tally: rules.Tally, rev: int, now: datetime
-) -> None:
-    """Store the counts, the state they imply and the revision of a change to its vifs
-    (the state column only when it moves: SQLite then leaves the partial indexes alone)."""
-    state = migration["state"]
-    rows.settle(migration, tally, rev, now)
-    c.execute(SETTLE_MIGRATION if migration["state"] != state else SETTLE_COUNTS, migration)
 
 
 def _end(
@@ -265,19 +196,6 @@ def _end(
     ended = rows.migration(row, vifs)
     _changed(ctx, ended, row, vifs, full=True)
     return ended
-
-
-def _changed_row(
-    c: sqlite3.Connection, ctx: WriteContext, row: RowDict, written: list[RowDict]
-) -> None:
-    """Report a change to some vifs of ``row``; all of them when the cache lacks it."""
-    ctx.keys |= rules.hub_keys(
-        row["id"], row["domain_uuid"], row["source_host"], row["destination_host"]
-    )
-    if ctx.cached(row["id"]):
-        ctx.changes.append(change(row, written, full=False))
-    else:
-        ctx.changes.append(change(row, _all_vifs(c, row["id"]), full=True))
 
 
 def _changed(
