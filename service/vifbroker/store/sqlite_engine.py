@@ -106,6 +106,10 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
+    # Statement journals in memory: an UPDATE that moves a migration's state
+    # (its partial indexes) needs one, and a file-backed one is a 64 KiB buffer
+    # malloc'd, faulted in and freed per row (~120 us; ~12 us in memory here).
+    conn.execute("PRAGMA temp_store=MEMORY")
     conn.row_factory = sqlite3.Row
     return conn
 
