@@ -29,7 +29,7 @@ from .config import Settings
 from .context import CTX, Context, utcnow
 from .longpoll import LongPolls
 from .metrics import Metrics
-from .middleware import echo_request_id, front_middleware
+from .middleware import front_middleware
 from .tokenfile import TOKEN_WATCHER, TokenWatcher, watch_tokens
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,6 @@ def create_app(
     app.cleanup_ctx.append(_housekeeping)
     app.cleanup_ctx.append(watch_tokens)
     app.on_shutdown.append(_wake_longpolls)
-    app.on_response_prepare.append(echo_request_id)
     return app
 
 

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: What every response names as its server (no versions: they help attackers only).
 SERVER_NAME = "vifbroker"
+#: The request's id, echoed on its response (set by the app's middleware).
+REQUEST_ID_KEY = web.RequestKey("vifbroker.request_id", str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,8 @@ class _Handler(RequestHandler):
             headers={"Server": SERVER_NAME, **problem.headers()},
             content_type=PROBLEM_CONTENT_TYPE,
         )
+        if (request_id := request.get(REQUEST_ID_KEY)) is not None:
+            response.headers["X-Request-Id"] = request_id
         response.force_close()
         return response
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .connections import disconnected
 from .context import CTX
-from .middleware import principal
+from .middleware import prepare, principal
 from .params import query_int, revision_header
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
-    await response.prepare(request)
+    await prepare(request, response)
     loop = asyncio.get_running_loop()
     gone = disconnected(request)
     try:

@@ -26,7 +26,7 @@ from aiohttp.typedefs import Middleware
 from vifbroker.store import StoreError
 
 from .auth import Principal
-from .connections import SERVER_NAME
+from .connections import REQUEST_ID_KEY, SERVER_NAME
 from .context import CTX
 from .errors import (
     Internal,
@@ -49,7 +49,6 @@ H = Callable[..., Awaitable[web.StreamResponse]]
 
 PRINCIPAL = web.RequestKey("vifbroker.principal", Principal)
 MEDIA = web.RequestKey("vifbroker.media", str)
-REQUEST_ID_KEY = web.RequestKey("vifbroker.request_id", str)
 
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _UNMATCHED = "<unmatched>"
@@ -84,45 +83,62 @@ def request_ids() -> Callable[[], str]:
 
 
 def front_middleware() -> Middleware:
-    """The app's one middleware (ids are per app: :func:`request_ids`)."""
+    """The app's one middleware (ids are per app: :func:`request_ids`).
+
+    One coroutine frame between aiohttp and the handler (it was three: a
+    wrapper, the front and the guard), and the response headers set here rather
+    than from an ``on_response_prepare`` signal (a coroutine more per response):
+    every request's await chain passes through these frames again each time
+    it resumes.
+    """
     new_id = request_ids()
 
     @web.middleware
     async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await _front(request, handler, new_id)
+        given = request.headers.get("X-Request-Id", "")
+        request_id = given if _REQUEST_ID_RE.fullmatch(given) else new_id()
+        request[REQUEST_ID_KEY] = request_id  # for a response prepared by its handler
+        token = REQUEST_ID.set(request_id)
+        start = time.perf_counter()
+        status = 500
+        try:
+            try:
+                guard(request)
+                response = await handler(request)
+            except Exception as exc:
+                response = problem_response(problem_of(request, exc, request_id))
+            status = response.status
+            if not response.prepared:
+                mark_response(response, request_id)
+            return response
+        finally:
+            elapsed = time.perf_counter() - start
+            request.app[CTX].metrics.observe(
+                route_template(request),
+                request.method,
+                status,
+                elapsed,
+                waited="wait_for" in request.query,
+            )
+            access_log.debug(
+                "%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000
+            )
+            REQUEST_ID.reset(token)
 
     return front
 
 
-async def _front(
-    request: web.Request, handler: Handler, new_id: Callable[[], str]
-) -> web.StreamResponse:
-    given = request.headers.get("X-Request-Id", "")
-    request_id = given if _REQUEST_ID_RE.fullmatch(given) else new_id()
-    request[REQUEST_ID_KEY] = request_id  # for echo_request_id (a response made elsewhere)
-    token = REQUEST_ID.set(request_id)
-    start = time.perf_counter()
-    status = 500
-    try:
-        try:
-            response = await guard(request, handler)
-        except Exception as exc:
-            response = problem_response(problem_of(request, exc))
-        status = response.status
-        if not response.prepared:
-            response.headers["X-Request-Id"] = request_id
-        return response
-    finally:
-        elapsed = time.perf_counter() - start
-        request.app[CTX].metrics.observe(
-            route_template(request),
-            request.method,
-            status,
-            elapsed,
-            waited="wait_for" in request.query,
-        )
-        access_log.debug("%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000)
-        REQUEST_ID.reset(token)
+def mark_response(response: web.StreamResponse, request_id: str | None) -> None:
+    """The headers every answer carries: who served it, and the request's id."""
+    response.headers["Server"] = SERVER_NAME
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
+
+
+def prepare(request: web.Request, response: web.StreamResponse) -> Awaitable[object]:
+    """``response.prepare`` for a handler that streams, with :func:`mark_response`'s headers."""
+    mark_response(response, request.get(REQUEST_ID_KEY))
+    return response.prepare(request)
 
 
 def _from_http_exception(exc: web.HTTPException) -> Problem:
@@ -137,8 +153,8 @@ def _from_http_exception(exc: web.HTTPException) -> Problem:
     return Internal(exc.reason)
 
 
-def problem_of(request: web.Request, exc: Exception) -> Problem:
-    """The problem a handler's exception answers (a redirect is re-raised as it is)."""
+def problem_of(request: web.Request, exc: Exception, request_id: str | None = None) -> Problem:
+    """The problem a handler's exception answers (a redirect is re-raised, marked)."""
     if isinstance(exc, Problem):
         return exc
     if isinstance(exc, StoreError):
@@ -148,13 +164,15 @@ def problem_of(request: web.Request, exc: Exception) -> Problem:
         return problem
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
+            mark_response(exc, request_id)
             raise exc
         return _from_http_exception(exc)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return Internal("internal error")
 
 
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+def guard(request: web.Request) -> None:
+    """Bearer authentication for ``/v1``; Accept negotiation where a route offers several types."""
     if request.path.startswith("/v1/") or request.path == "/v1":
         request[PRINCIPAL] = request.app[CTX].tokens.authenticate_header(
             request.headers.get("Authorization")
@@ -164,11 +182,3 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     offers = getattr(request.match_info.handler, "produces", None)
     if offers and request.match_info.http_exception is None:
         request[MEDIA] = choose(request.headers.get("Accept"), offers)
-    return await handler(request)
-
-
-async def echo_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER_NAME
-    request_id = request.get(REQUEST_ID_KEY)
-    if request_id is not None:
-        response.headers["X-Request-Id"] = request_id
