@@ -87,8 +87,10 @@ class _Handler(RequestHandler):
 
     def __init__(self, manager: _Server, *, limits: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(manager, keepalive_timeout=limits.keepalive_timeout, **kwargs)
-        self._limits = limits
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._server = manager
+        #: When the request being received began (its first byte, or the
+        #: connection's opening), until its headers are complete; else None.
+        self.head_since: float | None = None
         self._armed_at_count = 0
         self._gone: asyncio.Future[None] | None = None
 
@@ -103,41 +105,40 @@ class _Handler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        server = self._manager
-        if isinstance(server, _Server) and server.over_capacity():
-            log.warning("refusing a connection: %d open", server.open_connections)
+        if self._server.over_capacity():
+            log.warning("refusing a connection: %d open", self._server.open_connections)
             self._refuse(Unavailable("too many open connections; retry later"))
             return
-        self._arm_header_timer()
+        self._await_head()
 
     def data_received(self, data: bytes) -> None:
-        if self._header_timer is None and self._waiter is not None and data:
-            self._arm_header_timer()  # the first byte of the next request
+        if self.head_since is None and self._waiter is not None and data:
+            self._await_head()  # the first byte of the next request
         super().data_received(data)
-        if self._header_timer is not None and self._request_count != self._armed_at_count:
-            self._disarm_header_timer()
+        if self.head_since is not None and self._request_count != self._armed_at_count:
+            self._head_done()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._disarm_header_timer()
+        self._head_done()
         super().connection_lost(exc)
         # Only parked waits watch this: a handler in the middle of a store
         # write is never cancelled (aiohttp's handler_cancellation stays off).
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
 
-    def _arm_header_timer(self) -> None:
+    def _await_head(self) -> None:
         self._armed_at_count = self._request_count
-        self._header_timer = self._loop.call_later(
-            self._limits.header_timeout, self._header_deadline
-        )
+        self.head_since = self._loop.time()
+        self._server.awaiting_head(self)
 
-    def _disarm_header_timer(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+    def _head_done(self) -> None:
+        if self.head_since is not None:
+            self.head_since = None
+            self._server.head_done(self)
 
-    def _header_deadline(self) -> None:
-        self._header_timer = None
+    def head_overdue(self) -> None:
+        """Called by the server's sweep once ``head_since`` is past the header timeout."""
+        self._head_done()
         if self._request_count == self._armed_at_count and self.transport is not None:
             log.debug("closing a connection: request headers incomplete in time")
             self._refuse(RequestTimeout("request headers not received in time"))
@@ -198,9 +199,21 @@ def disconnected(request: web.BaseRequest) -> asyncio.Future[None] | None:
 
 
 class _Server(web.Server):
+    """The connections: their cap, and one sweep for overdue request headers.
+
+    A timer per request (armed at its first byte, cancelled once its headers
+    are in) cost every request a ``call_later`` and a ``cancel``. Instead the
+    connections receiving headers are kept in a set, and one sweep, due every
+    quarter of the header timeout while the set is not empty, refuses those
+    whose headers are overdue: each is answered 408 between 1 and 1.25 header
+    timeouts after its request began.
+    """
+
     def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = limits
+        self._heads: set[_Handler] = set()
+        self._sweep: asyncio.TimerHandle | None = None
 
     @property
     def open_connections(self) -> int:
@@ -211,6 +224,28 @@ class _Server(web.Server):
 
     def __call__(self) -> RequestHandler:
         return _Handler(self, loop=self._loop, limits=self._limits, **self._kwargs)
+
+    def awaiting_head(self, handler: _Handler) -> None:
+        self._heads.add(handler)
+        if self._sweep is None:
+            self._sweep = self._loop.call_later(self._limits.header_timeout / 4, self._sweep_heads)
+
+    def head_done(self, handler: _Handler) -> None:
+        self._heads.discard(handler)
+
+    def _sweep_heads(self) -> None:
+        self._sweep = None
+        due = self._loop.time() - self._limits.header_timeout
+        for handler in [h for h in self._heads if h.head_since is None or h.head_since <= due]:
+            handler.head_overdue()
+        if self._heads:
+            self._sweep = self._loop.call_later(self._limits.header_timeout / 4, self._sweep_heads)
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (aiohttp's)
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        await super().shutdown(timeout)
 
 
 class BrokerRunner(web.AppRunner):
