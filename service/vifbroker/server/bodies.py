@@ -23,7 +23,7 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -118,11 +118,12 @@ class BodyDecoder:
         self._workers = workers
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
-    async def interfaces(self, media: str, body: bytes, *, many: bool) -> InterfaceBody:
-        return await self._run(len(body), decode_interfaces, media, body, self.limits, many)
+    # Plain functions handing back ``_run``'s coroutine: a frame less to await.
+    def interfaces(self, media: str, body: bytes, *, many: bool) -> Awaitable[InterfaceBody]:
+        return self._run(len(body), decode_interfaces, media, body, self.limits, many)
 
-    async def model(self, body: bytes, model: type[M]) -> M:
-        return await self._run(len(body), json_model, body, model)
+    def model(self, body: bytes, model: type[M]) -> Awaitable[M]:
+        return self._run(len(body), json_model, body, model)
 
     async def _run(self, size: int, func: Callable[..., T], *args: Any) -> T:
         if size <= self.inline_bytes:

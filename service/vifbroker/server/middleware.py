@@ -118,7 +118,8 @@ def front_middleware() -> Middleware:
                 request.method,
                 status,
                 elapsed,
-                waited="wait_for" in request.query,
+                # (the raw string first: ``request.query`` parses it)
+                waited="wait_for" in request.query_string and "wait_for" in request.query,
             )
             access_log.debug(
                 "%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000
