@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from testkit import no_loop_blocking
-from vifbroker.store import NotFound
+from vifbroker.store import NotFound, StoreUnavailable
 from vifbroker.store.hub import ChangeHub
 from vifbroker.store.sqlite_engine import Engine, WriteContext
 from vifbroker.store.sqlite_schema import upgrade
@@ -101,3 +101,35 @@ async def test_a_write_waiting_for_another_writers_lock_leaves_the_loop_free(
         release.set()
         await asyncio.to_thread(holder.join)
     assert await asyncio.wait_for(write, 30) == 1
+
+
+async def test_closing_answers_the_batch_under_way_and_fails_what_waits(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # The first batch waits on the writer thread for another writer's lock; a
+    # second write queues behind it; then the store closes.
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=_hold_write_lock, args=(tmp_path / "vifbroker.db", locked, release)
+    )
+    holder.start()
+    try:
+        assert await asyncio.to_thread(locked.wait, 10)
+        first = asyncio.ensure_future(engine.write(put("first")))
+        await asyncio.sleep(0)  # its batch is under way (on the writer thread)
+        second = asyncio.ensure_future(engine.write(put("second")))
+        closing = asyncio.ensure_future(engine.close())
+        await asyncio.sleep(0)
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(second, 30)  # never run: told so at once
+        assert not closing.done()  # it waits for the commit under way
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+    # What committed is answered as committed, not as a failure.
+    assert await asyncio.wait_for(first, 30) == 1
+    await asyncio.wait_for(closing, 30)
+    keys = sqlite3.connect(tmp_path / "vifbroker.db").execute("SELECT key FROM meta")
+    assert "first" in {k for (k,) in keys} and not engine.alive
+    with pytest.raises(StoreUnavailable):
+        engine.write(put("late"))

@@ -1,7 +1,7 @@
 """The queue behind group commit, the same for every store.
 
-Writers ``submit`` an operation and wait; the store's writer task takes
-``next_batch`` (everything queued, up to a bound), runs it as one transaction,
+Writers ``submit`` an operation and wait; the store's writer takes ``next_batch``
+(or ``take``: everything queued, up to a bound), runs it as one transaction,
 and then either ``answer``s each writer with its own result (a value, or the
 exception its operation raised) or ``fail``s them all (the commit failed:
 nobody's write is known to have happened).
@@ -30,6 +30,13 @@ class WriteQueue(Generic[Op]):
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, fut))  # unbounded: never waits
         return fut
+
+    def take(self) -> list[tuple[Op, asyncio.Future[Any]]]:
+        """Whatever is queued (up to the bound): empty when nothing is."""
+        batch: list[tuple[Op, asyncio.Future[Any]]] = []
+        while len(batch) < self.max_batch and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
 
     async def next_batch(self) -> list[tuple[Op, asyncio.Future[Any]]]:
         """Wait for one operation, then take whatever else is queued."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -21,7 +22,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+#: How a call's outcome reaches the loop: ``done(result, None)`` or ``done(None, exc)``.
+Done = Callable[[Any, BaseException | None], None]
+_Call = tuple[asyncio.AbstractEventLoop, Callable[[], Any], Done]
 
 
 class Hop:
@@ -32,13 +35,18 @@ class Hop:
 
     async def run(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the thread (started on first use); its result or its exception."""
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.submit(fn, functools.partial(_settle, fut))
+        return await fut
+
+    def submit(self, fn: Callable[[], Any], done: Done) -> None:
+        """Run ``fn()`` on the thread; then ``done`` is called on the running loop with
+        its result (and None), or with None and the exception it raised. No future
+        and no task: the SQLite writer hands its COMMIT over this way."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, fut, fn))
-        return await fut
+        self._calls.put((asyncio.get_running_loop(), fn, done))
 
     def close(self) -> None:
         """Stop the thread once the calls queued before are done (blocks until then)."""
@@ -49,30 +57,26 @@ class Hop:
 
     def _serve(self) -> None:
         while (call := self._calls.get()) is not None:
-            loop, fut, fn = call
+            loop, fn, done = call
             try:
                 result = fn()
             except BaseException as exc:  # handed to the caller, whatever it is
-                _answer(loop, _fail, fut, exc)
+                _answer(loop, done, None, exc)
             else:
-                _answer(loop, _done, fut, result)
+                _answer(loop, done, result, None)
 
 
 def _answer(
-    loop: asyncio.AbstractEventLoop,
-    how: Callable[[asyncio.Future[Any], Any], None],
-    fut: asyncio.Future[Any],
-    value: Any,
+    loop: asyncio.AbstractEventLoop, done: Done, result: Any, exc: BaseException | None
 ) -> None:
     with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-        loop.call_soon_threadsafe(how, fut, value)
+        loop.call_soon_threadsafe(done, result, exc)
 
 
-def _done(fut: asyncio.Future[Any], result: Any) -> None:
-    if not fut.done():
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
         fut.set_result(result)
-
-
-def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
-    if not fut.done():
+    else:
         fut.set_exception(exc)

@@ -2,11 +2,17 @@
 
 SQLite calls block (a commit with ``synchronous=FULL`` waits for fsync), so
 each connection has its own single thread. Writes queue up on the event loop;
-one writer task takes everything queued, runs every operation in ONE
-transaction and commits once, on the writer thread. While that fsync runs, new
-writes queue for the next batch: concurrent writers share commits instead of
-waiting in line. Only after the commit returns are callers answered and the
-change published, so nothing not yet durable is ever seen.
+the writer takes everything queued, runs every operation in ONE transaction
+and commits once, on the writer thread. While that fsync runs, new writes
+queue for the next batch: concurrent writers share commits instead of waiting
+in line. Only after the commit returns are callers answered and the change
+published, so nothing not yet durable is ever seen.
+
+The writer is no task but two callbacks: a write into an idle engine has its
+batch started by a callback (``_start``) once the loop's current turn is
+through, and the commit's answer, handed back to the loop by the writer
+thread, answers the batch and starts the next (``_committed``). A handoff's
+upload so skips a task's two wake-ups (for the queue, and for the commit).
 
 A small batch (``inline``: a few hundred vifs at most) runs its statements on
 the event loop, and only its COMMIT on the writer thread. On the writer thread
@@ -29,7 +35,6 @@ run as one group: a few statements for all of them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import sqlite3
@@ -154,7 +159,13 @@ class Engine:
         self._rconn: sqlite3.Connection | None = None
         self._wconn: sqlite3.Connection | None = None
         self._queue: WriteQueue[WriteOp[Any]] = WriteQueue()
-        self._writer: asyncio.Task[None] | None = None
+        # The writer: no task, a batch at a time. The first write into an idle
+        # engine starts a batch at once; each commit's answer, back on the loop,
+        # starts the next with everything queued meanwhile (``_start``, ``_committed``).
+        self._open = False
+        self._running = False
+        self._broken = False
+        self._idle: asyncio.Future[None] | None = None  # close() waits on it
 
     async def open(self) -> None:
         """Open (creating or upgrading the schema) and set the hub to the stored revision."""
@@ -167,7 +178,7 @@ class Engine:
                 raise StoreUnavailable(f"cannot open {self._path}: {exc}") from exc
             raise
         self._hub.publish(revision, ())
-        self._writer = asyncio.create_task(self._write_loop(), name="vifbroker-sqlite-writer")
+        self._open = True
 
     def _open_writer(self) -> tuple[sqlite3.Connection, int]:
         conn = connect(self._path)
@@ -185,12 +196,11 @@ class Engine:
         return conn, int(row[0]) if row else 0
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
+        self._open = False
         self._queue.close(StoreUnavailable("the store is closing"))
+        if self._running:  # its commit is under way: its writers hear how it went
+            self._idle = asyncio.get_running_loop().create_future()
+            await self._idle
         if self._wconn is not None:
             await self._whop.run(self._wconn.close)
         if self._rconn is not None:
@@ -201,7 +211,7 @@ class Engine:
 
     @property
     def alive(self) -> bool:
-        return self._writer is not None and not self._writer.done()
+        return self._open and not self._broken
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one read transaction (a consistent snapshot)."""
@@ -225,36 +235,81 @@ class Engine:
         """Queue ``op``; what it answers, once the batch holding it is committed to disk."""
         if not self.alive:
             raise StoreUnavailable("store is not open")
-        return self._queue.submit(op)
+        fut = self._queue.submit(op)
+        if not self._running:
+            # Idle: the batch begins once this turn of the loop is through, with
+            # whatever else is written meanwhile (a host's results, say).
+            self._running = True
+            asyncio.get_running_loop().call_soon(self._start)
+        return fut
 
-    async def _write_loop(self) -> None:
-        while True:
-            batch = await self._queue.next_batch()
+    def _start(self) -> None:
+        """Run the next batch: everything queued. Its statements run here, on the loop,
+        when small (``inline``); the COMMIT, or the whole batch, on the writer thread."""
+        while self.alive and (batch := self._queue.take()):
             ops = [op for op, _ in batch]
+            start = self._hub.revision
+            self._running = True
             try:
-                try:
-                    if not self._inline(ops):
-                        raise _Busy
-                    results, ctx = self._run_batch(ops, self._hub.revision, self._begin_now)
-                    await self._whop.run(self._commit)
-                except _Busy:  # large, or another process holds the write lock: wait there
-                    results, ctx = await self._whop.run(
-                        functools.partial(self._run_and_commit, ops, self._hub.revision)
-                    )
-            except BaseException as exc:  # commit failed: nobody's write happened
-                self._queue.fail(batch, StoreUnavailable(f"sqlite commit failed: {exc}"))
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                log.error("sqlite batch of %d failed: %s", len(batch), exc)
-                continue
+                if self._inline(ops):
+                    try:
+                        results, ctx = self._run_batch(ops, start, self._begin_now)
+                    except _Busy:  # another process holds the write lock: wait there
+                        pass
+                    else:
+                        done = functools.partial(self._committed, batch, (results, ctx))
+                        self._whop.submit(self._commit, done)
+                        return
+                # Large, or the lock is taken: the whole batch on the writer thread.
+                run = functools.partial(self._run_and_commit, ops, start)
+                self._whop.submit(run, functools.partial(self._committed, batch, None))
+                return
+            except Exception as exc:  # its statements failed: nobody's write happened
+                self._fail(batch, exc)
+        self._running = False
+        if not self.alive:  # closed, or broken: nothing queued will run
+            self._queue.close(StoreUnavailable("the store is not open"))
+        if self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)  # close() may go on
+
+    def _committed(
+        self,
+        batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]],
+        ran: tuple[list[Any], WriteContext] | None,
+        done: tuple[list[Any], WriteContext] | None,
+        exc: BaseException | None,
+    ) -> None:
+        """On the loop, once the writer thread is through with ``batch``: answer it
+        (or fail it), then start the next."""
+        try:
+            if exc is not None:
+                self._fail(batch, exc)
+                return
+            ran = ran if ran is not None else done
+            assert ran is not None  # one of the two, as ``_start`` submitted it
+            results, ctx = ran
             self._foreign = False  # the batch told the cache (``Foreign``)
-            self._on_commit(ctx.changes)
+            try:
+                self._on_commit(ctx.changes)
+            except BaseException:
+                # The cache no longer matches the file: take no more writes.
+                self._broken = True
+                self._queue.fail(batch, StoreUnavailable("the store broke after a commit"))
+                raise
             # Durable now. Wake the long-polls first: their callbacks then run before
             # the writers' (whose answers nobody else waits for), which takes the
             # writer's response work off the handoff path.
             if ctx.revision != self._hub.revision or ctx.keys:
                 self._hub.publish(ctx.revision, ctx.keys)
             self._queue.answer(batch, results)
+        finally:
+            self._start()
+
+    def _fail(
+        self, batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]], exc: BaseException
+    ) -> None:
+        self._queue.fail(batch, StoreUnavailable(f"sqlite commit failed: {exc}"))
+        log.error("sqlite batch of %d failed: %s", len(batch), exc)
 
     def _run_and_commit(
         self, ops: list[WriteOp[Any]], start: int
