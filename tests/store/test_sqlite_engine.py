@@ -143,3 +143,23 @@ async def test_statement_journals_are_kept_in_memory(engine: Engine) -> None:
 
     assert await engine.write(temp_store) == 2  # MEMORY
     assert await engine.read(temp_store) == 2
+
+
+async def test_two_closes_during_a_commit_both_return(engine: Engine, tmp_path: Path) -> None:
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=_hold_write_lock, args=(tmp_path / "vifbroker.db", locked, release)
+    )
+    holder.start()
+    try:
+        assert await asyncio.to_thread(locked.wait, 10)
+        first = asyncio.ensure_future(engine.write(put("first")))
+        await asyncio.sleep(0)  # its batch is under way (on the writer thread)
+        closes = [asyncio.ensure_future(engine.close()) for _ in range(2)]
+        await asyncio.sleep(0)
+        assert not any(c.done() for c in closes)
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+    assert await asyncio.wait_for(first, 30) == 1
+    await asyncio.wait_for(asyncio.gather(*closes), 30)

@@ -199,8 +199,9 @@ class Engine:
         self._open = False
         self._queue.close(StoreUnavailable("the store is closing"))
         if self._running:  # its commit is under way: its writers hear how it went
-            self._idle = asyncio.get_running_loop().create_future()
-            await self._idle
+            if self._idle is None or self._idle.done():
+                self._idle = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._idle)  # a second close() waits for the same
         if self._wconn is not None:
             await self._whop.run(self._wconn.close)
         if self._rconn is not None:
