@@ -36,6 +36,11 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        # One encoder for every line: json.dumps with options builds a new one each call.
+        self._encoder = json.JSONEncoder(ensure_ascii=False, default=str)
+
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -49,7 +54,7 @@ class JsonFormatter(logging.Formatter):
         doc.update(fields(record))
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        return self._encoder.encode(doc)
 
 
 class FieldsFilter(logging.Filter):

@@ -168,6 +168,7 @@ class Metrics:
         # The request histogram's child per (route, method, status): ``labels()``
         # takes a lock and builds its key on every call. As many as prometheus keeps.
         self._request_children: dict[tuple[str, str, int], Histogram] = {}
+        self._result_children: dict[tuple[str, str], Counter] = {}
 
     # thin calls from the request path
 
@@ -202,19 +203,33 @@ class Metrics:
     def results(self, before: Migration, posted: Iterable[ResultIn], after: Migration) -> None:
         """Count the results that changed a vif; time applied ones since their upload."""
         now = time.monotonic()
-        old = {v.mac: (v.status, v.applied_generation) for v in before.interfaces}
+        old = {v.mac: v for v in before.interfaces}
         new = {v.mac: v for v in after.interfaces}
         for result in posted:
             vif = new.get(result.mac)
             if vif is None or vif.applied_generation != result.generation:
                 continue  # superseded by a newer upload: changed nothing
-            if old.get(result.mac) == (vif.status, vif.applied_generation):
+            was = old.get(result.mac)
+            if (
+                was is not None
+                and was.status == vif.status
+                and was.applied_generation == vif.applied_generation
+            ):
                 continue  # a repeat of what was recorded
             reason = failure_reason(vif.detail) if vif.status is VifStatus.FAILED else ""
-            self.results_total.labels(vif.status.value, reason).inc()
+            self._result(vif.status.value, reason).inc()
             started = self._uploaded_at.pop((after.id, vif.mac, vif.generation), None)
             if vif.status is VifStatus.APPLIED and started is not None:
                 self.handoff.observe(now - started)
+
+    def _result(self, status: str, reason: str) -> Counter:
+        """The results counter's child for ``status`` and ``reason`` (kept: see observe)."""
+        child = self._result_children.get((status, reason))
+        if child is None:
+            child = self._result_children[status, reason] = self.results_total.labels(
+                status, reason
+            )
+        return child
 
     def expired(self, count: int) -> None:
         if count:

@@ -46,18 +46,21 @@ async def _record(ctx: Context, before: Migration, results: Sequence[ResultIn]) 
     observe_margin(ctx, before, after)
     # One line per post, not per vif (an evacuation posts thousands): the MACs,
     # generations and statuses are keys, comma-separated in the order posted.
-    log.info(
-        "result %s",
-        "/".join(sorted({r.status for r in results})),
-        extra={
-            "migration": after.id,
-            "domain": after.domain_uuid,
-            "mac": ",".join(r.mac for r in results),
-            "generation": ",".join(str(r.generation) for r in results),
-            "status": ",".join(r.status for r in results),
-        },
-    )
+    # Built only when the line is written.
+    if log.isEnabledFor(logging.INFO):
+        _log_results(after, results)
     return after
+
+
+def _log_results(after: Migration, results: Sequence[ResultIn]) -> None:
+    macs, generations, statuses = [], [], []
+    for r in results:
+        macs.append(r.mac)
+        generations.append(str(r.generation))
+        statuses.append(r.status)
+    fields = {"migration": after.id, "domain": after.domain_uuid, "mac": ",".join(macs),
+              "generation": ",".join(generations), "status": ",".join(statuses)}  # fmt: skip
+    log.info("result %s", "/".join(sorted(set(statuses))), extra=fields)
 
 
 async def post_results(request: web.Request) -> web.Response:
