@@ -11,6 +11,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -83,23 +84,28 @@ def _hold_write_lock(path: Path, locked: threading.Event, release: threading.Eve
     conn.close()
 
 
-async def test_a_write_waiting_for_another_writers_lock_leaves_the_loop_free(
-    engine: Engine, tmp_path: Path
-) -> None:
+@asynccontextmanager
+async def write_lock_held(path: Path) -> AsyncIterator[None]:
+    """Another process's writer holds the file's write lock inside the block."""
     locked, release = threading.Event(), threading.Event()
-    holder = threading.Thread(
-        target=_hold_write_lock, args=(tmp_path / "vifbroker.db", locked, release)
-    )
+    holder = threading.Thread(target=_hold_write_lock, args=(path, locked, release))
     holder.start()
     try:
         assert await asyncio.to_thread(locked.wait, 10)
+        yield
+    finally:
+        release.set()
+        await asyncio.to_thread(holder.join)
+
+
+async def test_a_write_waiting_for_another_writers_lock_leaves_the_loop_free(
+    engine: Engine, tmp_path: Path
+) -> None:
+    async with write_lock_held(tmp_path / "vifbroker.db"):
         write = asyncio.ensure_future(engine.write(put("x")))
         for _ in range(10):  # the loop keeps turning while the writer waits for the lock
             await asyncio.sleep(0.02)
         assert not write.done()
-    finally:
-        release.set()
-        await asyncio.to_thread(holder.join)
     assert await asyncio.wait_for(write, 30) == 1
 
 
@@ -108,13 +114,7 @@ async def test_closing_answers_the_batch_under_way_and_fails_what_waits(
 ) -> None:
     # The first batch waits on the writer thread for another writer's lock; a
     # second write queues behind it; then the store closes.
-    locked, release = threading.Event(), threading.Event()
-    holder = threading.Thread(
-        target=_hold_write_lock, args=(tmp_path / "vifbroker.db", locked, release)
-    )
-    holder.start()
-    try:
-        assert await asyncio.to_thread(locked.wait, 10)
+    async with write_lock_held(tmp_path / "vifbroker.db"):
         first = asyncio.ensure_future(engine.write(put("first")))
         await asyncio.sleep(0)  # its batch is under way (on the writer thread)
         second = asyncio.ensure_future(engine.write(put("second")))
@@ -123,9 +123,6 @@ async def test_closing_answers_the_batch_under_way_and_fails_what_waits(
         with pytest.raises(StoreUnavailable):
             await asyncio.wait_for(second, 30)  # never run: told so at once
         assert not closing.done()  # it waits for the commit under way
-    finally:
-        release.set()
-        await asyncio.to_thread(holder.join)
     # What committed is answered as committed, not as a failure.
     assert await asyncio.wait_for(first, 30) == 1
     await asyncio.wait_for(closing, 30)
@@ -146,20 +143,11 @@ async def test_statement_journals_are_kept_in_memory(engine: Engine) -> None:
 
 
 async def test_two_closes_during_a_commit_both_return(engine: Engine, tmp_path: Path) -> None:
-    locked, release = threading.Event(), threading.Event()
-    holder = threading.Thread(
-        target=_hold_write_lock, args=(tmp_path / "vifbroker.db", locked, release)
-    )
-    holder.start()
-    try:
-        assert await asyncio.to_thread(locked.wait, 10)
+    async with write_lock_held(tmp_path / "vifbroker.db"):
         first = asyncio.ensure_future(engine.write(put("first")))
         await asyncio.sleep(0)  # its batch is under way (on the writer thread)
         closes = [asyncio.ensure_future(engine.close()) for _ in range(2)]
         await asyncio.sleep(0)
         assert not any(c.done() for c in closes)
-    finally:
-        release.set()
-        await asyncio.to_thread(holder.join)
     assert await asyncio.wait_for(first, 30) == 1
     await asyncio.wait_for(asyncio.gather(*closes), 30)
