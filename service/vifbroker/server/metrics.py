@@ -28,8 +28,8 @@ from prometheus_client import (
 )
 
 from vifbroker.about import register_process_metrics
-from vifbroker.model import Migration, MigrationState, ResultIn, VifStatus
-from vifbroker.store import Store, StoreError
+from vifbroker.model import MigrationState, ResultIn, VifStatus
+from vifbroker.store import Recorded, Store, StoreError
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _HANDOFF_BUCKETS = (
@@ -200,21 +200,19 @@ class Metrics:
         while len(self._uploaded_at) > MAX_PENDING_UPLOADS:
             self._uploaded_at.popitem(last=False)
 
-    def results(self, before: Migration, posted: Iterable[ResultIn], after: Migration) -> None:
+    def results(self, recorded: Recorded, posted: Iterable[ResultIn]) -> None:
         """Count the results that changed a vif; time applied ones since their upload."""
         now = time.monotonic()
-        old = {v.mac: v for v in before.interfaces}
+        after, prior = recorded.migration, recorded.prior
+        if not prior:
+            return  # wrote nothing: every result was superseded by a newer upload
         new = {v.mac: v for v in after.interfaces}
         for result in posted:
+            was = prior.get(result.mac)
             vif = new.get(result.mac)
-            if vif is None or vif.applied_generation != result.generation:
+            if was is None or vif is None or vif.applied_generation != result.generation:
                 continue  # superseded by a newer upload: changed nothing
-            was = old.get(result.mac)
-            if (
-                was is not None
-                and was.status == vif.status
-                and was.applied_generation == vif.applied_generation
-            ):
+            if was.status == vif.status and was.applied_generation == vif.applied_generation:
                 continue  # a repeat of what was recorded
             reason = failure_reason(vif.detail) if vif.status is VifStatus.FAILED else ""
             self._result(vif.status.value, reason).inc()

@@ -19,7 +19,8 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from vifbroker.model import Migration, MigrationCreate, ResumedIn, VifStatus
+from vifbroker.model import Migration, MigrationCreate, ResumedIn, VifStatus, timeline_of
+from vifbroker.store import Recorded
 
 from .access import Part, migration_for
 from .auth import Principal
@@ -115,6 +116,23 @@ def observe_margin(ctx: Context, before: Migration, after: Migration) -> None:
             " (LATE)" if after.timeline.late else "",
             extra={"migration": after.id, "domain": after.domain_uuid},
         )
+
+
+def observe_results_margin(ctx: Context, recorded: Recorded) -> None:
+    """:func:`observe_margin` for a results post, whose migration before is the one
+    after with the vifs it wrote as they stood (a results post does not move the
+    resume). Built only when the margin is known after it: the rare case."""
+    after = recorded.migration
+    if not _settled(after):
+        return
+    vifs = [
+        v.model_copy(update={"status": was.status, "applied_generation": was.applied_generation,
+                             "applied_at": was.applied_at})
+        if (was := recorded.prior.get(v.mac)) is not None else v
+        for v in after.interfaces
+    ]  # fmt: skip
+    timeline = timeline_of(vifs, after.timeline.resumed_at)
+    observe_margin(ctx, after.model_copy(update={"interfaces": vifs, "timeline": timeline}), after)
 
 
 async def post_resumed(request: web.Request) -> web.Response:

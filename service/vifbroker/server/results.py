@@ -22,14 +22,14 @@ from aiohttp import web
 from vifbroker.model import HostResultsIn, Migration, MigrationResultsIn, ResultIn, ResultsIn
 from vifbroker.store import StoreError
 
-from .access import Part, migration_for, unknown_migration
+from .access import Part, parties_for, unknown_migration
 from .auth import Principal
 from .context import CTX, Context
 from .errors import Problem
 from .hostbatch import host_body, refused
 from .media import JSON_TYPES, read_body
 from .middleware import principal
-from .registration import observe_margin
+from .registration import observe_results_margin
 from .render import json_response, migration_doc
 
 log = logging.getLogger(__name__)
@@ -37,13 +37,15 @@ log = logging.getLogger(__name__)
 _DESTINATION = frozenset({Part.DESTINATION})
 
 
-async def _record(ctx: Context, before: Migration, results: Sequence[ResultIn]) -> Migration:
-    """Store ``results`` for ``before`` (access already checked); the migration after."""
+async def _record(ctx: Context, migration_id: str, results: Sequence[ResultIn]) -> Migration:
+    """Store ``results`` (access already checked); the migration after."""
     # Whether each result may land (terminal, unknown or repeated MAC, a future
-    # generation) is the store's rule: rules.apply_result and friends.
-    after = await ctx.store.post_results(before.id, results, ctx.now())
-    ctx.metrics.results(before, results, after)
-    observe_margin(ctx, before, after)
+    # generation) is the store's rule: rules.apply_result and friends. The store
+    # tells how each vif it wrote stood before: no read of the migration first.
+    recorded = await ctx.store.record_results(migration_id, results, ctx.now())
+    after = recorded.migration
+    ctx.metrics.results(recorded, results)
+    observe_results_margin(ctx, recorded)
     # One line per post, not per vif (an evacuation posts thousands): the MACs,
     # generations and statuses are keys, comma-separated in the order posted.
     # Built only when the line is written.
@@ -65,10 +67,10 @@ def _log_results(after: Migration, results: Sequence[ResultIn]) -> None:
 
 async def post_results(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    before = await migration_for(ctx, principal(request), request.match_info["id"], _DESTINATION)
+    parties = await parties_for(ctx, principal(request), request.match_info["id"], _DESTINATION)
     _, body = await read_body(request, JSON_TYPES, ctx.settings)
     results = (await ctx.bodies.model(body, ResultsIn)).results
-    return json_response(migration_doc(await _record(ctx, before, results)))
+    return json_response(migration_doc(await _record(ctx, parties.migration_id, results)))
 
 
 async def post_host_results(request: web.Request) -> web.Response:
@@ -81,10 +83,10 @@ async def _one(
     ctx: Context, who: Principal, host: str, entry: MigrationResultsIn
 ) -> dict[str, Any]:
     try:
-        before = await migration_for(ctx, who, entry.id, _DESTINATION)
-        if before.destination_host != host:
+        parties = await parties_for(ctx, who, entry.id, _DESTINATION)
+        if parties.destination_host != host:
             raise unknown_migration(entry.id)  # not arriving here: as if unknown
-        after = await _record(ctx, before, entry.results)
+        after = await _record(ctx, parties.migration_id, entry.results)
     except (Problem, StoreError) as exc:
         return refused("id", entry.id, exc)
     return {"id": after.id, "state": after.state.value, "revision": after.revision}

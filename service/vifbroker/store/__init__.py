@@ -1,6 +1,6 @@
 """Storage: the Store protocol, its implementations, and the change hub."""
 
-from .base import Parties, Store, Uploaded
+from .base import Parties, Prior, Recorded, Store, Uploaded
 from .errors import (
     BadCursor,
     Conflict,
@@ -26,6 +26,8 @@ __all__ = [
     "NotFound",
     "Parties",
     "PreconditionFailed",
+    "Prior",
+    "Recorded",
     "SchemaMismatch",
     "Store",
     "StoreError",

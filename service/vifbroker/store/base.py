@@ -26,6 +26,7 @@ from vifbroker.model import (
     MigrationState,
     ResultIn,
     VifRecord,
+    VifStatus,
 )
 from vifbroker.model.wire import InboxPage
 
@@ -40,6 +41,27 @@ class Parties:
     source_host: str
     destination_host: str
     registered_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """A vif a results post wrote, as it stood before that post."""
+
+    status: VifStatus
+    applied_generation: int
+    applied_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What a results post did: the migration after it, and each vif it wrote as it
+    stood before (by MAC; a result for an older generation writes nothing).
+
+    What the broker needs to tell which results changed a vif, with no read before the write.
+    """
+
+    migration: Migration
+    prior: dict[str, Prior]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +116,9 @@ class Store(Protocol):
 
     async def get_migration(self, migration_id: str) -> Migration:
         """NotFound when unknown."""
+
+    async def parties(self, migration_id: str) -> Parties:
+        """Who takes part in the migration (no vif read), or NotFound when unknown."""
 
     async def list_migrations(
         self,
@@ -157,6 +182,11 @@ class Store(Protocol):
         self, migration_id: str, results: Sequence[ResultIn], now: datetime
     ) -> Migration:
         """Record destination results; a result for an old generation changes nothing."""
+
+    async def record_results(
+        self, migration_id: str, results: Sequence[ResultIn], now: datetime
+    ) -> Recorded:
+        """:meth:`post_results`, also telling how each vif written stood before."""
 
     async def record_resume(self, migration_id: str, at: datetime, now: datetime) -> Migration:
         """Note that the guest resumed on the destination at ``at`` (the first report

@@ -25,7 +25,7 @@ from vifbroker.model import (
 )
 
 from . import rules
-from .base import Uploaded
+from .base import Recorded, Uploaded
 
 
 class RoutedWrites:
@@ -81,8 +81,13 @@ class RoutedWrites:
     async def post_results(
         self, migration_id: str, results: Sequence[ResultIn], now: datetime
     ) -> Migration:
+        return (await self.record_results(migration_id, results, now)).migration
+
+    async def record_results(
+        self, migration_id: str, results: Sequence[ResultIn], now: datetime
+    ) -> Recorded:
         rules.check_unique_macs([r.mac for r in results])
-        done: Migration = await self._write(
+        done: Recorded = await self._write(
             "record_results", migration_id=migration_id, results=results, now=now
         )
         return done

@@ -37,6 +37,7 @@ from .postgres_engine import Conn, PgEngine
 
 log = logging.getLogger(__name__)
 _ACTIVE = writes.ACTIVE
+_PARTIES = rows.PARTIES
 
 
 def redacted(dsn: str) -> str:
@@ -141,11 +142,20 @@ class PostgresStore(RoutedWrites):
             raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
         return found
 
+    async def parties(self, migration_id: str) -> Parties:
+        async def q(c: Conn) -> asyncpg.Record | None:
+            return await c.fetchrow(f"SELECT {_PARTIES} FROM migrations WHERE id = $1",
+                                    migration_id)  # fmt: skip
+
+        row = await self._engine.read(q, "reading the migration's hosts", snapshot=False)
+        if row is None:
+            raise NotFound(f"no migration {migration_id}")
+        return Parties(row[0], row[1], row[2], row[3])
+
     async def active_parties(self, domain_uuid: str) -> Parties:
         async def q(c: Conn) -> asyncpg.Record | None:
             return await c.fetchrow(
-                "SELECT id, source_host, destination_host, registered_by FROM migrations"
-                f" WHERE domain_uuid = $1 AND {_ACTIVE}",
+                f"SELECT {_PARTIES} FROM migrations WHERE domain_uuid = $1 AND {_ACTIVE}",
                 domain_uuid,
             )
 

@@ -31,7 +31,7 @@ from vifbroker.model import (
 )
 
 from . import rows, rules
-from .base import Uploaded
+from .base import Recorded, Uploaded
 from .errors import Conflict, NotFound, StoreError
 from .postgres_engine import Conn, WriteContext
 from .postgres_schema import TERMINAL_SQL
@@ -244,7 +244,7 @@ async def record_results(
     migration_id: str,
     results: Sequence[ResultIn],
     now: datetime,
-) -> Migration:
+) -> Recorded:
     """Record the destination's results; a result for an old generation changes nothing."""
     migration, stored = await _locked_with_vifs(
         c, "m.id = $1", migration_id, [r.mac for r in results]
@@ -252,7 +252,7 @@ async def record_results(
     if migration is None:
         raise NotFound(f"no migration {migration_id}")
     rules.ensure_active(MigrationState(migration["state"]), "post results")
-    written, tally = rows.plan_results(migration, stored, results, now)
+    written, tally, prior = rows.plan_results(migration, stored, results, now)
     if written:
         rev = await ctx.next_revision()
         for vif in written:
@@ -271,7 +271,7 @@ async def record_results(
             [migration],
         )
     # The answer shows every vif: the destination's results call reads them all.
-    return rows.migration(migration, await all_vifs(c, migration_id))
+    return Recorded(rows.migration(migration, await all_vifs(c, migration_id)), prior)
 
 
 async def record_resume(

@@ -29,7 +29,7 @@ from vifbroker.model import (
     timeline_of,
 )
 
-from .base import Uploaded
+from .base import Prior, Uploaded
 from .errors import InvalidInput, NoActiveMigration, PreconditionFailed, WrongHost
 from .rules import Outcome, Tally, apply_result, check_vif_count, landed_at, state_of, vif_outcome
 
@@ -65,6 +65,8 @@ class Row(Protocol):
 
 
 RowDict = dict[str, Any]
+#: the columns of a migration that make its Parties, in their order
+PARTIES = "id, source_host, destination_host, registered_by"
 
 
 def outcome(vif: Row) -> Outcome:
@@ -228,10 +230,12 @@ def plan_results(
     stored: Mapping[str, Row],
     results: Sequence[ResultIn],
     now: datetime,
-) -> tuple[list[RowDict], Tally]:
-    """The vif rows the destination's results change (revision still to set), and the counts."""
+) -> tuple[list[RowDict], Tally, dict[str, Prior]]:
+    """The vif rows the destination's results change (revision still to set), the
+    counts, and how each vif written stood before."""
     counts = tally(migration)
     written: list[RowDict] = []
+    prior: dict[str, Prior] = {}
     for res in results:
         old = stored.get(res.mac)
         if old is None:
@@ -250,7 +254,10 @@ def plan_results(
         }
         counts.replace(outcome(old), outcome(new))
         written.append(new)
-    return written, counts
+        prior[res.mac] = Prior(
+            VifStatus(old["status"]), old["applied_generation"], maybe_micros(old["applied_at"])
+        )
+    return written, counts, prior
 
 
 def settle(migration: RowDict, counts: Tally, revision: int, now: datetime) -> None:

@@ -45,6 +45,7 @@ from .sqlite_cache import page as cache_page
 from .sqlite_engine import Engine
 
 _ACTIVE = writes.ACTIVE
+_PARTIES = rows.PARTIES
 _TERMINAL = frozenset(state.value for state in TERMINAL_STATES)
 _MAX_PARTIES = 65536
 log = logging.getLogger(__name__)
@@ -160,6 +161,24 @@ class SQLiteStore(RoutedWrites):
         found = self.cache.migration(migration_id)
         return found if found is not None else await self.migration_sql(migration_id)
 
+    async def parties(self, migration_id: str) -> Parties:
+        # They never change: the watch cache's row tells them, else one indexed read.
+        held = self.cache.rows_of(migration_id)
+        if held is not None:
+            row = held[0]
+            return Parties(row["id"], row["source_host"], row["destination_host"],
+                           row["registered_by"])  # fmt: skip
+
+        def q(c: sqlite3.Connection) -> Parties | None:
+            row = c.execute(f"SELECT {_PARTIES} FROM migrations WHERE id = ?",
+                            (migration_id,)).fetchone()  # fmt: skip
+            return Parties(row[0], row[1], row[2], row[3]) if row else None
+
+        found = await self._engine.read(q)
+        if found is None:
+            raise NotFound(f"no migration {migration_id}")
+        return found
+
     async def migration_sql(self, migration_id: str) -> Migration:
         """The migration straight from the database (the watch cache's reference)."""
         found = await self._engine.read(lambda c: sqlrows.load_migration(c, migration_id))
@@ -215,8 +234,7 @@ class SQLiteStore(RoutedWrites):
     async def active_parties(self, domain_uuid: str) -> Parties:
         def q(c: sqlite3.Connection) -> Parties | None:
             row = c.execute(
-                "SELECT id, source_host, destination_host, registered_by FROM migrations"
-                f" WHERE domain_uuid = ? AND {_ACTIVE}",
+                f"SELECT {_PARTIES} FROM migrations WHERE domain_uuid = ? AND {_ACTIVE}",
                 (domain_uuid,),
             ).fetchone()
             return Parties(row[0], row[1], row[2], row[3]) if row else None

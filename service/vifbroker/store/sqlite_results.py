@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from vifbroker.model import Migration, MigrationState, ResultIn
+from vifbroker.model import MigrationState, ResultIn
 
 from . import rows, rules
 from . import sqlite_group as group
 from . import sqlite_rows as sqlrows
+from .base import Prior, Recorded
 from .errors import NotFound, StoreError
 from .sqlite_engine import WriteContext
 
@@ -37,7 +38,7 @@ def record_results(
     migration_id: str,
     results: Sequence[ResultIn],
     now: datetime,
-) -> Migration:
+) -> Recorded:
     """Record the destination's results; a result for an old generation changes nothing."""
     call = {"migration_id": migration_id, "results": results, "now": now}
     return group.alone(results_group, c, ctx, call)
@@ -45,7 +46,7 @@ def record_results(
 
 def results_group(
     c: sqlite3.Connection, ctx: WriteContext, calls: Sequence[Mapping[str, Any]]
-) -> list[Migration | StoreError]:
+) -> list[Recorded | StoreError]:
     """Run consecutive results posts of one batch together, each as ``record_results`` would.
 
     The migrations and their vifs come from the watch cache where it holds
@@ -53,16 +54,17 @@ def results_group(
     order (``rows.plan_results``) on what the ones before it left, a refused
     one (a StoreError) writing nothing; then one executemany writes every vif
     row and one or two settle the migrations. Each answer is the whole
-    migration, built from the rows at hand as they stand after that post.
+    migration, built from the rows at hand as they stand after that post, and
+    how each vif it wrote stood before.
     """
     held = _held_results(c, ctx, [call["migration_id"] for call in calls])
     states = {mid: migration["state"] for mid, (migration, _) in held.items()}
-    answers: list[Migration | StoreError] = []
+    answers: list[Recorded | StoreError] = []
     planned: list[tuple[RowDict, list[RowDict]]] = []  # each write's migration and vifs
     written: dict[tuple[str, str], RowDict] = {}  # the last row of each vif
     for call in calls:
         try:
-            migration, vifs = _plan_results(ctx, held, call)
+            migration, vifs, prior = _plan_results(ctx, held, call)
         except StoreError as exc:
             answers.append(exc)
             continue
@@ -70,7 +72,8 @@ def results_group(
             planned.append((dict(migration), vifs))
             written |= {(migration["id"], vif["mac"]): vif for vif in vifs}
         # The answer shows every vif: the destination's results call reads them all.
-        answers.append(rows.migration(migration, held[migration["id"]][1].values()))
+        after = rows.migration(migration, held[migration["id"]][1].values())
+        answers.append(Recorded(after, prior))
     if not planned:
         return answers
     c.executemany(_RECORD_VIF, list(written.values()))
@@ -82,22 +85,23 @@ def results_group(
 
 def _plan_results(
     ctx: WriteContext, held: Held, call: Mapping[str, Any]
-) -> tuple[RowDict, list[RowDict]]:
+) -> tuple[RowDict, list[RowDict], dict[str, Prior]]:
     """One post of a group planned on ``held`` (its migration settled and its vifs
-    replaced in place): the migration and the vif rows to write; refusals raise."""
+    replaced in place): the migration, the vif rows to write and how they stood
+    before; refusals raise."""
     mid = call["migration_id"]
     if mid not in held:
         raise NotFound(f"no migration {mid}")
     migration, stored = held[mid]
     rules.ensure_active(MigrationState(migration["state"]), "post results")
-    vifs, tally = rows.plan_results(migration, stored, call["results"], call["now"])
+    vifs, tally, prior = rows.plan_results(migration, stored, call["results"], call["now"])
     if vifs:
         rev = ctx.next_revision()
         for vif in vifs:
             vif["revision"] = rev
             stored[vif["mac"]] = vif
         rows.settle(migration, tally, rev, call["now"])
-    return migration, vifs
+    return migration, vifs, prior
 
 
 def _held_results(c: sqlite3.Connection, ctx: WriteContext, ids: Sequence[str]) -> Held:
