@@ -13,6 +13,7 @@ answered last, so that is the common case).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -181,13 +182,18 @@ class Metrics:
         elif status == 403:
             self.auth_failures.labels("forbidden").inc()
         if waited or route in LONGPOLL_ROUTES:
-            self.longpoll_durations.labels(route).observe(seconds)
+            # A long-poll's answer is what its client waits for (a handoff's
+            # destination): it is observed once that answer is written, not before.
+            asyncio.get_running_loop().call_soon(self._observe_longpoll, route, seconds)
             return
         key = (route, method, status)
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self.requests.labels(route, method, str(status))
         child.observe(seconds)
+
+    def _observe_longpoll(self, route: str, seconds: float) -> None:
+        self.longpoll_durations.labels(route).observe(seconds)
 
     def uploaded(self, migration_id: str, generations: Iterable[tuple[str, int]]) -> None:
         """Count uploaded ``(mac, generation)`` pairs; note when, to time their apply."""
