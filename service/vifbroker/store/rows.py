@@ -33,6 +33,11 @@ from .base import Prior, Uploaded
 from .errors import InvalidInput, NoActiveMigration, PreconditionFailed, WrongHost
 from .rules import Outcome, Tally, apply_result, check_vif_count, landed_at, state_of, vif_outcome
 
+#: Enum members by their stored value: a dict lookup where the enum's own
+#: constructor costs ~0.6 us a call (three of them on every upload).
+_STATE = {state.value: state for state in MigrationState}
+_STATUS = {status.value: status for status in VifStatus}
+
 
 def to_micros(dt: datetime) -> int:
     return int(dt.timestamp() * 1_000_000)
@@ -70,7 +75,7 @@ PARTIES = "id, source_host, destination_host, registered_by"
 
 
 def outcome(vif: Row) -> Outcome:
-    return vif_outcome(VifStatus(vif["status"]), vif["generation"], vif["applied_generation"])
+    return vif_outcome(_STATUS[vif["status"]], vif["generation"], vif["applied_generation"])
 
 
 def tally(migration: Row) -> Tally:
@@ -86,7 +91,7 @@ def summary(row: Row) -> VifSummary:
     return VifSummary.model_construct(
         mac=row["mac"],
         generation=row["generation"],
-        status=VifStatus(row["status"]),
+        status=_STATUS[row["status"]],
         applied_generation=row["applied_generation"],
         detail=row["detail"],
         uploaded_at=maybe_micros(row["uploaded_at"]),
@@ -102,7 +107,7 @@ def record(row: Row, domain_uuid: str, interface: Interface | None = None) -> Vi
         generation=row["generation"],
         interface=interface or join_interface(row["interface"], row["portdata"]),
         result=VifResult.model_construct(
-            status=VifStatus(row["status"]),
+            status=_STATUS[row["status"]],
             applied_generation=row["applied_generation"],
             detail=row["detail"],
             digest=row["digest"],
@@ -119,7 +124,7 @@ def migration(row: Row, vifs: Iterable[Row]) -> Migration:
         domain_name=row["domain_name"],
         source_host=row["source_host"],
         destination_host=row["destination_host"],
-        state=MigrationState(row["state"]),
+        state=_STATE[row["state"]],
         on_backend_mismatch=row["on_backend_mismatch"],
         created_at=from_micros(row["created_at"]),
         updated_at=from_micros(row["updated_at"]),
@@ -222,7 +227,7 @@ def take_upload(
     for vif in vifs:
         stored[vif["mac"]] = vif
     generations = [(v["mac"], v["generation"]) for v in vifs]
-    return vifs, Uploaded(migration["id"], MigrationState(migration["state"]), rev, generations)
+    return vifs, Uploaded(migration["id"], _STATE[migration["state"]], rev, generations)
 
 
 def plan_results(
@@ -255,7 +260,7 @@ def plan_results(
         counts.replace(outcome(old), outcome(new))
         written.append(new)
         prior[res.mac] = Prior(
-            VifStatus(old["status"]), old["applied_generation"], maybe_micros(old["applied_at"])
+            _STATUS[old["status"]], old["applied_generation"], maybe_micros(old["applied_at"])
         )
     return written, counts, prior
 
@@ -263,7 +268,7 @@ def plan_results(
 def settle(migration: RowDict, counts: Tally, revision: int, now: datetime) -> None:
     """Set on ``migration`` the counts, the state they imply, the time and revision of a change."""
     migration.update(
-        state=state_of(MigrationState(migration["state"]), counts).value,
+        state=state_of(_STATE[migration["state"]], counts).value,
         updated_at=to_micros(now),
         revision=revision,
         vif_count=counts.total,
