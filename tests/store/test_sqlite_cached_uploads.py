@@ -85,3 +85,32 @@ async def test_a_write_by_another_process_is_read_from_sql(
         up = await store.put_interfaces(DOM, [Interface(mac=MAC)], T0, source_host="src")
     assert up.generations == [(MAC, 9)]
     assert selects(seen) == []
+
+
+def vif_writes(seen: list[str]) -> list[str]:
+    """How each statement writing vif rows starts (INSERT or UPDATE)."""
+    writes = [sql for sql in seen if " vifs " in f" {sql} " and "SELECT" not in sql]
+    return [sql.split()[0].upper() for sql in writes]
+
+
+async def test_a_stored_vif_is_updated_in_place_and_a_new_one_inserted(
+    store: SQLiteStore,
+) -> None:
+    m, _ = await store.create_migration(create(), T0)
+    with statements(store) as seen:
+        await store.put_interfaces(DOM, [Interface(mac=MAC)], T0, source_host="src")
+    assert vif_writes(seen) == ["INSERT"]
+    with statements(store) as seen:
+        again = await store.put_interfaces(
+            DOM, [Interface(mac=MAC), Interface(mac=MAC2)], T0, source_host="src"
+        )
+    # the stored one: a primary-key UPDATE (no upsert's failed INSERT, no
+    # foreign-key probe); the new one: an INSERT
+    assert vif_writes(seen) == ["UPDATE", "INSERT"]
+    assert again.generations == [(MAC, 2), (MAC2, 1)]
+    stored = await store.get_migration(m.id)
+    assert [(v.mac, v.generation, v.status.value) for v in stored.interfaces] == [
+        (MAC, 2, "pending"),
+        (MAC2, 1, "pending"),
+    ]
+    assert await store.get_migration(m.id) == await store.migration_sql(m.id)

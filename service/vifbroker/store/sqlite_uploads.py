@@ -32,6 +32,12 @@ _UPSERT_VIF = (
     " portdata = excluded.portdata, status = 'pending', detail = NULL, digest = NULL,"
     " revision = excluded.revision, uploaded_at = excluded.uploaded_at"
 )
+# A vif stored before its group: a plain primary-key UPDATE (the same columns).
+_UPDATE_VIF = (
+    "UPDATE vifs SET generation = :generation, interface = :interface, portdata = :portdata,"
+    " status = 'pending', detail = NULL, digest = NULL, revision = :revision,"
+    " uploaded_at = :uploaded_at WHERE migration_id = :migration_id AND mac = :mac"
+)
 _CHUNK = group.CHUNK
 
 
@@ -64,6 +70,7 @@ def upload_group(
     """
     held = _held_uploads(c, ctx, calls)
     states = {m["id"]: m["state"] for m, _ in held.values()}
+    stored_before = {(m["id"], mac) for m, stored in held.values() for mac in stored}
     results: list[Uploaded | StoreError] = []
     planned: list[tuple[RowDict, list[RowDict]]] = []  # each upload's migration and vifs
     written: dict[tuple[str, str], RowDict] = {}  # the last row of each vif
@@ -79,11 +86,27 @@ def upload_group(
             written[(migration["id"], vif["mac"])] = vif
     if not planned:
         return results
-    c.executemany(_UPSERT_VIF, list(written.values()))
+    _write_vifs(c, written, stored_before)
     ids = {mid for mid, _ in written}
     group.settle(c, ctx, [m for m, _ in held.values() if m["id"] in ids], states)
     group.report(ctx, planned, lambda mid: sqlrows.fetch_vifs(c, [mid])[mid])
     return results
+
+
+def _write_vifs(
+    c: sqlite3.Connection, written: Mapping[tuple[str, str], RowDict], stored: set[tuple[str, str]]
+) -> None:
+    """Write the vif rows: an UPDATE of those stored before the group (a primary-key
+    write, without the failed INSERT and the foreign-key probe an upsert pays), an
+    upsert of the new ones."""
+    again = [row for key, row in written.items() if key in stored]
+    new = [row for key, row in written.items() if key not in stored]
+    if again:
+        updated = c.executemany(_UPDATE_VIF, again).rowcount
+        if updated != len(again):  # the rows planned on were not the stored ones
+            raise sqlite3.IntegrityError(f"{len(again) - updated} vif rows were not stored")
+    if new:
+        c.executemany(_UPSERT_VIF, new)
 
 
 def _held_uploads(
