@@ -135,19 +135,23 @@ async def start_anchor(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> Round
     return one
 
 
-def token(state: Path, role: str, host: str | None = None) -> str:
-    args = [sys.executable, "-m", "vifbroker.cli", "token", "add",
+def token(state: Path, role: str, host: str | None = None, python: str = sys.executable) -> str:
+    args = [python, "-m", "vifbroker.cli", "token", "add",
             "--tokens", str(state / "tokens.toml"), "--role", role]
     args += ["--host", host] if host else []
     return subprocess.run(args, check=True, capture_output=True, text=True).stdout.strip()
 
 
-async def start_broker(state: Path, role: str, procs: list[subprocess.Popen[bytes]]) -> Round:
-    tokens = {"controller": token(state, "controller"), "src": token(state, "agent", "src"),
-              "dst": token(state, "agent", "dst")}
+async def start_broker(
+    state: Path, role: str, procs: list[subprocess.Popen[bytes]], python: str = sys.executable
+) -> Round:
+    """A broker (run by ``python``: another checkout's venv, for bench/ab_handoff.py)."""
+    tokens = {"controller": token(state, "controller", python=python),
+              "src": token(state, "agent", "src", python=python),
+              "dst": token(state, "agent", "dst", python=python)}
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vifbroker.cli", "serve", "--state-dir", str(state),
+        [python, "-m", "vifbroker.cli", "serve", "--state-dir", str(state),
          "--listen", f"127.0.0.1:{port}"],
         env={**os.environ, "VIFBROKER_LOG_LEVEL": "INFO"},
         stderr=subprocess.DEVNULL,
