@@ -326,6 +326,33 @@ class QueueFeed:
 
 
 @contextlib.asynccontextmanager
+async def running_agents(
+    broker: BrokerProcess, xml_dir: Path, hosts: dict[str, tuple[list[Backend], StateFile]]
+) -> AsyncIterator[list[Agent]]:
+    """In-process agents, one per host (its backends and its state file), all reading
+    domain XML from ``xml_dir``; stopped and their clients closed on exit."""
+    agents: list[Agent] = []
+    clients: list[BrokerClient] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for host, (backends, state) in hosts.items():
+            clients.append(BrokerClient(broker.url, broker.token("agent", host)))
+            agent = Agent(
+                clients[-1], backends, DirectorySource(xml_dir), state,
+                AgentSettings(host=host, poll_wait=5),
+            )  # fmt: skip
+            agents.append(agent)
+            tasks.append(asyncio.create_task(agent.run()))
+        yield agents
+    finally:
+        for agent in agents:
+            agent.stop()
+        await asyncio.gather(*tasks)
+        for client in clients:
+            await client.close()
+
+
+@contextlib.asynccontextmanager
 async def running_broker(directory: Path, **options: Any) -> AsyncIterator[BrokerProcess]:
     """A started ``BrokerProcess(directory, **options)``, stopped on exit."""
     proc = BrokerProcess(directory, **options)

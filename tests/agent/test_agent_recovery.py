@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent_harness import BrokerProcess, Vif, domain_xml, mac
+from agent_harness import BrokerProcess, Vif, domain_xml, mac, running_agents
 
-from vifbroker.agent.domainxml import DirectorySource
-from vifbroker.agent.service import Agent
-from vifbroker.agent.settings import AgentSettings
 from vifbroker.agent.state import StateFile
 from vifbroker.backends import ApplyResult, Backend, LocalPort
 from vifbroker.backends.noop import NoopBackend
@@ -52,24 +48,13 @@ async def test_crashed_outgoing_worker_is_restarted(
     dom = str(uuid.uuid4())
     (tmp_path / f"{dom}.xml").write_text(domain_xml(dom, "d", [Vif(mac(1), "vnet0")]))
     backend = CrashOnceBackend()
-    agents, tasks = [], []
-    for host, backends in (("host-a", [backend]), ("host-b", [NoopBackend()])):
-        client = BrokerClient(broker_proc.url, broker_proc.token("agent", host))
-        agent = Agent(
-            client, backends, DirectorySource(tmp_path), StateFile(None, host),
-            AgentSettings(host=host, poll_wait=5),
-        )  # fmt: skip
-        agents.append((agent, client))
-        tasks.append(asyncio.create_task(agent.run()))
-    try:
+    hosts = {
+        "host-a": ([backend], StateFile(None, "host-a")),
+        "host-b": ([NoopBackend()], StateFile(None, "host-b")),
+    }
+    async with running_agents(broker_proc, tmp_path, hosts):
         m = await controller.create_migration(dom, "host-a", "host-b")
         done = await controller.wait_applied(m.id, 30)
-    finally:
-        for agent, _ in agents:
-            agent.stop()
-        await asyncio.gather(*tasks)
-        for _, client in agents:
-            await client.close()
 
     assert backend.calls == 2
     assert done.state == MigrationState.APPLIED

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import uuid
 from pathlib import Path
 
-from agent_harness import BrokerProcess, Vif, domain_xml, mac
+from agent_harness import BrokerProcess, Vif, domain_xml, mac, running_agents
 
-from vifbroker.agent.domainxml import DirectorySource
-from vifbroker.agent.service import Agent
-from vifbroker.agent.settings import AgentSettings
 from vifbroker.agent.state import StateFile
 from vifbroker.backends.noop import NoopBackend
 from vifbroker.client import BrokerClient
@@ -40,29 +36,20 @@ async def test_polling_goes_on_while_the_resume_point_is_being_written(
     dom = str(uuid.uuid4())
     (tmp_path / f"{dom}.xml").write_text(domain_xml(dom, "d", [Vif(mac(1), "vnet0")]))
     disk = StuckDisk(tmp_path / "state", "host-b")
-    agents, tasks = [], []
-    for host, state in (("host-a", StateFile(None, "host-a")), ("host-b", disk)):
-        client = BrokerClient(broker_proc.url, broker_proc.token("agent", host))
-        agent = Agent(
-            client, [NoopBackend()], DirectorySource(tmp_path), state,
-            AgentSettings(host=host, poll_wait=5),
-        )  # fmt: skip
-        agents.append((agent, client))
-        tasks.append(asyncio.create_task(agent.run()))
-    try:
-        m = await controller.create_migration(dom, "host-a", "host-b")
-        # The destination's first write hangs; it still polls, applies and reports.
-        done = await controller.wait_applied(m.id, 20)
-        assert done.state == MigrationState.APPLIED
-        assert disk.asked and not disk.path.exists()  # nothing written yet
-    finally:
-        disk.gate.set()
-        for agent, _ in agents:
-            agent.stop()
-        await asyncio.gather(*tasks)
-        for _, client in agents:
-            await client.close()
-    destination = agents[1][0]
+    hosts = {
+        "host-a": ([NoopBackend()], StateFile(None, "host-a")),
+        "host-b": ([NoopBackend()], disk),
+    }
+    async with running_agents(broker_proc, tmp_path, hosts) as agents:
+        try:
+            m = await controller.create_migration(dom, "host-a", "host-b")
+            # The destination's first write hangs; it still polls, applies and reports.
+            done = await controller.wait_applied(m.id, 20)
+            assert done.state == MigrationState.APPLIED
+            assert disk.asked and not disk.path.exists()  # nothing written yet
+        finally:
+            disk.gate.set()
+    destination = agents[1]
     assert disk.path is not None
     saved = json.loads(disk.path.read_text())["after"]
     assert saved == destination.resume_point() >= done.revision
