@@ -254,16 +254,16 @@ class Engine:
             try:
                 if self._inline(ops):
                     try:
-                        results, ctx = self._run_batch(ops, start, self._begin_now)
+                        ran = self._run_batch(ops, start, self._begin_now)
                     except _Busy:  # another process holds the write lock: wait there
                         pass
                     else:
-                        done = functools.partial(self._committed, batch, (results, ctx))
-                        self._whop.submit(self._commit, done)
+                        commit = functools.partial(self._commit_ran, ran)
+                        self._whop.submit(commit, functools.partial(self._committed, batch))
                         return
                 # Large, or the lock is taken: the whole batch on the writer thread.
                 run = functools.partial(self._run_and_commit, ops, start)
-                self._whop.submit(run, functools.partial(self._committed, batch, None))
+                self._whop.submit(run, functools.partial(self._committed, batch))
                 return
             except Exception as exc:  # its statements failed: nobody's write happened
                 self._fail(batch, exc)
@@ -277,17 +277,15 @@ class Engine:
         self,
         batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]],
         ran: tuple[list[Any], WriteContext] | None,
-        done: tuple[list[Any], WriteContext] | None,
         exc: BaseException | None,
     ) -> None:
-        """On the loop, once the writer thread is through with ``batch``: answer it
-        (or fail it), then start the next."""
+        """On the loop, once the writer thread has committed ``batch`` (its results and
+        context) or failed (``exc``): answer it, then start the next."""
         try:
             if exc is not None:
                 self._fail(batch, exc)
                 return
-            ran = ran if ran is not None else done
-            assert ran is not None  # one of the two, as ``_start`` submitted it
+            assert ran is not None  # what ``_start``'s commit callables return
             results, ctx = ran
             self._foreign = False  # the batch told the cache (``Foreign``)
             try:
@@ -315,9 +313,12 @@ class Engine:
     def _run_and_commit(
         self, ops: list[WriteOp[Any]], start: int
     ) -> tuple[list[Any], WriteContext]:
-        done = self._run_batch(ops, start)
+        return self._commit_ran(self._run_batch(ops, start))
+
+    def _commit_ran(self, ran: tuple[list[Any], WriteContext]) -> tuple[list[Any], WriteContext]:
+        """COMMIT what ``ran`` (a batch's results and context) wrote; hand it back."""
         self._commit()
-        return done
+        return ran
 
     def _begin(self) -> None:
         """BEGIN IMMEDIATE on the writer thread, waiting up to the busy timeout."""
