@@ -31,19 +31,19 @@ class WriteQueue(Generic[Op]):
         self._queue.put_nowait((op, fut))  # unbounded: never waits
         return fut
 
-    def take(self) -> list[tuple[Op, asyncio.Future[Any]]]:
-        """Whatever is queued (up to the bound): empty when nothing is."""
-        batch: list[tuple[Op, asyncio.Future[Any]]] = []
+    def take(
+        self, batch: list[tuple[Op, asyncio.Future[Any]]] | None = None
+    ) -> list[tuple[Op, asyncio.Future[Any]]]:
+        """``batch`` (or a new list) filled with what is queued, up to the bound:
+        empty when nothing is."""
+        batch = [] if batch is None else batch
         while len(batch) < self.max_batch and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
 
     async def next_batch(self) -> list[tuple[Op, asyncio.Future[Any]]]:
         """Wait for one operation, then take whatever else is queued."""
-        batch = [await self._queue.get()]
-        while len(batch) < self.max_batch and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        return batch
+        return self.take([await self._queue.get()])
 
     @staticmethod
     def answer(batch: Sequence[tuple[Op, asyncio.Future[Any]]], results: Sequence[Any]) -> None:
