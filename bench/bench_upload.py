@@ -1,10 +1,16 @@
 """Durable single-vif uploads with 64 concurrent connections against one broker process.
 
 Anchor, measured in the same run with the same load generator: a trivial
-aiohttp+uvloop handler that parses a JSON POST and answers JSON. Both servers
-run as separate processes, up at the same time, and the load alternates between
-them in slices; the load generator is a minimal keep-alive HTTP/1.1
-client on uvloop so that it costs the servers as little CPU as possible.
+aiohttp+uvloop handler that parses a JSON PUT and answers JSON. Beside it, for
+reference, the durable floor: the same handler made durable as the broker's
+uploads are (group commit of concurrent requests to SQLite, WAL,
+synchronous=FULL, the COMMIT on a thread, the answer after it), and nothing
+else: no authentication, no validation, no migration. What separates the
+broker from the anchor is then split in two: durability (anchor -> floor) and
+what the broker does for each upload (floor -> broker). All servers run as
+separate processes, up at the same time, and the load alternates between them
+in slices; the load generator is a minimal keep-alive HTTP/1.1 client on uvloop
+so that it costs the servers as little CPU as possible.
 
 Prints one JSON line. Target: ≥ 0.5x the anchor (the long-term aim: 0.7x).
 Usage: python bench/bench_upload.py [--seconds 5] [--connections 64] [--token-role agent]
@@ -19,6 +25,7 @@ import contextlib
 import json
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -27,6 +34,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -159,6 +167,69 @@ def anchor_server(port: int) -> None:
     )
 
 
+def durable_floor_server(port: int, db: str) -> None:
+    import queue
+    import threading
+
+    from aiohttp import web
+
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE vifs (mac TEXT PRIMARY KEY, body TEXT, generation INTEGER)")
+    commits: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[Any]]] = queue.SimpleQueue()
+    queued: list[tuple[str, str, asyncio.Future[None]]] = []
+    running = False
+
+    def committer() -> None:
+        while True:
+            loop, batch = commits.get()
+            conn.execute("COMMIT")
+            loop.call_soon_threadsafe(committed, batch)
+
+    def start() -> None:
+        """Everything queued, in one transaction; its COMMIT on the thread."""
+        nonlocal running
+        batch = queued[:]
+        queued.clear()
+        running = bool(batch)
+        if batch:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO vifs VALUES (?, ?, 1) ON CONFLICT (mac) DO UPDATE"
+                " SET body = excluded.body, generation = generation + 1",
+                [(mac, body) for mac, body, _ in batch],
+            )
+            commits.put((asyncio.get_running_loop(), batch))
+
+    def committed(batch: list[tuple[str, str, asyncio.Future[None]]]) -> None:
+        for _, _, fut in batch:
+            fut.set_result(None)
+        start()
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal running
+        doc = await request.json()
+        fut = asyncio.get_running_loop().create_future()
+        queued.append((doc["mac"], json.dumps(doc), fut))
+        if not running:
+            running = True
+            asyncio.get_running_loop().call_soon(start)
+        await fut
+        return web.json_response({"mac": doc.get("mac"), "generation": 1})
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    threading.Thread(target=committer, daemon=True).start()
+    app = web.Application()
+    app.router.add_put("/upload", handler)
+    app.router.add_get("/healthz", health)
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
+    )
+
+
 async def bench_anchor(args: argparse.Namespace) -> float:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--anchor-server", str(port)])
@@ -258,37 +329,48 @@ async def bench_broker(args: argparse.Namespace, state: Path, db: str | None = N
 
 
 async def main(args: argparse.Namespace) -> None:
-    """Both servers up at once; the load alternates between them in slices
-    (anchor, broker, broker, anchor), so that load swings on a shared machine
-    hit both alike. Each server's CPU per request is reported beside its rate."""
-    slices = 4
-    rates: dict[str, list[float]] = {"anchor": [], "broker": []}
+    """All three servers up at once; the load alternates between them in slices
+    (anchor, floor, broker, broker, floor, anchor), so that load swings on a
+    shared machine hit all alike. Each server's CPU per request is reported
+    beside its rate."""
+    order = ("anchor", "floor", "broker", "broker", "floor", "anchor")
+    rates: dict[str, list[float]] = {"anchor": [], "floor": [], "broker": []}
     cpu = dict.fromkeys(rates, 0.0)
-    anchor_port = free_port()
+    anchor_port, floor_port = free_port(), free_port()
     procs = [subprocess.Popen([sys.executable, __file__, "--anchor-server", str(anchor_port)])]
     try:
         with (
             tempfile.TemporaryDirectory(prefix="vifbroker-bench-") as tmp,
             store_url(args.db) as db,
         ):
+            floor_argv = ["--floor-server", str(floor_port), str(Path(tmp) / "floor.db")]
+            procs.append(subprocess.Popen([sys.executable, __file__, *floor_argv]))
             await wait_healthy(anchor_port, "/healthz", procs[0])
+            await wait_healthy(floor_port, "/healthz", procs[1])
             body = json.dumps({"mac": "52:54:00:00:00:01", "virtualport": {"portdata": PORTDATA}})
             anchor_make = [("PUT", "/upload", body.encode(), {"Content-Type": JSON})]
+            # The floor keeps a row per MAC: one each, as the broker's connections have.
+            floor_make = [
+                ("PUT", "/upload", json.dumps({"mac": f"52:54:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
+                 "virtualport": {"portdata": PORTDATA}}).encode(), {"Content-Type": JSON})
+                for i in range(args.connections)
+            ]  # fmt: skip
             state = Path(tmp) / "state"
             tokens = add_tokens(state, "src")
             port = free_port()
             procs.append(spawn_broker(state, port, db))
-            await wait_healthy(port, "/healthz", procs[1])
+            await wait_healthy(port, "/healthz", procs[2])
             token = tokens["src"] if args.token_role == "agent" else tokens["controller"]
             subjects = {
                 "anchor": (anchor_port, procs[0], anchor_make * args.connections),
+                "floor": (floor_port, procs[1], floor_make),
                 "broker": (
                     port,
-                    procs[1],
+                    procs[2],
                     await upload_requests(port, tokens["controller"], token, args.connections),
                 ),
             }
-            for name in ("anchor", "broker", "broker", "anchor")[:slices]:
+            for name in order:
                 port_, proc, make = subjects[name]
                 before = cpu_seconds(proc.pid)
                 rate = await load(port_, args.seconds / 2, args.connections, make)
@@ -300,6 +382,7 @@ async def main(args: argparse.Namespace) -> None:
             proc.terminate()
             proc.wait()
     anchor = statistics.mean(rates["anchor"])
+    floor = statistics.mean(rates["floor"])
     broker = statistics.mean(rates["broker"])
     print(
         json.dumps(
@@ -312,8 +395,12 @@ async def main(args: argparse.Namespace) -> None:
                 "uploads_per_s": round(broker, 1),
                 "anchor_per_s": round(anchor, 1),
                 "ratio": round(broker / anchor, 3),
+                "durable_floor_per_s": round(floor, 1),
+                "floor_ratio": round(floor / anchor, 3),
+                "broker_to_floor_ratio": round(broker / floor, 3),
                 "cpu_us_per_upload": round(cpu["broker"] / 2 * 1e6),
                 "anchor_cpu_us_per_request": round(cpu["anchor"] / 2 * 1e6),
+                "floor_cpu_us_per_request": round(cpu["floor"] / 2 * 1e6),
                 "target_ratio": 0.5,
                 "aim_ratio": 0.7,
                 "cpus": os.cpu_count(),
@@ -331,9 +418,13 @@ if __name__ == "__main__":
         "--db", default="sqlite", help="sqlite (default), postgresql (throwaway cluster), or a URL"
     )
     parser.add_argument("--anchor-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("floor_db", nargs="?", help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.anchor_server:
         anchor_server(ns.anchor_server)
+    elif ns.floor_server:
+        durable_floor_server(ns.floor_server, ns.floor_db)
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main(ns))

@@ -207,7 +207,8 @@ def _upload(r: dict[str, Any]) -> Row:
     target = r.get("target_ratio", 0.5)
     return (
         f"{r['uploads_per_s']}/s",
-        f"trivial handler {r['anchor_per_s']}/s",
+        f"trivial handler {r['anchor_per_s']}/s"
+        + (f" (durable floor {r['durable_floor_per_s']}/s)" if "durable_floor_per_s" in r else ""),
         f"{r['ratio']}x",
         f">= {target}x",
         _met(r["ratio"] >= target),
