@@ -12,6 +12,7 @@ import pytest
 from vifbroker.model import Interface, MigrationCreate, MigrationState, ResultIn
 from vifbroker.store import SchemaMismatch
 from vifbroker.store.sqlite import SQLiteStore
+from vifbroker.store.sqlite_engine import PAGE_SIZE
 from vifbroker.store.sqlite_schema import LATEST, STEPS
 
 DOM = "6f1a3c2e-0000-4000-8000-0000000000aa"
@@ -105,3 +106,44 @@ async def test_a_new_database_is_private_to_the_broker(tmp_path: Path) -> None:
         assert path.parent.stat().st_mode & 0o777 == 0o700
     finally:
         await store.close()
+
+
+def _page_size(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_a_new_database_has_small_pages_and_an_old_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    # Smaller pages: fewer bytes for each COMMIT's fsync (see sqlite_engine.connect).
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    _first_release_file(old)  # SQLite's default pages, as every file before had
+    default = _page_size(old)
+    assert default != PAGE_SIZE
+    for path in (new, old):
+        store = SQLiteStore(path)
+        await store.open()
+        try:
+            await store.create_migration(
+                MigrationCreate(domain_uuid=DOM, source_host="a", destination_host="b"), T0
+            )
+            # Port data over two pages of the new size: its row overflows.
+            port = {"type": "openvswitch", "portdata": "x" * 5000}
+            iface = Interface.model_validate({"mac": "52:54:00:00:00:01", "virtualport": port})
+            await store.put_interfaces(DOM, [iface], T0, source_host="a")
+        finally:
+            await store.close()
+        store = SQLiteStore(path)
+        await store.open()
+        try:
+            (record,) = await store.get_interfaces(DOM)  # read from the file, not a cache
+            assert record.generation == 1
+            assert record.interface is not None and record.interface.portdata == "x" * 5000
+        finally:
+            await store.close()
+    assert _page_size(new) == PAGE_SIZE
+    assert _page_size(old) == default
