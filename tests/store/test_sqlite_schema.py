@@ -147,3 +147,27 @@ async def test_a_new_database_has_small_pages_and_an_old_one_keeps_its_own(
             await store.close()
     assert _page_size(new) == PAGE_SIZE
     assert _page_size(old) == default
+
+
+async def test_the_host_indexes_leave_the_revision_out(tmp_path: Path) -> None:
+    # Each index holding a migration's revision is one more page every upload
+    # and result writes (schema step 4); an older file is brought in line.
+    for name, make in (("new.db", None), ("old.db", _first_release_file)):
+        path = tmp_path / name
+        if make is not None:
+            make(path)
+        store = SQLiteStore(path)
+        await store.open()
+        await store.close()
+        conn = sqlite3.connect(path)
+        try:
+            for index, column in (
+                ("migrations_source", "source_host"),
+                ("migrations_destination", "destination_host"),
+            ):
+                cols = [r[2] for r in conn.execute(f"PRAGMA index_info({index})")]
+                assert cols == [column], (name, index, cols)
+            revision = [r[2] for r in conn.execute("PRAGMA index_info(migrations_revision)")]
+            assert revision == ["revision"]  # the event stream's
+        finally:
+            conn.close()
