@@ -114,3 +114,27 @@ async def test_a_stored_vif_is_updated_in_place_and_a_new_one_inserted(
         (MAC2, 1, "pending"),
     ]
     assert await store.get_migration(m.id) == await store.migration_sql(m.id)
+
+
+async def test_two_stores_on_one_file_never_take_the_same_revision(tmp_path: Path) -> None:
+    # A second broker on the same file (a mistake, but one a file allows) takes
+    # revisions too: each batch after another process's commit goes on after
+    # the last revision stored, or a destination's `after` would skip a change.
+    path = tmp_path / "shared.db"
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    await a.open()
+    await b.open()
+    try:
+        revisions = []
+        for i, store in enumerate((a, b, b, a, b)):
+            dom = f"6f1a3c2e-0000-4000-8000-00000000010{i}"
+            made, _ = await store.create_migration(
+                MigrationCreate(domain_uuid=dom, source_host="src", destination_host="dst"), T0
+            )
+            revisions.append(made.revision)
+        assert revisions == sorted(set(revisions)), revisions
+        inbox = await a.inbox_sql("dst", 0)
+        assert [item.revision for item in inbox.items] == revisions
+    finally:
+        await a.close()
+        await b.close()

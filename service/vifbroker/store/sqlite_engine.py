@@ -95,6 +95,11 @@ WriteOp = Callable[[sqlite3.Connection, WriteContext], T]
 GroupRunner = Callable[[sqlite3.Connection, WriteContext, list[dict[str, Any]]], list[Any]]
 
 
+def _stored_revision(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+    return int(row[0]) if row else 0
+
+
 class _Busy(Exception):
     """Run this batch on the writer thread: too large for the loop, or the lock is taken."""
 
@@ -194,7 +199,7 @@ class Engine:
         conn = connect(self._path)
         try:
             self._upgrade(conn)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+            stored = _stored_revision(conn)
             # Only a BEGIN waits for the write lock (WAL: inside a write transaction
             # nothing takes a lock), and only on the writer thread (``_begin``): two
             # PRAGMAs around each BEGIN on the loop cost ~12 us of a handoff's batch.
@@ -203,7 +208,7 @@ class Engine:
         except BaseException:
             conn.close()
             raise
-        return conn, int(row[0]) if row else 0
+        return conn, stored
 
     async def close(self) -> None:
         self._open = False
@@ -389,6 +394,9 @@ class Engine:
         begin()
         try:
             if self._foreign_write(conn):
+                # Another process may have taken revisions (a second broker on
+                # this file): go on after the last one stored, never reuse one.
+                start = max(start, _stored_revision(conn))
                 ctx = WriteContext(start, _never, _unknown, changes=[Foreign()])
             else:
                 ctx = WriteContext(start, self._cached, self._active, self._rows_of)
