@@ -14,8 +14,10 @@ with a migration costs the broker one indexed read.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+import functools
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from vifbroker.model import Migration
 from vifbroker.store import NoActiveMigration, Parties, WrongHost
@@ -52,29 +54,42 @@ def unknown_migration(migration_id: str) -> NotFound:
 
 
 def check_part(
-    who: Principal, migration: Migration | Parties, allowed: frozenset[Part], hide: NotFound
+    who: Principal,
+    migration: Migration | Parties,
+    allowed: frozenset[Part],
+    hide: Callable[[], NotFound],
 ) -> None:
-    """Pass a controller or an agent playing one of ``allowed``; ``hide`` for a non-party."""
+    """Pass a controller or an agent playing one of ``allowed``; ``hide()`` for a
+    non-party (made only then: a refusal is the rare case)."""
     if who.is_controller:
         return
     parts = parts_of(migration, who.host)
     if not parts:
-        raise hide
+        raise hide()
     if not parts & allowed:
         names = " or ".join(sorted(p.value for p in allowed))
         raise Forbidden(f"only the migration's {names} may do this")
+
+
+_Read = TypeVar("_Read", Migration, Parties)
+
+
+async def _checked(
+    read: Awaitable[_Read], who: Principal, migration_id: str, allowed: frozenset[Part]
+) -> _Read:
+    try:
+        found = await read
+    except StoreNotFound:
+        raise unknown_migration(migration_id) from None
+    check_part(who, found, allowed, functools.partial(unknown_migration, migration_id))
+    return found
 
 
 async def migration_for(
     ctx: Context, who: Principal, migration_id: str, allowed: frozenset[Part]
 ) -> Migration:
     """The migration, when ``who`` may act on it in one of the ``allowed`` parts."""
-    try:
-        migration = await ctx.store.get_migration(migration_id)
-    except StoreNotFound:
-        raise unknown_migration(migration_id) from None
-    check_part(who, migration, allowed, unknown_migration(migration_id))
-    return migration
+    return await _checked(ctx.store.get_migration(migration_id), who, migration_id, allowed)
 
 
 async def parties_for(
@@ -82,13 +97,7 @@ async def parties_for(
 ) -> Parties:
     """:func:`migration_for`'s check and refusals, reading only who takes part
     (the same cost however many vifs the migration holds)."""
-    try:
-        parties = await ctx.store.parties(migration_id)
-    except StoreNotFound:
-        raise unknown_migration(migration_id) from None
-    if not who.is_controller and not parts_of(parties, who.host) & allowed:
-        check_part(who, parties, allowed, unknown_migration(migration_id))  # the refusal
-    return parties
+    return await _checked(ctx.store.parties(migration_id), who, migration_id, allowed)
 
 
 def _no_records(domain_uuid: str, mac: str | None) -> NotFound:
@@ -100,11 +109,11 @@ async def check_reader(ctx: Context, who: Principal, domain_uuid: str, mac: str 
     """A reader of the domain's records: a controller, or a party to its latest migration."""
     if who.is_controller:
         return
-    hide = _no_records(domain_uuid, mac)
+    hide = functools.partial(_no_records, domain_uuid, mac)
     try:
         owner = await ctx.store.latest_migration(domain_uuid)
     except StoreNotFound:
-        raise hide from None
+        raise hide() from None
     check_part(who, owner, frozenset({Part.SOURCE, Part.DESTINATION}), hide)
 
 
@@ -135,7 +144,7 @@ async def check_uploader(ctx: Context, who: Principal, domain_uuid: str) -> None
     except NoActiveMigration:
         raise no_upload(domain_uuid) from None
     if active.source_host != who.host:  # the one part allowed: checked without building more
-        check_part(who, active, _SOURCE, no_upload(domain_uuid))
+        check_part(who, active, _SOURCE, functools.partial(no_upload, domain_uuid))
 
 
 @contextmanager

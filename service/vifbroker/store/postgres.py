@@ -150,7 +150,7 @@ class PostgresStore(RoutedWrites):
         row = await self._engine.read(q, "reading the migration's hosts", snapshot=False)
         if row is None:
             raise NotFound(f"no migration {migration_id}")
-        return Parties(row[0], row[1], row[2], row[3])
+        return rows.parties(row)
 
     async def active_parties(self, domain_uuid: str) -> Parties:
         async def q(c: Conn) -> asyncpg.Record | None:
@@ -162,7 +162,7 @@ class PostgresStore(RoutedWrites):
         row = await self._engine.read(q, "reading the active migration's hosts", snapshot=False)
         if row is None:
             raise NoActiveMigration(f"domain {domain_uuid} has no active migration")
-        return Parties(row[0], row[1], row[2], row[3])
+        return rows.parties(row)
 
     async def latest_migration(self, domain_uuid: str) -> Migration:
         async def q(c: Conn) -> Migration | None:

@@ -29,7 +29,7 @@ from vifbroker.model import (
     timeline_of,
 )
 
-from .base import Prior, Uploaded
+from .base import Parties, Prior, Uploaded
 from .errors import InvalidInput, NoActiveMigration, PreconditionFailed, WrongHost
 from .rules import Outcome, Tally, apply_result, check_vif_count, landed_at, state_of, vif_outcome
 
@@ -70,8 +70,13 @@ class Row(Protocol):
 
 
 RowDict = dict[str, Any]
-#: the columns of a migration that make its Parties, in their order
+#: the columns of a migration that make its Parties (``parties``)
 PARTIES = "id, source_host, destination_host, registered_by"
+
+
+def parties(row: Row) -> Parties:
+    """Who takes part in the migration of ``row`` (a whole row, or its ``PARTIES``)."""
+    return Parties(row["id"], row["source_host"], row["destination_host"], row["registered_by"])
 
 
 def outcome(vif: Row) -> Outcome:

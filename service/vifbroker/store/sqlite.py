@@ -165,14 +165,12 @@ class SQLiteStore(RoutedWrites):
         # They never change: the watch cache's row tells them, else one indexed read.
         held = self.cache.rows_of(migration_id)
         if held is not None:
-            row = held[0]
-            return Parties(row["id"], row["source_host"], row["destination_host"],
-                           row["registered_by"])  # fmt: skip
+            return rows.parties(held[0])
 
         def q(c: sqlite3.Connection) -> Parties | None:
             row = c.execute(f"SELECT {_PARTIES} FROM migrations WHERE id = ?",
                             (migration_id,)).fetchone()  # fmt: skip
-            return Parties(row[0], row[1], row[2], row[3]) if row else None
+            return rows.parties(row) if row else None
 
         found = await self._engine.read(q)
         if found is None:
@@ -237,7 +235,7 @@ class SQLiteStore(RoutedWrites):
                 f"SELECT {_PARTIES} FROM migrations WHERE domain_uuid = ? AND {_ACTIVE}",
                 (domain_uuid,),
             ).fetchone()
-            return Parties(row[0], row[1], row[2], row[3]) if row else None
+            return rows.parties(row) if row else None
 
         known = self._parties.get(domain_uuid)
         if known is not None:
@@ -310,7 +308,7 @@ class SQLiteStore(RoutedWrites):
         """The inbox straight from the database (the watch cache's reference)."""
 
         def q(c: sqlite3.Connection) -> Inbox:
-            current = _revision(c)
+            current = sqlrows.stored_revision(c)
             found = c.execute(
                 "SELECT * FROM migrations WHERE revision > ? AND"
                 " (source_host = ? OR destination_host = ?) ORDER BY revision LIMIT ?",
@@ -389,8 +387,3 @@ def _latest(c: sqlite3.Connection, domain_uuid: str) -> sqlite3.Row | None:
         (domain_uuid,),
     ).fetchone()
     return row
-
-
-def _revision(c: sqlite3.Connection) -> int:
-    row = c.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
-    return int(row[0]) if row else 0

@@ -47,6 +47,7 @@ from .errors import StoreError, StoreUnavailable
 from .hop import Hop
 from .hub import ChangeHub
 from .sqlite_cache import Event, Foreign
+from .sqlite_rows import stored_revision
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,6 @@ WriteOp = Callable[[sqlite3.Connection, WriteContext], T]
 GroupRunner = Callable[[sqlite3.Connection, WriteContext, list[dict[str, Any]]], list[Any]]
 
 
-def _stored_revision(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
-    return int(row[0]) if row else 0
-
-
 class _Busy(Exception):
     """Run this batch on the writer thread: too large for the loop, or the lock is taken."""
 
@@ -117,10 +113,11 @@ def connect(path: str) -> sqlite3.Connection:
     )
     # A new file's pages (an existing one keeps its own: WAL mode fixes them).
     # Each COMMIT appends every page it changed to the WAL and waits for its
-    # fsync, whose time here grows with the bytes: a handoff's upload changes six
-    # pages (the vif, the migration, its three revision indexes, meta), 24 KiB
-    # at SQLite's default of 4 KiB. At 2 KiB bench/ab_handoff.py measured the
-    # handoff 0.03 of the floor faster, and bench_upload no slower; 1 KiB was
+    # fsync, whose time here grows with the bytes: a handoff's upload changes
+    # four pages (the vif, the migration, its revision index, meta; six before
+    # schema step 4), 16 KiB at SQLite's default of 4 KiB. At 2 KiB
+    # bench/ab_handoff.py measured the handoff 0.03 of the floor faster (six
+    # pages then), and bench_upload no slower; 1 KiB was
     # faster still for the handoff but cost uploads ~5% (twice the pages per batch).
     conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
     conn.execute("PRAGMA journal_mode=WAL")
@@ -199,7 +196,7 @@ class Engine:
         conn = connect(self._path)
         try:
             self._upgrade(conn)
-            stored = _stored_revision(conn)
+            stored = stored_revision(conn)
             # Only a BEGIN waits for the write lock (WAL: inside a write transaction
             # nothing takes a lock), and only on the writer thread (``_begin``): two
             # PRAGMAs around each BEGIN on the loop cost ~12 us of a handoff's batch.
@@ -396,7 +393,7 @@ class Engine:
             if self._foreign_write(conn):
                 # Another process may have taken revisions (a second broker on
                 # this file): go on after the last one stored, never reuse one.
-                start = max(start, _stored_revision(conn))
+                start = max(start, stored_revision(conn))
                 ctx = WriteContext(start, _never, _unknown, changes=[Foreign()])
             else:
                 ctx = WriteContext(start, self._cached, self._active, self._rows_of)

@@ -24,6 +24,12 @@ def fetch_vifs(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, list[s
     return out
 
 
+def stored_revision(conn: sqlite3.Connection) -> int:
+    """The last revision a write stored (``meta``; 0 for a new file)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def load_migration(conn: sqlite3.Connection, migration_id: str) -> Migration | None:
     row = conn.execute("SELECT * FROM migrations WHERE id = ?", (migration_id,)).fetchone()
     if row is None:
