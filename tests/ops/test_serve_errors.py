@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 import pytest
 from ops_harness import Broker, one_line_error, vifbroker
+
+from testkit import free_port
 
 
 @pytest.mark.parametrize(
@@ -40,3 +43,19 @@ def test_a_port_in_use_is_one_line_and_exit_1(broker: Broker, tmp_path: Path) ->
     assert done.returncode == 1
     line = one_line_error(done)
     assert f"cannot listen on 127.0.0.1:{broker.port}" in line and "in use" in line
+
+
+def test_a_second_broker_on_the_same_sqlite_file_is_one_line_and_exit_1(broker: Broker) -> None:
+    # Its long-polls would never wake on the first one's commits: refused at start.
+    state = str(broker.directory / "state")
+    env = {"VIFBROKER_LOG_FORMAT": "text", "VIFBROKER_LOG_LEVEL": "ERROR"}
+    second = vifbroker(
+        "serve", "--state-dir", state, "--listen", f"127.0.0.1:{free_port()}", env=env
+    )
+    upgrade = vifbroker("db", "upgrade", "--state-dir", state, env=env)
+    assert second.returncode == 1 and upgrade.returncode == 1
+    held = f"in use by another vifbroker process (pid {broker.proc.pid})"
+    assert "cannot open the store" in one_line_error(second)
+    assert held in one_line_error(second) and held in one_line_error(upgrade)
+    with urllib.request.urlopen(f"{broker.url}/readyz", timeout=10) as resp:
+        assert resp.status == 200  # the first one serves on, its file untouched

@@ -8,6 +8,7 @@ sees it (``PRAGMA data_version``), reads SQL again and starts the cache over.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from sqltrace import selects, statements
 
 from vifbroker.model import Interface, MigrationCreate
+from vifbroker.store import StoreUnavailable
 from vifbroker.store.sqlite import SQLiteStore
 
 DOM = "6f1a3c2e-0000-4000-8000-000000000002"
@@ -117,11 +119,12 @@ async def test_a_stored_vif_is_updated_in_place_and_a_new_one_inserted(
 
 
 async def test_two_stores_on_one_file_never_take_the_same_revision(tmp_path: Path) -> None:
-    # A second broker on the same file (a mistake, but one a file allows) takes
-    # revisions too: each batch after another process's commit goes on after
-    # the last revision stored, or a destination's `after` would skip a change.
+    # Another process writing the same file (a broker refuses a second broker,
+    # see below, but a file allows it) takes revisions too: each batch after
+    # another process's commit goes on after the last revision stored, or a
+    # destination's `after` would skip a change.
     path = tmp_path / "shared.db"
-    a, b = SQLiteStore(path), SQLiteStore(path)
+    a, b = SQLiteStore(path, exclusive=False), SQLiteStore(path, exclusive=False)
     await a.open()
     await b.open()
     try:
@@ -138,3 +141,32 @@ async def test_two_stores_on_one_file_never_take_the_same_revision(tmp_path: Pat
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_second_store_on_a_held_file_is_refused_and_the_file_is_free_after_close(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "held.db"
+    first = SQLiteStore(path)
+    await first.open()
+    try:
+        held = rf"in use by another vifbroker .*pid {os.getpid()}"
+        with pytest.raises(StoreUnavailable, match=held):
+            await SQLiteStore(path).open()
+        # the refused one touched nothing: the holder still writes and reads
+        made, _ = await first.create_migration(
+            MigrationCreate(
+                domain_uuid="6f1a3c2e-0000-4000-8000-000000000201",
+                source_host="src",
+                destination_host="dst",
+            ),
+            T0,
+        )
+    finally:
+        await first.close()
+    second = SQLiteStore(path)
+    await second.open()  # closed: the lock went with it
+    try:
+        assert (await second.get_migration(made.id)).revision == made.revision
+    finally:
+        await second.close()

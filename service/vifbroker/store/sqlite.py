@@ -33,6 +33,7 @@ from .errors import (
 )
 from .frontend import RoutedWrites
 from .hub import ChangeHub
+from .owner import FileInUse, OwnerLock
 from .sqlite_cache import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ENTRIES,
@@ -72,8 +73,13 @@ class SQLiteStore(RoutedWrites):
         upgrade: bool = True,
         cache_entries: int = DEFAULT_MAX_ENTRIES,
         cache_bytes: int = DEFAULT_MAX_BYTES,
+        exclusive: bool = True,
     ) -> None:
+        """``exclusive``: refuse to open a file another such store holds (``owner``);
+        off only where several stores on one file are what is being tested."""
         self.path = str(path)
+        owned = exclusive and self.path != ":memory:"
+        self._owner = OwnerLock(self.path + ".lock") if owned else None
         self.hub = ChangeHub()
         self.cache = WatchCache(self.hub, cache_entries, cache_bytes)
         upgrade_schema = functools.partial(
@@ -101,8 +107,27 @@ class SQLiteStore(RoutedWrites):
     async def open(self) -> None:
         if self.path != ":memory:":
             _create_private(Path(self.path))
-        await self._engine.open()
+        if self._owner is not None:
+            try:
+                self._owner.take()
+            except FileInUse as exc:
+                held = f" (pid {exc.holder})" if exc.holder else ""
+                raise StoreUnavailable(
+                    f"{self.path} is in use by another vifbroker process{held}: one broker "
+                    "per SQLite file (replicas share PostgreSQL)"
+                ) from None
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot lock {self._owner.path}: {exc}") from exc
+        try:
+            await self._engine.open()
+        except BaseException:
+            self._release()
+            raise
         self.cache.reset(self.hub.revision)
+
+    def _release(self) -> None:
+        if self._owner is not None:
+            self._owner.release()
 
     def _committed(self, events: list[Event]) -> None:
         for event in events:
@@ -127,7 +152,10 @@ class SQLiteStore(RoutedWrites):
                 del self._parties[row["domain_uuid"]]
 
     async def close(self) -> None:
-        await self._engine.close()
+        try:
+            await self._engine.close()
+        finally:
+            self._release()
 
     async def ping(self) -> None:
         if not self._engine.alive:
