@@ -5,9 +5,13 @@ aiohttp+uvloop handler that parses a JSON PUT and answers JSON. Beside it, for
 reference, the durable floor: the same handler made durable as the broker's
 uploads are (group commit of concurrent requests to SQLite, WAL,
 synchronous=FULL, the COMMIT on a thread, the answer after it), and nothing
-else: no authentication, no validation, no migration. What separates the
-broker from the anchor is then split in two: durability (anchor -> floor) and
-what the broker does for each upload (floor -> broker). All servers run as
+else: no authentication, no validation, no migration. And the lean
+reference (``lean_upload_server.py``): the floor plus the work an upload must
+do (authentication, the uploader check, the broker's own validation, the
+generation, the vif and migration rows), written out by hand without the
+broker's layers. What separates the broker from the anchor is then split in
+three: durability (anchor -> floor), the required work (floor -> lean) and
+the broker's structure (lean -> broker). All servers run as
 separate processes, up at the same time, and the load alternates between them
 in slices; the load generator is a minimal keep-alive HTTP/1.1 client on uvloop
 so that it costs the servers as little CPU as possible.
@@ -333,10 +337,10 @@ async def main(args: argparse.Namespace) -> None:
     (anchor, floor, broker, broker, floor, anchor), so that load swings on a
     shared machine hit all alike. Each server's CPU per request is reported
     beside its rate."""
-    order = ("anchor", "floor", "broker", "broker", "floor", "anchor")
-    rates: dict[str, list[float]] = {"anchor": [], "floor": [], "broker": []}
+    order = ("anchor", "floor", "lean", "broker", "broker", "lean", "floor", "anchor")
+    rates: dict[str, list[float]] = {"anchor": [], "floor": [], "lean": [], "broker": []}
     cpu = dict.fromkeys(rates, 0.0)
-    anchor_port, floor_port = free_port(), free_port()
+    anchor_port, floor_port, lean_port = free_port(), free_port(), free_port()
     procs = [subprocess.Popen([sys.executable, __file__, "--anchor-server", str(anchor_port)])]
     try:
         with (
@@ -345,8 +349,13 @@ async def main(args: argparse.Namespace) -> None:
         ):
             floor_argv = ["--floor-server", str(floor_port), str(Path(tmp) / "floor.db")]
             procs.append(subprocess.Popen([sys.executable, __file__, *floor_argv]))
+            lean_tokens = {"lean-controller": None, "lean-agent": "src"}
+            lean_argv = [str(lean_port), str(Path(tmp) / "lean.db"), json.dumps(lean_tokens)]
+            lean = Path(__file__).with_name("lean_upload_server.py")
+            procs.append(subprocess.Popen([sys.executable, str(lean), *lean_argv]))
             await wait_healthy(anchor_port, "/healthz", procs[0])
             await wait_healthy(floor_port, "/healthz", procs[1])
+            await wait_healthy(lean_port, "/healthz", procs[2])
             body = json.dumps({"mac": "52:54:00:00:00:01", "virtualport": {"portdata": PORTDATA}})
             anchor_make = [("PUT", "/upload", body.encode(), {"Content-Type": JSON})]
             # The floor keeps a row per MAC: one each, as the broker's connections have.
@@ -359,14 +368,22 @@ async def main(args: argparse.Namespace) -> None:
             tokens = add_tokens(state, "src")
             port = free_port()
             procs.append(spawn_broker(state, port, db))
-            await wait_healthy(port, "/healthz", procs[2])
+            await wait_healthy(port, "/healthz", procs[3])
             token = tokens["src"] if args.token_role == "agent" else tokens["controller"]
+            lean_token = "lean-agent" if args.token_role == "agent" else "lean-controller"
             subjects = {
                 "anchor": (anchor_port, procs[0], anchor_make * args.connections),
                 "floor": (floor_port, procs[1], floor_make),
+                "lean": (
+                    lean_port,
+                    procs[2],
+                    await upload_requests(
+                        lean_port, "lean-controller", lean_token, args.connections
+                    ),
+                ),
                 "broker": (
                     port,
-                    procs[2],
+                    procs[3],
                     await upload_requests(port, tokens["controller"], token, args.connections),
                 ),
             }
@@ -384,6 +401,7 @@ async def main(args: argparse.Namespace) -> None:
     anchor = statistics.mean(rates["anchor"])
     floor = statistics.mean(rates["floor"])
     broker = statistics.mean(rates["broker"])
+    lean = statistics.mean(rates["lean"])
     print(
         json.dumps(
             {
@@ -398,9 +416,13 @@ async def main(args: argparse.Namespace) -> None:
                 "durable_floor_per_s": round(floor, 1),
                 "floor_ratio": round(floor / anchor, 3),
                 "broker_to_floor_ratio": round(broker / floor, 3),
+                "lean_per_s": round(lean, 1),
+                "lean_ratio": round(lean / anchor, 3),
+                "broker_to_lean_ratio": round(broker / lean, 3),
                 "cpu_us_per_upload": round(cpu["broker"] / 2 * 1e6),
                 "anchor_cpu_us_per_request": round(cpu["anchor"] / 2 * 1e6),
                 "floor_cpu_us_per_request": round(cpu["floor"] / 2 * 1e6),
+                "lean_cpu_us_per_request": round(cpu["lean"] / 2 * 1e6),
                 "target_ratio": 0.5,
                 "aim_ratio": 0.7,
                 "cpus": os.cpu_count(),

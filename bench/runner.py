@@ -208,7 +208,8 @@ def _upload(r: dict[str, Any]) -> Row:
     return (
         f"{r['uploads_per_s']}/s",
         f"trivial handler {r['anchor_per_s']}/s"
-        + (f" (durable floor {r['durable_floor_per_s']}/s)" if "durable_floor_per_s" in r else ""),
+        + (f"; durable floor {r['durable_floor_per_s']}/s" if "durable_floor_per_s" in r else "")
+        + (f"; lean reference {r['lean_per_s']}/s" if "lean_per_s" in r else ""),
         f"{r['ratio']}x",
         f">= {target}x",
         _met(r["ratio"] >= target),

@@ -10,6 +10,7 @@ nobody's write is known to have happened).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -20,15 +21,22 @@ MAX_BATCH = 256
 
 
 class WriteQueue(Generic[Op]):
+    """A deque and at most one waiting writer (``next_batch``): an ``asyncio.Queue``
+    cost every write a getter wake-up check on put and on get (~1.5 us of an upload)."""
+
     def __init__(self, max_batch: int = MAX_BATCH) -> None:
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
+        self._items: deque[tuple[Op, asyncio.Future[Any]]] = deque()
+        self._waiter: asyncio.Future[None] | None = None
 
     def submit(self, op: Op) -> asyncio.Future[Any]:
         """Queue ``op``; the future of its result, done once the batch holding it has
         committed. (A plain function: one coroutine frame fewer on every write.)"""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, fut))  # unbounded: never waits
+        self._items.append((op, fut))  # unbounded: never waits
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         return fut
 
     def take(
@@ -37,13 +45,20 @@ class WriteQueue(Generic[Op]):
         """``batch`` (or a new list) filled with what is queued, up to the bound:
         empty when nothing is."""
         batch = [] if batch is None else batch
-        while len(batch) < self.max_batch and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
+        items = self._items
+        while items and len(batch) < self.max_batch:
+            batch.append(items.popleft())
         return batch
 
     async def next_batch(self) -> list[tuple[Op, asyncio.Future[Any]]]:
-        """Wait for one operation, then take whatever else is queued."""
-        return self.take([await self._queue.get()])
+        """Wait for one operation, then take whatever else is queued (one waiter at a time)."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.take()
 
     @staticmethod
     def answer(batch: Sequence[tuple[Op, asyncio.Future[Any]]], results: Sequence[Any]) -> None:
@@ -64,8 +79,8 @@ class WriteQueue(Generic[Op]):
 
     def close(self, error: BaseException) -> None:
         """Fail everything still queued (the store is closing: nobody will run it)."""
-        while not self._queue.empty():
-            _, fut = self._queue.get_nowait()
+        while self._items:
+            _, fut = self._items.popleft()
             if not fut.done():
                 fut.set_exception(error)
 

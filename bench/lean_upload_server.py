@@ -1,0 +1,176 @@
+"""bench_upload's lean reference: the broker's per-upload work, written out by hand.
+
+What a single-vif upload must do, and no more, on the same aiohttp+uvloop:
+bearer authentication (sha256 of the token, a dict, ``compare_digest``); the
+uploader check against the domain's active migration, held in memory; the
+body read with a size bound and validated by the broker's own ``Interface``
+model; the vif's next generation; then group commit as the broker's (SQLite,
+WAL, ``synchronous=FULL``, 2 KiB pages): the vif row upserted, the migration's
+revision and count updated, the revision kept in ``meta``, the COMMIT on a
+thread, the answer (JSON, ETag) only after it.
+
+What it leaves out is what separates it from the broker: request ids,
+metrics, logs, problem documents, the connection layer's limits, the watch
+cache and change hub that feed long-polls, and the rules of several vifs,
+results and states. The difference between the two is what those cost.
+
+Usage (by bench_upload): lean_upload_server.py PORT DB TOKENS_JSON, where
+TOKENS_JSON maps each token to its agent's host (null for a controller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import queue
+import sqlite3
+import sys
+import threading
+import uuid
+from typing import Any
+
+import uvloop
+from aiohttp import web
+
+from vifbroker.model import Interface
+
+MAX_BODY = 65536
+SCHEMA = """
+CREATE TABLE migrations (id TEXT PRIMARY KEY, domain_uuid TEXT, source_host TEXT,
+  destination_host TEXT, state TEXT, revision INTEGER, vif_count INTEGER);
+CREATE INDEX migrations_revision ON migrations (revision);
+CREATE INDEX migrations_source ON migrations (source_host);
+CREATE TABLE vifs (migration_id TEXT, mac TEXT, interface TEXT, generation INTEGER,
+  status TEXT, PRIMARY KEY (migration_id, mac));
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);
+"""
+UPSERT_VIF = (
+    "INSERT INTO vifs VALUES (?, ?, ?, ?, 'pending') ON CONFLICT (migration_id, mac)"
+    " DO UPDATE SET interface = excluded.interface, generation = excluded.generation"
+)
+
+UPDATE_MIGRATION = "UPDATE migrations SET revision = ?, vif_count = ? WHERE id = ?"
+
+
+class Active:
+    """A domain's active migration, as the lean server holds it."""
+
+    __slots__ = ("generations", "id", "source_host")
+
+    def __init__(self, migration_id: str, source_host: str) -> None:
+        self.id, self.source_host = migration_id, source_host
+        self.generations: dict[str, int] = {}
+
+
+def serve(port: int, db: str, tokens_json: str) -> None:
+    digests: dict[bytes, tuple[bytes, str | None]] = {
+        (digest := hashlib.sha256(token.encode()).digest()): (digest, host)
+        for token, host in json.loads(tokens_json).items()
+    }
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA page_size=2048")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(SCHEMA)
+    active: dict[str, Active] = {}
+    revision = 0
+    queued: list[tuple[Active, str, str, asyncio.Future[int]]] = []
+    commits: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[Any]]] = queue.SimpleQueue()
+    running = False
+
+    def committer() -> None:
+        while True:
+            loop, answers = commits.get()
+            conn.execute("COMMIT")
+            loop.call_soon_threadsafe(committed, answers)
+
+    def start() -> None:
+        nonlocal running, revision
+        batch = queued[:]
+        queued.clear()
+        running = bool(batch)
+        if not batch:
+            return
+        vifs, migrations, answers = [], [], []
+        for migration, mac, text, fut in batch:
+            generation = migration.generations.get(mac, 0) + 1
+            migration.generations[mac] = generation
+            revision += 1
+            vifs.append((migration.id, mac, text, generation))
+            migrations.append((revision, len(migration.generations), migration.id))
+            answers.append((fut, generation))
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(UPSERT_VIF, vifs)
+        conn.executemany(UPDATE_MIGRATION, migrations)
+        conn.execute(
+            "INSERT INTO meta VALUES ('revision', ?) ON CONFLICT (key) DO UPDATE"
+            " SET value = excluded.value",
+            (revision,),
+        )
+        commits.put((asyncio.get_running_loop(), answers))
+
+    def committed(answers: list[tuple[asyncio.Future[int], int]]) -> None:
+        for fut, generation in answers:
+            fut.set_result(generation)
+        start()
+
+    def authenticate(request: web.Request) -> str | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        digest = hashlib.sha256(token.strip().encode()).digest()
+        found = digests.get(digest)  # by digest, confirmed in constant time (as the broker)
+        if scheme.lower() != "bearer" or found is None or not hmac.compare_digest(found[0], digest):
+            raise web.HTTPUnauthorized()
+        return found[1]
+
+    async def create(request: web.Request) -> web.Response:
+        if authenticate(request) is not None:
+            raise web.HTTPForbidden()
+        doc = await request.json()
+        migration = active[doc["domain_uuid"]] = Active(str(uuid.uuid4()), doc["source_host"])
+        conn.execute(
+            "INSERT INTO migrations VALUES (?, ?, ?, ?, 'pending', 0, 0)",
+            (migration.id, doc["domain_uuid"], doc["source_host"], doc["destination_host"]),
+        )
+        return web.json_response({"id": migration.id}, status=201)
+
+    async def put(request: web.Request) -> web.Response:
+        nonlocal running
+        host = authenticate(request)
+        domain_uuid, mac = request.match_info["uuid"], request.match_info["mac"]
+        migration = active.get(domain_uuid)
+        if migration is None or (host is not None and migration.source_host != host):
+            raise web.HTTPNotFound()
+        body = await request.read()
+        if len(body) > MAX_BODY:
+            raise web.HTTPRequestEntityTooLarge(MAX_BODY, len(body))
+        interface = Interface.model_validate_json(body)
+        if interface.mac != mac:
+            raise web.HTTPUnprocessableEntity()
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        queued.append((migration, mac, interface.model_dump_json(exclude_none=True), fut))
+        if not running:
+            running = True
+            asyncio.get_running_loop().call_soon(start)
+        generation = await fut
+        return web.json_response(
+            {"domain_uuid": domain_uuid, "mac": mac, "generation": generation},
+            headers={"ETag": f'"{generation}"'},
+        )
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    threading.Thread(target=committer, daemon=True).start()
+    app = web.Application(client_max_size=MAX_BODY)
+    app.router.add_post("/v1/migrations", create)
+    app.router.add_put("/v1/domains/{uuid}/interfaces/{mac}", put)
+    app.router.add_get("/healthz", health)
+    web.run_app(
+        app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
+    )
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]), sys.argv[2], sys.argv[3])
