@@ -5,10 +5,15 @@ On this shared 2-core machine two runs of ``bench_handoff.py`` differ by up to
 0.05 in their median ratio, so two checkouts compared run after run cannot
 show a change of a few percent. Here the floor (``bench_handoff``'s anchor)
 and two brokers, each started by its own checkout's Python, take rounds in
-turn. The order rotates (floor A B, A B floor, B floor A, ...) so that no one
-follows itself and each follows each of the others equally often: a broker's
-round right after its own last one runs ~5% faster (its caches are warm), and
-a fixed order hands that to whoever comes second.
+turn, in the order floor A B floor B A, over and over (``ORDER``): no one
+follows itself, and each follows each of the others equally often. Who ran
+just before matters: a broker's round right after its own last one runs ~5%
+faster (its caches are warm), and one right after the other broker faster
+than one right after the floor (the two run the same Python). An earlier
+rotation (floor A B, A B floor, B floor A) put B after A twice as often as A
+after B, which favoured B by about 0.045 of the floor: as much as the changes
+it was used to judge. Check a change in both positions (--a X --b Y, then
+--a Y --b X).
 
 Each checkout needs its own ./.venv (``scripts/test`` makes it). Prints one JSON
 line: each broker's median and p99 as ratios to the floor's, and B's median
@@ -33,15 +38,34 @@ from bench_handoff import Round, p99, start_anchor, start_broker
 WARMUP = 20
 
 
+#: One cycle through every ordered pair of the three subjects (floor, a, b)
+#: once each: floor->a, a->b, b->floor, floor->b, b->a, a->floor (then again).
+ORDER = (0, 1, 2, 0, 2, 1)
+
+
+def transitions(order: tuple[int, ...]) -> dict[tuple[int, int], int]:
+    """How often each subject follows each other in ``order`` run over and over."""
+    counts: dict[tuple[int, int], int] = {}
+    for i, name in enumerate(order):
+        pair = (order[i - 1], name)
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
+
+
+assert transitions(ORDER) == {(x, y): 1 for x in range(3) for y in range(3) if x != y}
+
+
 async def rotate(rounds: int, subjects: dict[str, Round]) -> dict[str, list[float]]:
+    """``rounds`` rounds of each subject (three: the floor and two brokers), in ``ORDER``."""
     names = list(subjects)
     after = dict.fromkeys(names, 0)
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(rounds + WARMUP):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
+    per_cycle = len(ORDER) // len(names)
+    for cycle in range((rounds + WARMUP + per_cycle - 1) // per_cycle):
+        for index in ORDER:
+            name = names[index]
             elapsed, after[name] = await subjects[name](after[name])
-            if i >= WARMUP:
+            if cycle * per_cycle >= WARMUP:
                 samples[name].append(elapsed)
     return samples
 
