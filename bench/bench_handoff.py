@@ -7,7 +7,9 @@ thread and only then wakes the parked GET — the durable floor.
 The two servers run side by side and their rounds alternate, so that load
 swings on a shared machine hit both alike. Each is measured once its
 database's WAL has stopped growing (``WalWatch``), as a long-running server's
-has. Prints one JSON line with median and p99 of both, and their ratios.
+has. Prints one JSON line with median and p99 of both, and their ratios; then,
+in rounds of their own against the same floor, the lean reference's ratios
+(``lean_server.py``: the broker's work for a handoff written out by hand).
 Targets: median ≤ 1.15x, p99 ≤ 1.3x the anchor.
 Usage: python bench/bench_handoff.py [--rounds 400]
 """
@@ -124,10 +126,16 @@ def anchor_server(port: int, db: str) -> None:
 Round = Callable[[int], Awaitable[tuple[float, int]]]
 
 
-async def interleave(rounds: int, subjects: dict[str, Round]) -> dict[str, list[float]]:
+async def interleave(
+    rounds: int, subjects: dict[str, Round], after: dict[str, int] | None = None
+) -> dict[str, list[float]]:
     """One round of each subject in turn (the order flipping every time), so that
-    load swings on this shared machine hit the anchor and the broker alike."""
-    after = dict.fromkeys(subjects, 0)
+    load swings on this shared machine hit the anchor and the broker alike.
+    ``after``: each subject's last revision, kept from an earlier call (a round
+    waits for the change after it: its own upload, not one it already saw)."""
+    after = {} if after is None else after
+    for name in subjects:
+        after.setdefault(name, 0)
     samples: dict[str, list[float]] = {name: [] for name in subjects}
     names = list(subjects)
     for i in range(rounds + 20):
@@ -195,6 +203,26 @@ async def start_broker(
     )
     procs.append(proc)  # the caller stops it, whatever happens next
     await wait_healthy(port, "/healthz", proc)
+    return await api_rounds(port, tokens, role, WalWatch(state / "vifbroker.db-wal"))
+
+
+async def start_lean(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> Round:
+    """The lean reference (``lean_server.py``): the broker's API, its work written out by hand."""
+    tokens = {"controller": "lean-controller", "src": "lean-src", "dst": "lean-dst"}
+    hosts = {tokens["controller"]: None, tokens["src"]: "src", tokens["dst"]: "dst"}
+    port = free_port()
+    lean = Path(__file__).with_name("lean_server.py")
+    argv = [str(port), str(tmp / "lean.db"), json.dumps(hosts)]
+    proc = subprocess.Popen([sys.executable, str(lean), *argv])
+    procs.append(proc)  # the caller stops it, whatever happens next
+    await wait_healthy(port, "/healthz", proc)
+    return await api_rounds(port, tokens, "agent", WalWatch(tmp / "lean.db-wal"))
+
+
+async def api_rounds(port: int, tokens: dict[str, str], role: str, wal: WalWatch) -> Round:
+    """Handoff rounds through the broker's API at ``port``: a migration src -> dst, its
+    source's upload of one vif against its destination's inbox long-poll, measured
+    once the database's WAL has settled (``WalWatch``)."""
     src, dst = await Conn.open(port), await Conn.open(port)
     domain = str(uuid.uuid4())
     status, body = await src.request(
@@ -212,8 +240,7 @@ async def start_broker(
            {"Content-Type": "application/json",
             "Authorization": f"Bearer {tokens[uploader]}"})
     wait_headers = {"Authorization": f"Bearer {tokens[waiter]}"}
-    wal = WalWatch(state / "vifbroker.db-wal")
-    for _ in range(20_000):  # a long-running broker's WAL (see WalWatch)
+    for _ in range(20_000):  # a long-running server's WAL (see WalWatch)
         status, body = await src.request(*put)
         assert status == 200, body
         if wal.steady():
@@ -248,8 +275,15 @@ async def main(args: argparse.Namespace) -> None:
             broker_round = await start_broker(Path(tmp) / "state", args.token_role, procs)
             subjects = {"anchor": anchor_round, "broker": broker_round}
             cpu0 = [cpu_seconds(p.pid) for p in procs]
-            samples = await interleave(args.rounds, subjects)
+            after: dict[str, int] = {}
+            samples = await interleave(args.rounds, subjects, after)
             cpu1 = [cpu_seconds(p.pid) for p in procs]
+            # Then, apart (so the broker's rounds above follow the floor's only),
+            # the lean reference against the same floor: what the work costs.
+            lean_round = await start_lean(Path(tmp), procs)
+            lean = await interleave(
+                args.rounds, {"anchor": anchor_round, "lean": lean_round}, after
+            )
     finally:
         for proc in procs:
             proc.terminate()
@@ -271,6 +305,11 @@ async def main(args: argparse.Namespace) -> None:
             statistics.median(b / a for a, b in zip(anchor, broker, strict=True)), 3
         ),
         "p99_ratio": round(bp / ap, 3),
+        # the lean reference (lean_server.py) against the floor, in rounds of its own
+        "lean_median_ratio": round(
+            statistics.median(lean["lean"]) / statistics.median(lean["anchor"]), 3
+        ),
+        "lean_p99_ratio": round(p99(lean["lean"]) / p99(lean["anchor"]), 3),
         # CPU each server used per round (µs): the part of the latency that is
         # work rather than waiting (fsync, scheduling on a busy machine)
         "cpu_us_per_round": round((cpu1[1] - cpu0[1]) / len(broker) * 1e6),

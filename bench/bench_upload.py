@@ -6,7 +6,7 @@ reference, the durable floor: the same handler made durable as the broker's
 uploads are (group commit of concurrent requests to SQLite, WAL,
 synchronous=FULL, the COMMIT on a thread, the answer after it), and nothing
 else: no authentication, no validation, no migration. And the lean
-reference (``lean_upload_server.py``): the floor plus the work an upload must
+reference (``lean_server.py``): the floor plus the work an upload must
 do (authentication, the uploader check, the broker's own validation, the
 generation, the vif and migration rows), written out by hand without the
 broker's layers. What separates the broker from the anchor is then split in
@@ -351,7 +351,7 @@ async def main(args: argparse.Namespace) -> None:
             procs.append(subprocess.Popen([sys.executable, __file__, *floor_argv]))
             lean_tokens = {"lean-controller": None, "lean-agent": "src"}
             lean_argv = [str(lean_port), str(Path(tmp) / "lean.db"), json.dumps(lean_tokens)]
-            lean = Path(__file__).with_name("lean_upload_server.py")
+            lean = Path(__file__).with_name("lean_server.py")
             procs.append(subprocess.Popen([sys.executable, str(lean), *lean_argv]))
             await wait_healthy(anchor_port, "/healthz", procs[0])
             await wait_healthy(floor_port, "/healthz", procs[1])

@@ -219,7 +219,8 @@ def _upload(r: dict[str, Any]) -> Row:
 def _handoff(r: dict[str, Any]) -> Row:
     return (
         f"median {r['median_ms']} ms, p99 {r['p99_ms']}",
-        f"durable floor {r['anchor_median_ms']} / {r['anchor_p99_ms']} ms",
+        f"durable floor {r['anchor_median_ms']} / {r['anchor_p99_ms']} ms"
+        + (f"; lean reference {r['lean_median_ratio']}x" if "lean_median_ratio" in r else ""),
         f"{r['median_ratio']}x / {r['p99_ratio']}x",
         f"<= {r['target_median_ratio']}x / {r['target_p99_ratio']}x",
         _met(

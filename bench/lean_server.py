@@ -1,4 +1,4 @@
-"""bench_upload's lean reference: the broker's per-upload work, written out by hand.
+"""The lean reference: the broker's work for an upload and its handoff, written out by hand.
 
 What a single-vif upload must do, and no more, on the same aiohttp+uvloop:
 bearer authentication (sha256 of the token, a dict, ``compare_digest``); the
@@ -7,20 +7,25 @@ body read with a size bound and validated by the broker's own ``Interface``
 model; the vif's next generation; then group commit as the broker's (SQLite,
 WAL, ``synchronous=FULL``, 2 KiB pages): the vif row upserted, the migration's
 revision and count updated, the revision kept in ``meta``, the COMMIT on a
-thread, the answer (JSON, ETag) only after it.
+thread, the answer (JSON, ETag) only after it. And the destination's side of a
+handoff: ``GET /v1/hosts/{host}/inbox?after=N&wait=S`` parks until a commit
+touches the host, then answers the migrations changed after N with their
+records (JSON, the broker's field names), nothing of it before the commit.
 
 What it leaves out is what separates it from the broker: request ids,
 metrics, logs, problem documents, the connection layer's limits, the watch
-cache and change hub that feed long-polls, and the rules of several vifs,
-results and states. The difference between the two is what those cost.
+cache's bounds and SQL fallback, the rules of several vifs, results and
+states. The difference between the two is what those cost
+(``bench_upload``'s and ``bench_handoff``'s ``lean`` figures).
 
-Usage (by bench_upload): lean_upload_server.py PORT DB TOKENS_JSON, where
-TOKENS_JSON maps each token to its agent's host (null for a controller).
+Usage (by the benches): lean_server.py PORT DB TOKENS_JSON, where TOKENS_JSON
+maps each token to its agent's host (null for a controller).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -57,11 +62,30 @@ UPDATE_MIGRATION = "UPDATE migrations SET revision = ?, vif_count = ? WHERE id =
 class Active:
     """A domain's active migration, as the lean server holds it."""
 
-    __slots__ = ("generations", "id", "source_host")
+    __slots__ = ("destination_host", "domain_uuid", "generations", "id", "revision", "source_host",
+                 "texts")  # fmt: skip
 
-    def __init__(self, migration_id: str, source_host: str) -> None:
-        self.id, self.source_host = migration_id, source_host
+    def __init__(self, migration_id: str, domain_uuid: str, source: str, destination: str) -> None:
+        self.id, self.domain_uuid = migration_id, domain_uuid
+        self.source_host, self.destination_host = source, destination
         self.generations: dict[str, int] = {}
+        self.texts: dict[str, str] = {}  # by MAC: the interface as stored
+        self.revision = 0
+
+    def item(self) -> dict[str, Any]:
+        """This migration as an inbox item (what the destination applies)."""
+        return {
+            "revision": self.revision,
+            "direction": "incoming",
+            "migration": {"id": self.id, "domain_uuid": self.domain_uuid,
+                          "source_host": self.source_host,
+                          "destination_host": self.destination_host},
+            "records": [
+                {"domain_uuid": self.domain_uuid, "mac": mac,
+                 "generation": self.generations[mac], "interface": json.loads(text)}
+                for mac, text in self.texts.items()
+            ],
+        }  # fmt: skip
 
 
 def serve(port: int, db: str, tokens_json: str) -> None:
@@ -77,6 +101,8 @@ def serve(port: int, db: str, tokens_json: str) -> None:
     active: dict[str, Active] = {}
     revision = 0
     queued: list[tuple[Active, str, str, asyncio.Future[int]]] = []
+    log: dict[str, list[Active]] = {}  # by destination host: its migrations, oldest change first
+    parked: dict[str, list[asyncio.Future[None]]] = {}  # by host: its parked long-polls
     commits: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, list[Any]]] = queue.SimpleQueue()
     running = False
 
@@ -97,10 +123,12 @@ def serve(port: int, db: str, tokens_json: str) -> None:
         for migration, mac, text, fut in batch:
             generation = migration.generations.get(mac, 0) + 1
             migration.generations[mac] = generation
+            migration.texts[mac] = text
             revision += 1
+            migration.revision = revision
             vifs.append((migration.id, mac, text, generation))
             migrations.append((revision, len(migration.generations), migration.id))
-            answers.append((fut, generation))
+            answers.append((fut, generation, migration))
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(UPSERT_VIF, vifs)
         conn.executemany(UPDATE_MIGRATION, migrations)
@@ -111,8 +139,16 @@ def serve(port: int, db: str, tokens_json: str) -> None:
         )
         commits.put((asyncio.get_running_loop(), answers))
 
-    def committed(answers: list[tuple[asyncio.Future[int], int]]) -> None:
-        for fut, generation in answers:
+    def committed(answers: list[tuple[asyncio.Future[int], int, Active]]) -> None:
+        for _, _, migration in answers:  # durable now: first the destinations, as the broker
+            changed = log.setdefault(migration.destination_host, [])
+            if migration in changed:
+                changed.remove(migration)
+            changed.append(migration)
+            for waiter in parked.pop(migration.destination_host, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+        for fut, generation, _ in answers:
             fut.set_result(generation)
         start()
 
@@ -128,7 +164,9 @@ def serve(port: int, db: str, tokens_json: str) -> None:
         if authenticate(request) is not None:
             raise web.HTTPForbidden()
         doc = await request.json()
-        migration = active[doc["domain_uuid"]] = Active(str(uuid.uuid4()), doc["source_host"])
+        migration = active[doc["domain_uuid"]] = Active(
+            str(uuid.uuid4()), doc["domain_uuid"], doc["source_host"], doc["destination_host"]
+        )
         conn.execute(
             "INSERT INTO migrations VALUES (?, ?, ?, ?, 'pending', 0, 0)",
             (migration.id, doc["domain_uuid"], doc["source_host"], doc["destination_host"]),
@@ -159,6 +197,22 @@ def serve(port: int, db: str, tokens_json: str) -> None:
             headers={"ETag": f'"{generation}"'},
         )
 
+    async def inbox(request: web.Request) -> web.Response:
+        host = request.match_info["host"]
+        agent = authenticate(request)
+        if agent is not None and agent != host:
+            raise web.HTTPForbidden()
+        after = int(request.query.get("after", "0"))
+        wait = min(float(request.query.get("wait", "0")), 60.0)
+        if wait > 0 and not any(m.revision > after for m in log.get(host, ())):
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            parked.setdefault(host, []).append(waiter)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await waiter
+        items = [m.item() for m in log.get(host, ()) if m.revision > after]
+        return web.json_response({"revision": revision, "items": items})
+
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -166,6 +220,7 @@ def serve(port: int, db: str, tokens_json: str) -> None:
     app = web.Application(client_max_size=MAX_BODY)
     app.router.add_post("/v1/migrations", create)
     app.router.add_put("/v1/domains/{uuid}/interfaces/{mac}", put)
+    app.router.add_get("/v1/hosts/{host}/inbox", inbox)
     app.router.add_get("/healthz", health)
     web.run_app(
         app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
