@@ -268,7 +268,7 @@ def _replica(r: dict[str, Any]) -> Row:
     return (
         f"cross median {r['cross_median_ms']} ms, p99 {r['cross_p99_ms']}",
         f"same replica {r['same_median_ms']} / {r['same_p99_ms']} ms",
-        f"+{r['extra_p99_ms']} ms p99",
+        f"{r['extra_p99_ms']:+} ms p99",
         f"<= +{r['target_extra_p99_ms']} ms",
         _met(r["extra_p99_ms"] <= r["target_extra_p99_ms"]),
     )
