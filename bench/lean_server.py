@@ -18,8 +18,13 @@ cache's bounds and SQL fallback, the rules of several vifs, results and
 states. The difference between the two is what those cost
 (``bench_upload``'s and ``bench_handoff``'s ``lean`` figures).
 
-Usage (by the benches): lean_server.py PORT DB TOKENS_JSON, where TOKENS_JSON
-maps each token to its agent's host (null for a controller).
+Usage (by the benches): lean_server.py PORT DB TOKENS_JSON [LAYERS], where
+TOKENS_JSON maps each token to its agent's host (null for a controller), and
+LAYERS (for ``upload_layers.py``) names broker parts to use in place of the
+lean ones, comma-separated: ``middleware`` (the broker's request middleware,
+which then authenticates), ``store`` (the broker's SQLiteStore for migrations
+and uploads; the inbox then answers nothing), ``connections`` (the broker's
+connection layer, ``BrokerRunner``).
 """
 
 from __future__ import annotations
@@ -33,13 +38,21 @@ import queue
 import sqlite3
 import sys
 import threading
+import types
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import uvloop
 from aiohttp import web
 
-from vifbroker.model import Interface
+from vifbroker.model import Interface, MigrationCreate
+from vifbroker.server.auth import Principal, Role, TokenRegistry
+from vifbroker.server.connections import BrokerRunner, ConnectionLimits
+from vifbroker.server.context import CTX
+from vifbroker.server.metrics import Metrics
+from vifbroker.server.middleware import front_middleware, principal
+from vifbroker.store.sqlite import SQLiteStore
 
 MAX_BODY = 65536
 SCHEMA = """
@@ -88,7 +101,12 @@ class Active:
         }  # fmt: skip
 
 
-def serve(port: int, db: str, tokens_json: str) -> None:
+LAYERS = frozenset({"middleware", "store", "connections"})
+
+
+def serve(port: int, db: str, tokens_json: str, layers: frozenset[str] = frozenset()) -> None:
+    if layers - LAYERS:
+        raise SystemExit(f"unknown layers {sorted(layers - LAYERS)}; known: {sorted(LAYERS)}")
     digests: dict[bytes, tuple[bytes, str | None]] = {
         (digest := hashlib.sha256(token.encode()).digest()): (digest, host)
         for token, host in json.loads(tokens_json).items()
@@ -152,7 +170,11 @@ def serve(port: int, db: str, tokens_json: str) -> None:
             fut.set_result(generation)
         start()
 
+    broker = BrokerParts(db, digests) if layers else None
+
     def authenticate(request: web.Request) -> str | None:
+        if "middleware" in layers:  # the broker's guard has authenticated the request
+            return principal(request).host
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         digest = hashlib.sha256(token.strip().encode()).digest()
         found = digests.get(digest)  # by digest, confirmed in constant time (as the broker)
@@ -164,6 +186,9 @@ def serve(port: int, db: str, tokens_json: str) -> None:
         if authenticate(request) is not None:
             raise web.HTTPForbidden()
         doc = await request.json()
+        if "store" in layers:
+            assert broker is not None
+            return web.json_response({"id": await broker.create(doc)}, status=201)
         migration = active[doc["domain_uuid"]] = Active(
             str(uuid.uuid4()), doc["domain_uuid"], doc["source_host"], doc["destination_host"]
         )
@@ -177,15 +202,27 @@ def serve(port: int, db: str, tokens_json: str) -> None:
         nonlocal running
         host = authenticate(request)
         domain_uuid, mac = request.match_info["uuid"], request.match_info["mac"]
-        migration = active.get(domain_uuid)
-        if migration is None or (host is not None and migration.source_host != host):
-            raise web.HTTPNotFound()
+        if "store" in layers:
+            assert broker is not None
+            if host is not None and await broker.source_of(domain_uuid) != host:
+                raise web.HTTPNotFound()
+        else:
+            migration = active.get(domain_uuid)
+            if migration is None or (host is not None and migration.source_host != host):
+                raise web.HTTPNotFound()
         body = await request.read()
         if len(body) > MAX_BODY:
             raise web.HTTPRequestEntityTooLarge(MAX_BODY, len(body))
         interface = Interface.model_validate_json(body)
         if interface.mac != mac:
             raise web.HTTPUnprocessableEntity()
+        if "store" in layers:
+            assert broker is not None
+            generation = await broker.upload(domain_uuid, interface, host)
+            return web.json_response(
+                {"domain_uuid": domain_uuid, "mac": mac, "generation": generation},
+                headers={"ETag": f'"{generation}"'},
+            )
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         queued.append((migration, mac, interface.model_dump_json(exclude_none=True), fut))
         if not running:
@@ -217,15 +254,62 @@ def serve(port: int, db: str, tokens_json: str) -> None:
         return web.json_response({"status": "ok"})
 
     threading.Thread(target=committer, daemon=True).start()
-    app = web.Application(client_max_size=MAX_BODY)
+    middlewares = [front_middleware()] if "middleware" in layers else []
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
+    if broker is not None:
+        app[CTX] = broker.context  # what the broker's middleware reads
     app.router.add_post("/v1/migrations", create)
     app.router.add_put("/v1/domains/{uuid}/interfaces/{mac}", put)
     app.router.add_get("/v1/hosts/{host}/inbox", inbox)
     app.router.add_get("/healthz", health)
-    web.run_app(
-        app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop()
-    )
+
+    async def run() -> None:
+        if "store" in layers:
+            assert broker is not None
+            await broker.store.open()
+        runner: web.AppRunner
+        if "connections" in layers:
+            runner = BrokerRunner(app, ConnectionLimits(), access_log=None)
+        else:
+            runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()  # until terminated
+
+    uvloop.run(run())
+
+
+class BrokerParts:
+    """The broker's own parts, for the layers swapped in (``upload_layers.py``)."""
+
+    def __init__(self, db: str, digests: dict[bytes, tuple[bytes, str | None]]) -> None:
+        registry = TokenRegistry(
+            [
+                (digest.hex(), Principal(digest.hex()[:8], Role.AGENT if host else Role.CONTROLLER,
+                                         host))
+                for digest, (_, host) in digests.items()
+            ]
+        )  # fmt: skip
+        # The middleware reads the tokens and the metrics from the app's context.
+        self.context: Any = types.SimpleNamespace(tokens=registry, metrics=Metrics())
+        self.store = SQLiteStore(db + "-broker")
+
+    async def create(self, doc: dict[str, str]) -> str:
+        request = MigrationCreate(domain_uuid=doc["domain_uuid"], source_host=doc["source_host"],
+                                  destination_host=doc["destination_host"])  # fmt: skip
+        made, _ = await self.store.create_migration(request, datetime.now(UTC))
+        return made.id
+
+    async def source_of(self, domain_uuid: str) -> str:
+        return (await self.store.active_parties(domain_uuid)).source_host
+
+    async def upload(self, domain_uuid: str, interface: Interface, host: str | None) -> int:
+        uploaded = await self.store.put_interfaces(
+            domain_uuid, [interface], datetime.now(UTC), source_host=host
+        )
+        return uploaded.generations[0][1]
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), sys.argv[2], sys.argv[3])
+    named = frozenset(filter(None, sys.argv[4].split(","))) if len(sys.argv) > 4 else frozenset()
+    serve(int(sys.argv[1]), sys.argv[2], sys.argv[3], named)
