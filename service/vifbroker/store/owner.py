@@ -52,8 +52,12 @@ class OwnerLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:  # (a full disk): not held, nothing left open
+            os.close(fd)
+            raise
         self._fd = fd
 
     def release(self) -> None:
