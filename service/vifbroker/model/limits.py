@@ -38,22 +38,24 @@ class Limits:
 
     def check_interface(self, iface: Interface) -> None:
         """Refuse an interface (already validated) that exceeds a limit."""
-        where = f"interface {iface.mac}"
+        mac = iface.mac
         if (source := iface.source) is not None:
-            self.check_count(f"{where}: keys in source", len(source.attributes()), self.max_keys)
+            self._check_vif(mac, "keys in source", len(source.attributes()), self.max_keys)
             if isinstance(source.address, dict):
-                self.check_count(
-                    f"{where}: keys in source address", len(source.address), self.max_keys
-                )
+                self._check_vif(mac, "keys in source address", len(source.address), self.max_keys)
         if (vport := iface.virtualport) is not None:
-            self.check_count(
-                f"{where}: virtualport parameters", len(vport.parameters), self.max_keys
-            )
-            if vport.portdata is not None:
+            self._check_vif(mac, "virtualport parameters", len(vport.parameters), self.max_keys)
+            # A character is at most 4 bytes in UTF-8: only port data that may be
+            # near the limit is encoded to be measured.
+            if vport.portdata is not None and 4 * len(vport.portdata) > self.max_portdata_bytes:
                 size = len(vport.portdata.encode("utf-8", "surrogatepass"))
-                self.check_count(f"{where}: bytes of port data", size, self.max_portdata_bytes)
+                self._check_vif(mac, "bytes of port data", size, self.max_portdata_bytes)
         if iface.vlan is not None:
-            self.check_count(f"{where}: vlan tags", len(iface.vlan.tags), self.max_vlan_tags)
+            self._check_vif(mac, "vlan tags", len(iface.vlan.tags), self.max_vlan_tags)
+
+    def _check_vif(self, mac: str, what: str, count: int, limit: int) -> None:
+        if count > limit:  # the text only for a refusal (every upload passes here)
+            raise LimitExceeded(f"interface {mac}: {what}: more than {limit}")
 
     def check_interfaces(self, interfaces: Iterable[Interface]) -> None:
         for count, iface in enumerate(interfaces, 1):

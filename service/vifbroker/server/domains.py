@@ -17,6 +17,7 @@ from .media import INTERFACE_TYPES, JSON, XML, read_body
 from .middleware import MEDIA, principal, produces
 from .params import if_match, path_mac, path_uuid
 from .render import (
+    generation_response,
     json_bytes_response,
     json_response,
     record_doc,
@@ -89,10 +90,7 @@ async def put_interface(request: web.Request) -> web.Response:
         None if generation is None else {mac: generation},
     )
     ((mac, generation),) = uploaded.generations
-    return json_response(
-        {"domain_uuid": domain_uuid, "mac": mac, "generation": generation},
-        headers={"ETag": f'"{generation}"'},
-    )
+    return generation_response(domain_uuid, mac, generation)
 
 
 async def put_interfaces(request: web.Request) -> web.Response:

@@ -92,8 +92,10 @@ async def read_body(
     """(media type, bytes) of the body; 415 for other types or codings, 413 past
     the size limit, 408 when it does not arrive within the body timeout."""
     max_bytes = settings.max_body_bytes
-    media = request.content_type.lower()
     accepted = tuple(accepted)
+    media = request.headers.get("Content-Type", "")
+    if media not in accepted:  # not spelled exactly as accepted: parse it
+        media = request.content_type.lower()
     if media not in accepted:
         raise UnsupportedMediaType(f"Content-Type not accepted here; use {' or '.join(accepted)}")
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
@@ -109,8 +111,11 @@ async def read_body(
     try:
         if request.content.is_eof():
             # The whole body came with the headers (the usual small upload):
-            # nothing left to wait for, so no timer to arm and cancel.
-            body = await request.read()
+            # nothing left to wait for, so it is taken as buffered, with no
+            # timer to arm and cancel and no read coroutine.
+            body = request.content.read_nowait()
+            if len(body) > max_bytes:
+                raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(body))
         else:
             async with asyncio.timeout(settings.body_timeout_seconds):
                 body = await request.read()

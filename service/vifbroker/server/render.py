@@ -32,6 +32,18 @@ def json_response(
     )
 
 
+def generation_response(domain_uuid: str, mac: str, generation: int) -> web.Response:
+    """A single-vif upload's answer: its new generation, as the body and the ETag.
+
+    Written out rather than encoded: the UUID and MAC are normalized (hex
+    digits, dashes, colons), nothing to escape; the bytes ``json_response``
+    would give.
+    """
+    body = f'{{"domain_uuid":"{domain_uuid}","mac":"{mac}","generation":{generation:d}}}'
+    headers = {"Content-Type": "application/json", "ETag": f'"{generation:d}"'}
+    return web.Response(body=body.encode(), headers=headers)
+
+
 def problem_response(problem: Problem) -> web.Response:
     return web.Response(
         body=_dumps(problem.body()),
