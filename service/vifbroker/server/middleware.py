@@ -96,7 +96,7 @@ def front_middleware() -> Middleware:
     @web.middleware
     async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("X-Request-Id", "")
-        request_id = given if _REQUEST_ID_RE.fullmatch(given) else new_id()
+        request_id = given if given and _REQUEST_ID_RE.fullmatch(given) else new_id()
         request[REQUEST_ID_KEY] = request_id  # for a response prepared by its handler
         token = REQUEST_ID.set(request_id)
         start = time.perf_counter()
