@@ -13,6 +13,7 @@ see ``sqlite_engine``), so everything is read from SQL again.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -28,17 +29,24 @@ Runner = Callable[
     [sqlite3.Connection, WriteContext, Sequence[Mapping[str, Any]]], list[T | StoreError]
 ]
 
+# Statements run for every upload and result bind their parameters by position,
+# each row's taken out by an ``itemgetter``: binding by name costs SQLite's
+# name lookup and a str per parameter and row (3.0 against 1.7 us a row here).
 SETTLE_MIGRATION = (
-    "UPDATE migrations SET state = :state, updated_at = :updated_at, revision = :revision,"
-    " vif_count = :vif_count, vifs_done = :vifs_done, vifs_failed = :vifs_failed"
-    " WHERE id = :id"
+    "UPDATE migrations SET state = ?, updated_at = ?, revision = ?, vif_count = ?,"
+    " vifs_done = ?, vifs_failed = ? WHERE id = ?"
+)
+_SETTLE_MIGRATION_ARGS = operator.itemgetter(
+    "state", "updated_at", "revision", "vif_count", "vifs_done", "vifs_failed", "id"
 )
 # The same when the state stays: SQLite then leaves the two partial indexes
 # (whose WHERE names the state) alone — 3.8 instead of 12.5 us a row here.
 SETTLE_COUNTS = (
-    "UPDATE migrations SET updated_at = :updated_at, revision = :revision,"
-    " vif_count = :vif_count, vifs_done = :vifs_done, vifs_failed = :vifs_failed"
-    " WHERE id = :id"
+    "UPDATE migrations SET updated_at = ?, revision = ?, vif_count = ?, vifs_done = ?,"
+    " vifs_failed = ? WHERE id = ?"
+)
+_SETTLE_COUNTS_ARGS = operator.itemgetter(
+    "updated_at", "revision", "vif_count", "vifs_done", "vifs_failed", "id"
 )
 #: Bound parameters per statement, well under SQLite's limit (32766).
 CHUNK = 400
@@ -82,9 +90,10 @@ def settle(
     indexes alone."""
     moved = [m for m in touched if m["state"] != states[m["id"]]]
     if moved:
-        c.executemany(SETTLE_MIGRATION, moved)
+        c.executemany(SETTLE_MIGRATION, map(_SETTLE_MIGRATION_ARGS, moved))
     if len(moved) < len(touched):
-        c.executemany(SETTLE_COUNTS, [m for m in touched if m["state"] == states[m["id"]]])
+        stayed = [m for m in touched if m["state"] == states[m["id"]]]
+        c.executemany(SETTLE_COUNTS, map(_SETTLE_COUNTS_ARGS, stayed))
     for m in touched:
         ctx.keys |= rules.hub_keys(
             m["id"], m["domain_uuid"], m["source_host"], m["destination_host"]

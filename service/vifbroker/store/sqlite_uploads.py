@@ -6,6 +6,7 @@ group-committed transaction and refuse (a StoreError) before writing anything.
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -23,20 +24,27 @@ from .sqlite_schema import ACTIVE_SQL
 
 RowDict = rows.RowDict
 
+# Parameters by position, taken out of each row by an itemgetter (see sqlite_group).
+_VIF_COLUMNS = (
+    "migration_id", "mac", "position", "generation", "interface", "portdata", "status",
+    "applied_generation", "detail", "digest", "revision", "uploaded_at",
+)  # fmt: skip
 _UPSERT_VIF = (
-    "INSERT INTO vifs (migration_id, mac, position, generation, interface, portdata, status,"
-    " applied_generation, detail, digest, revision, uploaded_at) VALUES (:migration_id,"
-    " :mac, :position, :generation, :interface, :portdata, :status, :applied_generation,"
-    " :detail, :digest, :revision, :uploaded_at) ON CONFLICT (migration_id, mac) DO UPDATE"
+    f"INSERT INTO vifs ({', '.join(_VIF_COLUMNS)}) VALUES ({', '.join('?' * len(_VIF_COLUMNS))})"
+    " ON CONFLICT (migration_id, mac) DO UPDATE"
     " SET generation = excluded.generation, interface = excluded.interface,"
     " portdata = excluded.portdata, status = 'pending', detail = NULL, digest = NULL,"
     " revision = excluded.revision, uploaded_at = excluded.uploaded_at"
 )
+_UPSERT_VIF_ARGS = operator.itemgetter(*_VIF_COLUMNS)
 # A vif stored before its group: a plain primary-key UPDATE (the same columns).
 _UPDATE_VIF = (
-    "UPDATE vifs SET generation = :generation, interface = :interface, portdata = :portdata,"
-    " status = 'pending', detail = NULL, digest = NULL, revision = :revision,"
-    " uploaded_at = :uploaded_at WHERE migration_id = :migration_id AND mac = :mac"
+    "UPDATE vifs SET generation = ?, interface = ?, portdata = ?, status = 'pending',"
+    " detail = NULL, digest = NULL, revision = ?, uploaded_at = ?"
+    " WHERE migration_id = ? AND mac = ?"
+)
+_UPDATE_VIF_ARGS = operator.itemgetter(
+    "generation", "interface", "portdata", "revision", "uploaded_at", "migration_id", "mac"
 )
 _CHUNK = group.CHUNK
 
@@ -102,11 +110,11 @@ def _write_vifs(
     again = [row for key, row in written.items() if key in stored]
     new = [row for key, row in written.items() if key not in stored]
     if again:
-        updated = c.executemany(_UPDATE_VIF, again).rowcount
+        updated = c.executemany(_UPDATE_VIF, map(_UPDATE_VIF_ARGS, again)).rowcount
         if updated != len(again):  # the rows planned on were not the stored ones
             raise sqlite3.IntegrityError(f"{len(again) - updated} vif rows were not stored")
     if new:
-        c.executemany(_UPSERT_VIF, new)
+        c.executemany(_UPSERT_VIF, map(_UPSERT_VIF_ARGS, new))
 
 
 def _held_uploads(
