@@ -61,7 +61,7 @@ async def main(args: argparse.Namespace) -> None:
     broker = statistics.median(samples["broker"])
     print(f"floor median {floor * 1e3:.3f} ms, broker {broker * 1e3:.3f} ms"
           f" ({broker / floor:.3f} x, with the hooks), {len(rounds)} rounds timed")  # fmt: skip
-    steps = sorted({name for r in rounds for name in r}, key=lambda n: int(n.split()[0]))
+    steps = sorted({name for r in rounds for name in r}, key=lambda n: float(n.split()[0]))
     print(f"{'step':34s} {'us after the upload arrived':>28s} {'since the step before':>22s}")
     before = 0.0
     for name in steps:
