@@ -37,6 +37,7 @@ from .rules import Outcome, Tally, apply_result, check_vif_count, landed_at, sta
 #: constructor costs ~0.6 us a call (three of them on every upload).
 _STATE = {state.value: state for state in MigrationState}
 _STATUS = {status.value: status for status in VifStatus}
+_PENDING = VifStatus.PENDING.value
 
 
 def to_micros(dt: datetime) -> int:
@@ -166,32 +167,36 @@ def plan_upload(
     stale ``if_match`` (0 = must not exist yet) is PreconditionFailed; more
     than ``max_vifs`` vifs in the migration afterwards is TooManyVifs.
     """
-    for mac, expected in (if_match or {}).items():
-        have = stored[mac]["generation"] if mac in stored else 0
-        if have != expected:
-            raise PreconditionFailed(
-                f"{mac} is at generation {have}, not {expected}", mac=mac, current_generation=have
-            )
+    if if_match:
+        for mac, expected in if_match.items():
+            have = stored[mac]["generation"] if mac in stored else 0
+            if have != expected:
+                raise PreconditionFailed(
+                    f"{mac} is at generation {have}, not {expected}",
+                    mac=mac,
+                    current_generation=have,
+                )
     counts = tally(migration)
     check_vif_count(counts.total + sum(i.mac not in stored for i in interfaces), max_vifs)
     written: list[RowDict] = []
+    migration_id, uploaded_at = migration["id"], to_micros(now)
     for iface in interfaces:
         iface_json, portdata = split_interface(iface)
         old = stored.get(iface.mac)
         written.append(
             {
-                "migration_id": migration["id"],
+                "migration_id": migration_id,
                 "mac": iface.mac,
                 "position": old["position"] if old else counts.total,
                 "generation": old["generation"] + 1 if old else 1,
                 "interface": iface_json,
                 "portdata": portdata,
-                "status": VifStatus.PENDING.value,
+                "status": _PENDING,
                 "applied_generation": old["applied_generation"] if old else 0,
                 "detail": None,
                 "digest": None,
                 "revision": revision,
-                "uploaded_at": to_micros(now),
+                "uploaded_at": uploaded_at,
                 "applied_at": old["applied_at"] if old else None,
             }
         )

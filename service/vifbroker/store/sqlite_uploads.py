@@ -77,11 +77,17 @@ def upload_group(
     before it left; a refused upload (a StoreError) writes nothing.
     """
     held = _held_uploads(c, ctx, calls)
-    states = {m["id"]: m["state"] for m, _ in held.values()}
-    stored_before = {(m["id"], mac) for m, stored in held.values() for mac in stored}
+    # As read before the group: each migration's state, and the vifs already stored.
+    states: dict[str, str] = {}
+    stored_before: set[tuple[str, str]] = set()
+    for migration, stored in held.values():
+        states[migration["id"]] = migration["state"]
+        for mac in stored:
+            stored_before.add((migration["id"], mac))
     results: list[Uploaded | StoreError] = []
     planned: list[tuple[RowDict, list[RowDict]]] = []  # each upload's migration and vifs
     written: dict[tuple[str, str], RowDict] = {}  # the last row of each vif
+    touched: dict[str, RowDict] = {}  # by id: each migration uploaded to, as settled
     for call in calls:
         try:
             migration, vifs, uploaded = _plan_upload(ctx, held, call)
@@ -89,14 +95,15 @@ def upload_group(
             results.append(exc)
             continue
         results.append(uploaded)
+        mid = migration["id"]
         planned.append((dict(migration), vifs))
+        touched[mid] = migration
         for vif in vifs:
-            written[(migration["id"], vif["mac"])] = vif
+            written[(mid, vif["mac"])] = vif
     if not planned:
         return results
     _write_vifs(c, written, stored_before)
-    ids = {mid for mid, _ in written}
-    group.settle(c, ctx, [m for m, _ in held.values() if m["id"] in ids], states)
+    group.settle(c, ctx, list(touched.values()), states)
     group.report(ctx, planned, lambda mid: sqlrows.fetch_vifs(c, [mid])[mid])
     return results
 
@@ -128,14 +135,22 @@ def _held_uploads(
     """
     named: dict[str, set[str]] = {}
     for call in calls:
-        named.setdefault(call["domain_uuid"], set()).update(i.mac for i in call["interfaces"])
-    found, lacking = group.from_cache(named, ctx.active)
-    held = {
-        domain: (row, {mac: vifs[mac] for mac in named[domain] if mac in vifs})
-        for domain, (row, vifs) in found.items()
-    }
+        macs = named.get(call["domain_uuid"])
+        if macs is None:
+            macs = named[call["domain_uuid"]] = set()
+        for iface in call["interfaces"]:
+            macs.add(iface.mac)
+    held: dict[str, tuple[RowDict, dict[str, RowDict]]] = {}
+    lacking: dict[str, set[str]] = {}
+    for domain, macs in named.items():
+        found = ctx.active(domain)
+        if found is None:
+            lacking[domain] = macs
+            continue
+        row, vifs = found
+        held[domain] = (dict(row), {mac: vifs[mac] for mac in macs if mac in vifs})
     if lacking:
-        held |= _select_held(c, {domain: named[domain] for domain in lacking})
+        held |= _select_held(c, lacking)
     return held
 
 
