@@ -328,7 +328,12 @@ class SQLiteStore(RoutedWrites):
         if found is None:
             return await wire.page_of_any(await self.inbox_sql(host, after, limit))
         revision = self.cache.revision
-        if sum(held.unrendered() for held in found[:limit]) <= _INLINE_BUILD_BYTES:
+        page = found[:limit]
+        # Small enough whatever is rendered already (a handoff's page, mostly), or
+        # once what is rendered already is left out.
+        if sum(held.size for held in page) <= _INLINE_BUILD_BYTES or (
+            sum(held.unrendered() for held in page) <= _INLINE_BUILD_BYTES
+        ):
             return cache_page(host, after, limit, found, revision)
         return await asyncio.to_thread(cache_page, host, after, limit, found, revision)
 
