@@ -35,7 +35,13 @@ HOOKS = Path(__file__).resolve().parent / "timeline_hooks"
 
 
 def _notes(path: Path) -> list[dict[str, float]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    if not path.exists():
+        raise SystemExit(f"the broker wrote no timeline to {path}: were its hooks loaded?")
+    notes = [json.loads(line) for line in path.read_text().splitlines()]
+    for note in notes:
+        if "error" in note:
+            raise SystemExit(f"the broker's timeline hooks failed: {note['error']}")
+    return notes
 
 
 async def start_timed(tmp: Path, name: str, tree: Path, procs: list[Any]) -> Round:

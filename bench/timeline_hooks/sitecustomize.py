@@ -87,7 +87,8 @@ def _hook(
                     then()
             return result
 
-    setattr(owner, name, wrapper)
+    static = isinstance(inspect.getattr_static(owner, name), staticmethod)
+    setattr(owner, name, staticmethod(wrapper) if static else wrapper)
 
 
 def _upload_bytes(handler: Any, data: bytes) -> bool:
@@ -122,5 +123,10 @@ def _install() -> None:
 
 
 if _OUT:
-    _install()
+    try:
+        _install()
+    except Exception as exc:  # a hook that no longer fits the broker's code: say which
+        with open(_OUT, "a", encoding="utf-8") as out:
+            out.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        raise
     atexit.register(_write)
