@@ -9,6 +9,7 @@ from pathlib import Path
 
 from agent_harness import BrokerProcess, Vif, domain_xml, mac, running_agents
 
+from testkit import wait_until
 from vifbroker.agent.state import StateFile
 from vifbroker.backends.noop import NoopBackend
 from vifbroker.client import BrokerClient
@@ -47,6 +48,10 @@ async def test_polling_goes_on_while_the_resume_point_is_being_written(
             done = await controller.wait_applied(m.id, 20)
             assert done.state == MigrationState.APPLIED
             assert disk.asked and not disk.path.exists()  # nothing written yet
+            # Its own results' revision reaches it by its next poll, the write still hung
+            # (the barrier can answer first: stopping the agents here raced that poll).
+            await wait_until(lambda: agents[1].resume_point() >= done.revision)
+            assert not disk.path.exists()
         finally:
             disk.gate.set()
     destination = agents[1]
