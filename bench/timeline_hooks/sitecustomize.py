@@ -52,9 +52,10 @@ def _write() -> None:
 
 def _hook(
     module: str, qualname: str, enter: str | None = None, leave: str | None = None,
-    when: Callable[..., bool] | None = None, then: Callable[[], None] | None = None,
+    before: Callable[..., None] | None = None, then: Callable[[], None] | None = None,
 ) -> None:  # fmt: skip
-    """Wrap ``module.qualname`` (a function or a method) to note ``enter``/``leave``."""
+    """Wrap ``module.qualname`` (a function or a method) to note ``enter``/``leave``;
+    ``before`` gets its arguments first, ``then`` runs after ``leave`` is noted."""
     owner: Any = importlib.import_module(module)
     *path, name = qualname.split(".")
     for part in path:
@@ -65,10 +66,12 @@ def _hook(
 
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if enter and (when is None or when(*args)):
+            if before is not None:
+                before(*args)
+            if enter:
                 _note(enter)
             result = await func(*args, **kwargs)
-            if leave and (when is None or when(*args)):
+            if leave:
                 _note(leave)
                 if then is not None:
                     then()
@@ -78,10 +81,12 @@ def _hook(
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if enter and (when is None or when(*args)):
+            if before is not None:
+                before(*args)
+            if enter:
                 _note(enter)
             result = func(*args, **kwargs)
-            if leave and (when is None or when(*args)):
+            if leave:
                 _note(leave)
                 if then is not None:
                     then()
@@ -91,17 +96,16 @@ def _hook(
     setattr(owner, name, staticmethod(wrapper) if static else wrapper)
 
 
-def _upload_bytes(handler: Any, data: bytes) -> bool:
+def _upload_bytes(handler: Any, data: bytes) -> None:
+    """An upload's first bytes begin a handoff's notes."""
     if data[:4] == b"PUT ":
         _notes.clear()
         _notes["0 upload in"] = _now()
-    return False
 
 
 def _install() -> None:
     c, e = "vifbroker.server.connections", "vifbroker.store.sqlite_engine"
-    _hook(c, "_Handler.data_received", enter="-", when=_upload_bytes)
-    _hook(c, "_Handler.data_received", leave="1 upload parsed")
+    _hook(c, "_Handler.data_received", before=_upload_bytes, leave="1 upload parsed")
     _hook("aiohttp.web_protocol", "RequestHandler._handle_request", enter="2 request handled")
     _hook("vifbroker.server.middleware", "guard", enter="3 middleware", leave="4 authenticated")
     _hook("vifbroker.server.domains", "put_interface", enter="5 upload handler")

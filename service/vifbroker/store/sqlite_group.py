@@ -65,9 +65,8 @@ def alone(
 def from_cache(
     keys: Iterable[str], lookup: Callable[[str], Active | None]
 ) -> tuple[dict[str, tuple[RowDict, Mapping[str, RowDict]]], list[str]]:
-    """What the watch cache holds for each key (through ``ctx.rows_of``: the
-    results group's; the upload group reads ``ctx.active`` in its own loop),
-    and the keys it lacks (only SQL can tell).
+    """What the watch cache holds for each key (through ``ctx.active`` or
+    ``ctx.rows_of``), and the keys it lacks (only SQL can tell).
 
     The migration row is copied, as planning settles it; the vifs are the
     cache's own, to be read only (planning writes new rows)."""

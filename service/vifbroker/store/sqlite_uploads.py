@@ -140,17 +140,13 @@ def _held_uploads(
             macs = named[call["domain_uuid"]] = set()
         for iface in call["interfaces"]:
             macs.add(iface.mac)
-    held: dict[str, tuple[RowDict, dict[str, RowDict]]] = {}
-    lacking: dict[str, set[str]] = {}
-    for domain, macs in named.items():
-        found = ctx.active(domain)
-        if found is None:
-            lacking[domain] = macs
-            continue
-        row, vifs = found
-        held[domain] = (dict(row), {mac: vifs[mac] for mac in macs if mac in vifs})
+    found, lacking = group.from_cache(named, ctx.active)
+    held = {
+        domain: (row, {mac: vifs[mac] for mac in named[domain] if mac in vifs})
+        for domain, (row, vifs) in found.items()
+    }
     if lacking:
-        held |= _select_held(c, lacking)
+        held |= _select_held(c, {domain: named[domain] for domain in lacking})
     return held
 
 
