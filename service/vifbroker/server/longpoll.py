@@ -30,7 +30,10 @@ SHUTDOWN_KEY = "vifbroker:server-shutdown"
 class LongPolls:
     def __init__(self, hub: ChangeHub, gauge: Any) -> None:
         self._hub = hub
-        self._gauge = gauge
+        #: Requests parked now; ``gauge`` (a prometheus Gauge) reads it when scraped,
+        #: so parking costs an int, not a metric update with its lock, each way.
+        self.parked = 0
+        gauge.set_function(lambda: self.parked)
         self.stopping = False
 
     @property
@@ -44,11 +47,11 @@ class LongPolls:
         done (False)."""
         if self.stopping or seconds <= 0 or (gone is not None and gone.done()):
             return False
-        self._gauge.inc()
+        self.parked += 1
         try:
             woke = await self._hub.wait((key, SHUTDOWN_KEY), seconds, gone)
         finally:
-            self._gauge.dec()
+            self.parked -= 1
         return woke and not self.stopping
 
     async def poll(

@@ -36,6 +36,8 @@ from .rules import Outcome, Tally, apply_result, check_vif_count, landed_at, sta
 #: Enum members by their stored value: a dict lookup where the enum's own
 #: constructor costs ~0.6 us a call (three of them on every upload).
 _STATE = {state.value: state for state in MigrationState}
+#: ... and back: a member's ``.value`` is two Python calls (enum's property).
+_STATE_VALUE = {state: state.value for state in MigrationState}
 _STATUS = {status.value: status for status in VifStatus}
 _PENDING = VifStatus.PENDING.value
 
@@ -177,7 +179,10 @@ def plan_upload(
                     current_generation=have,
                 )
     counts = tally(migration)
-    check_vif_count(counts.total + sum(i.mac not in stored for i in interfaces), max_vifs)
+    new = 0
+    for iface in interfaces:
+        new += iface.mac not in stored
+    check_vif_count(counts.total + new, max_vifs)
     written: list[RowDict] = []
     migration_id, uploaded_at = migration["id"], to_micros(now)
     for iface in interfaces:
@@ -278,7 +283,7 @@ def plan_results(
 def settle(migration: RowDict, counts: Tally, revision: int, now: datetime) -> None:
     """Set on ``migration`` the counts, the state they imply, the time and revision of a change."""
     migration.update(
-        state=state_of(_STATE[migration["state"]], counts).value,
+        state=_STATE_VALUE[state_of(_STATE[migration["state"]], counts)],
         updated_at=to_micros(now),
         revision=revision,
         vif_count=counts.total,

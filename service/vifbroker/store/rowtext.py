@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from vifbroker.model import MigrationState, VifStatus
 from vifbroker.model.migration import has_landed
@@ -22,7 +22,8 @@ from vifbroker.model.wire import text
 from . import rows
 
 _VIRTUALPORT = '"virtualport":{'
-_decoder = json.JSONDecoder()
+# The decoder's scanner itself (``raw_decode`` is a Python wrapper around it).
+_scan: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 # The stored spelling of each state and status, checked (an enum call costs ~1 us).
 _STATUS = {s.value: s.value for s in VifStatus}
 _STATE = {s.value: s.value for s in MigrationState}
@@ -45,12 +46,8 @@ def interface_text(interface_json: str, portdata: str | None) -> str:
         iface = rows.join_interface(interface_json, portdata)
         return iface.model_dump_json(exclude_none=True)
     opening = start + len(_VIRTUALPORT) - 1
-    _, end = _decoder.raw_decode(interface_json, opening)
+    _, end = _scan(interface_json, opening)
     return f'{interface_json[: end - 1]},"portdata":{text(portdata)}{interface_json[end - 1 :]}'
-
-
-def _nullable(value: str | None) -> str:
-    return "null" if value is None else text(value)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -59,41 +56,35 @@ def timestamp(us: int) -> str:
     return f'"{rows.from_micros(us).isoformat()[:-6]}Z"'
 
 
-def _maybe_timestamp(us: int | None) -> str:
-    return "null" if us is None else timestamp(us)
+# (On the handoff's critical path, a call is a cost of its own: a null or a
+# value is chosen inline below, never by a helper.)
+_NULL = "null"
 
 
 def record_text(vif: rows.Row, domain_uuid: str) -> str:
     """``record_json(rows.record(vif, domain_uuid))``."""
-    status = _STATUS[vif["status"]]
+    detail, digest = vif["detail"], vif["digest"]
     return (
         f'{{"domain_uuid":{text(domain_uuid)},"mac":{text(vif["mac"])},'
         f'"generation":{vif["generation"]:d},'
         f'"interface":{interface_text(vif["interface"], vif["portdata"])},'
-        f'"result":{{"status":"{status}","applied_generation":{vif["applied_generation"]:d},'
-        f'"detail":{_nullable(vif["detail"])},"digest":{_nullable(vif["digest"])}}},'
+        f'"result":{{"status":"{_STATUS[vif["status"]]}",'
+        f'"applied_generation":{vif["applied_generation"]:d},'
+        f'"detail":{_NULL if detail is None else text(detail)},'
+        f'"digest":{_NULL if digest is None else text(digest)}}},'
         f'"revision":{vif["revision"]:d}}}'
     )
 
 
 def _summary_text(vif: rows.Row) -> str:
-    status = _STATUS[vif["status"]]
+    detail, uploaded, applied = vif["detail"], vif["uploaded_at"], vif["applied_at"]
     return (
-        f'{{"mac":{text(vif["mac"])},"generation":{vif["generation"]:d},"status":"{status}",'
-        f'"applied_generation":{vif["applied_generation"]:d},"detail":{_nullable(vif["detail"])},'
-        f'"uploaded_at":{_maybe_timestamp(vif["uploaded_at"])},'
-        f'"applied_at":{_maybe_timestamp(vif["applied_at"])}}}'
+        f'{{"mac":{text(vif["mac"])},"generation":{vif["generation"]:d},'
+        f'"status":"{_STATUS[vif["status"]]}","applied_generation":{vif["applied_generation"]:d},'
+        f'"detail":{_NULL if detail is None else text(detail)},'
+        f'"uploaded_at":{_NULL if uploaded is None else timestamp(uploaded)},'
+        f'"applied_at":{_NULL if applied is None else timestamp(applied)}}}'
     )
-
-
-def _last_applied(vifs: Sequence[rows.Row]) -> int | None:
-    # timeline_of's last landing, from rows
-    landed = [
-        v["applied_at"]
-        for v in vifs
-        if has_landed(v["status"], v["generation"], v["applied_generation"], v["applied_at"])
-    ]
-    return max(landed) if landed else None
 
 
 def migration_text(row: rows.Row, vifs: Sequence[rows.Row]) -> str:
@@ -101,21 +92,24 @@ def migration_text(row: rows.Row, vifs: Sequence[rows.Row]) -> str:
     if row["resumed_at"] is not None:
         # The timeline then carries a float margin: pydantic writes that one.
         return rows.migration(row, vifs).model_dump_json()
-    state = _STATE[row["state"]]
-    timeline = (
-        f'{{"resumed_at":null,"last_applied_at":{_maybe_timestamp(_last_applied(vifs))},'
-        '"margin_seconds":null,"late":null}'
-    )
-    summaries = ",".join(_summary_text(v) for v in vifs)
+    last: int | None = None  # timeline_of's last landing, from rows
+    for v in vifs:
+        if has_landed(v["status"], v["generation"], v["applied_generation"], v["applied_at"]):
+            last = v["applied_at"] if last is None else max(last, v["applied_at"])
+    summaries = ",".join([_summary_text(v) for v in vifs])
+    name, registered_by = row["domain_name"], row["registered_by"]
     return (
         f'{{"id":{text(row["id"])},"domain_uuid":{text(row["domain_uuid"])},'
-        f'"domain_name":{_nullable(row["domain_name"])},'
+        f'"domain_name":{_NULL if name is None else text(name)},'
         f'"source_host":{text(row["source_host"])},'
         f'"destination_host":{text(row["destination_host"])},'
-        f'"state":"{state}","on_backend_mismatch":{text(row["on_backend_mismatch"])},'
+        f'"state":"{_STATE[row["state"]]}",'
+        f'"on_backend_mismatch":{text(row["on_backend_mismatch"])},'
         f'"created_at":{timestamp(row["created_at"])},'
         f'"updated_at":{timestamp(row["updated_at"])},'
         f'"expires_at":{timestamp(row["expires_at"])},'
         f'"revision":{row["revision"]:d},"interfaces":[{summaries}],'
-        f'"registered_by":{_nullable(row["registered_by"])},"timeline":{timeline}}}'
+        f'"registered_by":{_NULL if registered_by is None else text(registered_by)},'
+        f'"timeline":{{"resumed_at":null,"last_applied_at":'
+        f'{_NULL if last is None else timestamp(last)},"margin_seconds":null,"late":null}}}}'
     )

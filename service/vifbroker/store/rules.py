@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from vifbroker.model import (
+    TERMINAL_STATES,
     Inbox,
     InboxItem,
     Migration,
@@ -60,23 +61,28 @@ class Tally:
     failed: int = 0
 
     def add(self, outcome: Outcome) -> None:
-        self._count(outcome, 1)
+        self.total += 1
+        if outcome is Outcome.DONE:
+            self.done += 1
+        elif outcome is Outcome.FAILED:
+            self.failed += 1
 
     def replace(self, old: Outcome, new: Outcome) -> None:
-        self._count(old, -1)
-        self._count(new, 1)
-
-    def _count(self, outcome: Outcome, delta: int) -> None:
-        self.total += delta
-        if outcome is Outcome.DONE:
-            self.done += delta
-        elif outcome is Outcome.FAILED:
-            self.failed += delta
+        # (written out rather than as a remove and an add: every upload and
+        # result calls this on the handoff's path)
+        if old is Outcome.DONE:
+            self.done -= 1
+        elif old is Outcome.FAILED:
+            self.failed -= 1
+        if new is Outcome.DONE:
+            self.done += 1
+        elif new is Outcome.FAILED:
+            self.failed += 1
 
 
 def state_of(current: MigrationState, tally: Tally) -> MigrationState:
     """The migration state its vifs imply (terminal states never change here)."""
-    if current.terminal:
+    if current in TERMINAL_STATES:  # (``current.terminal``, without the property's call)
         return current
     if tally.total == 0:
         return MigrationState.PENDING
@@ -209,8 +215,13 @@ def inbox(
 
 def directions(host: str, source_host: str, destination_host: str) -> list[str]:
     """The inbox items a migration gives ``host``: one per direction it takes part in."""
-    sides = (destination_host, source_host)
-    return [d for d, side in zip(_DIRECTIONS, sides, strict=True) if side == host]
+    # (no comprehension: a call of its own, on every inbox answer)
+    found = []
+    if destination_host == host:
+        found.append(_DIRECTIONS[0])
+    if source_host == host:
+        found.append(_DIRECTIONS[1])
+    return found
 
 
 def inbox_revision(after: int, last: int, truncated: bool, current: int) -> int:

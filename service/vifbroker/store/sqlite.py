@@ -327,11 +327,14 @@ class SQLiteStore(RoutedWrites):
         found = self.cache.select(host, after, limit)
         if found is None:
             return await wire.page_of_any(await self.inbox_sql(host, after, limit))
-        revision = self.cache.revision
+        revision = self.hub.revision
         page = found[:limit]
+        size = 0
+        for held in page:
+            size += held.size
         # Small enough whatever is rendered already (a handoff's page, mostly), or
         # once what is rendered already is left out.
-        if sum(held.size for held in page) <= _INLINE_BUILD_BYTES or (
+        if size <= _INLINE_BUILD_BYTES or (
             sum(held.unrendered() for held in page) <= _INLINE_BUILD_BYTES
         ):
             return cache_page(host, after, limit, found, revision)

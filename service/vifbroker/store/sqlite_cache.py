@@ -83,11 +83,10 @@ Event = Change | Pruned | Foreign
 
 def change(row: Mapping[str, Any], vifs: Iterable[rows.Row], *, full: bool) -> Change:
     """Snapshot ``row`` and ``vifs`` (as committed) for the cache."""
-    return Change(
-        row if isinstance(row, dict) else dict(row),
-        tuple(v if isinstance(v, dict) else dict(v) for v in vifs),
-        full,
-    )
+    snapshot = []  # (a loop, not a generator: a handoff's change has one vif)
+    for v in vifs:
+        snapshot.append(v if isinstance(v, dict) else dict(v))
+    return Change(row if isinstance(row, dict) else dict(row), tuple(snapshot), full)
 
 
 def _size(vif: Mapping[str, Any]) -> int:
@@ -182,7 +181,8 @@ def page(host: str, after: int, limit: int, found: list[Held], revision: int) ->
         if not names:
             continue
         migration, records = held.migration_text(), held.record_texts()
-        items.extend(item_json(row["revision"], d, migration, records) for d in names)
+        for d in names:
+            items.append(item_json(row["revision"], d, migration, records))
     last = found[: limit][-1].row["revision"] if found else after
     return InboxPage(rules.inbox_revision(after, last, len(found) > limit, revision), items)
 
@@ -326,10 +326,12 @@ class WatchCache:
             if entry.id not in seen:
                 seen.add(entry.id)
                 newest_first.append(self._held[entry.id])
-        found = newest_first[::-1][: limit + 1]
-        if not all(held.complete for held in found):
-            return None
-        return [Held(h.row, tuple(h.vifs.values()), h.size, h.texts) for h in found]
+        snapshots = []  # (a loop: the calls of a generator and a comprehension saved)
+        for h in newest_first[::-1][: limit + 1]:
+            if not h.complete:
+                return None
+            snapshots.append(Held(h.row, tuple(h.vifs.values()), h.size, h.texts))
+        return snapshots
 
     def _evict(self) -> None:
         old = self._log.popleft()

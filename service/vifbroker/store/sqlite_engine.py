@@ -175,6 +175,8 @@ class Engine:
         # engine starts a batch at once; each commit's answer, back on the loop,
         # starts the next with everything queued meanwhile (``_start``, ``_committed``).
         self._open = False
+        #: Open and not broken: taking writes (a plain attribute, read on every write).
+        self.alive = False
         self._running = False
         self._broken = False
         self._idle: asyncio.Future[None] | None = None  # close() waits on it
@@ -191,6 +193,7 @@ class Engine:
             raise
         self._hub.publish(revision, ())
         self._open = True
+        self.alive = not self._broken
 
     def _open_writer(self) -> tuple[sqlite3.Connection, int]:
         conn = connect(self._path)
@@ -208,7 +211,7 @@ class Engine:
         return conn, stored
 
     async def close(self) -> None:
-        self._open = False
+        self._open = self.alive = False
         self._queue.close(StoreUnavailable("the store is closing"))
         if self._running:  # its commit is under way: its writers hear how it went
             if self._idle is None or self._idle.done():
@@ -221,10 +224,6 @@ class Engine:
         self._wconn = self._rconn = None
         self._whop.close()
         self._rhop.close()
-
-    @property
-    def alive(self) -> bool:
-        return self._open and not self._broken
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one read transaction (a consistent snapshot)."""
@@ -305,6 +304,7 @@ class Engine:
             except BaseException:
                 # The cache no longer matches the file: take no more writes.
                 self._broken = True
+                self.alive = False
                 self._queue.fail(batch, StoreUnavailable("the store broke after a commit"))
                 raise
             # Durable now. Wake the long-polls first: their callbacks then run before

@@ -88,11 +88,13 @@ def settle(
     name the hub keys it wakes. The state column only where it moved from
     ``states`` (by id, as read before the group): SQLite then leaves the partial
     indexes alone."""
-    moved = [m for m in touched if m["state"] != states[m["id"]]]
+    moved: list[RowDict] = []
+    stayed: list[RowDict] = []
+    for m in touched:
+        (stayed if m["state"] == states[m["id"]] else moved).append(m)
     if moved:
         c.executemany(SETTLE_MIGRATION, map(_SETTLE_MIGRATION_ARGS, moved))
-    if len(moved) < len(touched):
-        stayed = [m for m in touched if m["state"] == states[m["id"]]]
+    if stayed:
         c.executemany(SETTLE_COUNTS, map(_SETTLE_COUNTS_ARGS, stayed))
     for m in touched:
         ctx.keys |= rules.hub_keys(

@@ -114,8 +114,10 @@ def _write_vifs(
     """Write the vif rows: an UPDATE of those stored before the group (a primary-key
     write, without the failed INSERT and the foreign-key probe an upsert pays), an
     upsert of the new ones."""
-    again = [row for key, row in written.items() if key in stored]
-    new = [row for key, row in written.items() if key not in stored]
+    again: list[RowDict] = []
+    new: list[RowDict] = []
+    for key, row in written.items():
+        (again if key in stored else new).append(row)
     if again:
         updated = c.executemany(_UPDATE_VIF, map(_UPDATE_VIF_ARGS, again)).rowcount
         if updated != len(again):  # the rows planned on were not the stored ones
@@ -141,10 +143,12 @@ def _held_uploads(
         for iface in call["interfaces"]:
             macs.add(iface.mac)
     found, lacking = group.from_cache(named, ctx.active)
-    held = {
-        domain: (row, {mac: vifs[mac] for mac in named[domain] if mac in vifs})
-        for domain, (row, vifs) in found.items()
-    }
+    held: dict[str, tuple[RowDict, dict[str, RowDict]]] = {}
+    for domain, (row, vifs) in found.items():  # (loops: no comprehension's call per domain)
+        stored = held[domain] = (row, {})
+        for mac in named[domain]:
+            if mac in vifs:
+                stored[1][mac] = vifs[mac]
     if lacking:
         held |= _select_held(c, {domain: named[domain] for domain in lacking})
     return held
