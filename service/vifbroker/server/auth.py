@@ -24,7 +24,7 @@ import hmac
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
@@ -42,10 +42,12 @@ class Principal:
     name: str
     role: Role
     host: str | None = None
+    #: ``role is Role.CONTROLLER``, kept rather than a property: asked several
+    #: times on every request, a slot read costs no call.
+    is_controller: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def is_controller(self) -> bool:
-        return self.role is Role.CONTROLLER
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_controller", self.role is Role.CONTROLLER)
 
     def require_controller(self) -> None:
         if not self.is_controller:

@@ -72,8 +72,8 @@ async def put_records(
 
 async def put_interface(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    domain_uuid, mac = path_uuid(request), path_mac(request)
-    await check_uploader(ctx, principal(request), domain_uuid)  # before reading the body
+    domain_uuid, mac, who = path_uuid(request), path_mac(request), principal(request)
+    await check_uploader(ctx, who, domain_uuid)  # before reading the body
     media, body = await read_body(request, INTERFACE_TYPES, ctx.settings)
     iface = (await ctx.bodies.interfaces(media, body, many=False)).interfaces[0]
     if iface.mac != mac:
@@ -84,7 +84,7 @@ async def put_interface(request: web.Request) -> web.Response:
     generation = if_match(request)
     uploaded = await put_records(
         ctx,
-        principal(request),
+        who,
         domain_uuid,
         [iface],
         None if generation is None else {mac: generation},

@@ -59,10 +59,11 @@ class LongPolls:
         key: str,
         seconds: float,
         fetch: Callable[[], Awaitable[T]],
-        ready: Callable[[T], bool],
+        ready: Callable[[T], object],
         gone: asyncio.Future[Any] | None = None,
     ) -> T:
-        """``fetch()`` until ``ready``, ``seconds`` passed or ``gone`` is done; the last value."""
+        """``fetch()`` until ``ready`` (true), ``seconds`` passed or ``gone`` is done; the
+        last value."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         while True:

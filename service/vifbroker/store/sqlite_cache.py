@@ -27,9 +27,8 @@ returned, so nothing here is ever not yet durable.
 
 from __future__ import annotations
 
-import functools
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,30 +133,34 @@ class Held:
 
     def unrendered(self) -> int:
         """Bytes of rows whose text is still to be rendered (what a page costs)."""
-        todo = sum(_size(v) for v in self.vifs if not self._fresh(v["mac"], v))
-        return todo + (0 if self._fresh("", self.row) else 256)
+        todo = sum(_size(v) for v in self.vifs if self._memo(v["mac"], v) is None)
+        return todo + (0 if self._memo("", self.row) is not None else 256)
 
     def migration_text(self) -> str:
-        return self._text("", self.row, lambda: rowtext.migration_text(self.row, self.vifs))
+        row = self.row
+        text = self._memo("", row)
+        if text is None:
+            text = rowtext.migration_text(row, self.vifs)
+            self.texts[""] = (row, row["revision"], text)
+        return text
 
     def record_texts(self) -> list[str]:
-        domain = self.row["domain_uuid"]
-        return [
-            self._text(v["mac"], v, functools.partial(rowtext.record_text, v, domain))
-            for v in self.vifs
-        ]
+        # (a loop and no render callables: a handoff's page renders one record)
+        domain, found = self.row["domain_uuid"], []
+        for v in self.vifs:
+            text = self._memo(v["mac"], v)
+            if text is None:
+                text = rowtext.record_text(v, domain)
+                self.texts[v["mac"]] = (v, v["revision"], text)
+            found.append(text)
+        return found
 
-    def _fresh(self, key: str, row: Mapping[str, Any]) -> bool:
-        memo = self.texts.get(key)
-        return memo is not None and memo[0] is row and memo[1] == row["revision"]
-
-    def _text(self, key: str, row: Mapping[str, Any], render: Callable[[], str]) -> str:
+    def _memo(self, key: str, row: Mapping[str, Any]) -> str | None:
+        """The text kept for ``key`` when rendered from ``row`` at its revision, else None."""
         memo = self.texts.get(key)
         if memo is not None and memo[0] is row and memo[1] == row["revision"]:
             return memo[2]
-        text = render()
-        self.texts[key] = (row, row["revision"], text)
-        return text
+        return None
 
 
 def answer(host: str, after: int, limit: int, found: list[Held], revision: int) -> Inbox:
@@ -231,8 +234,10 @@ class WatchCache:
         """The row and vifs (by MAC) of the domain's active migration as committed,
         when held whole (None: only SQL can tell). Read by a batch as ``holds`` is;
         the caller copies what it changes."""
-        mid = self._active.get(domain_uuid)
-        return None if mid is None else self.rows_of(mid)
+        held = self._held.get(self._active.get(domain_uuid, ""))  # (rows_of's, inline)
+        if held is None or not held.complete:
+            return None
+        return held.row, held.vifs
 
     def rows_of(self, migration_id: str) -> tuple[Mapping[str, Any], Mapping[str, RowDict]] | None:
         """The row and vifs (by MAC, in upload order) of a migration as committed,
@@ -282,7 +287,7 @@ class WatchCache:
         elif self._active.get(domain) == mid:
             del self._active[domain]
         src, dst = change.row["source_host"], change.row["destination_host"]
-        entry = _Entry(change.revision, mid, (src,) if src == dst else (src, dst))
+        entry = _Entry(change.row["revision"], mid, (src,) if src == dst else (src, dst))
         self._log.append(entry)
         for host in entry.hosts:
             self._by_host.setdefault(host, deque()).append(entry)
