@@ -38,8 +38,8 @@ def _name(code: Any) -> str:
 def _profile(frame: Any, event: str, arg: Any) -> None:
     if event == "call":
         name = _name(frame.f_code)
-        if name.startswith("<string>"):  # a generated method (a dataclass's __init__): whose?
-            name += f" of {type(frame.f_locals.get('self')).__name__}"
+        if name.startswith("<string>") and "self" in frame.f_locals:
+            name += f" of {type(frame.f_locals['self']).__name__}"  # a dataclass's __init__
         _counts[name] += 1
     elif event == "c_call":
         _counts[f"C {getattr(arg, '__qualname__', repr(arg))}"] += 1
