@@ -56,11 +56,7 @@ _PORTDATA = {"virtualport": {"portdata"}}
 def split_interface(iface: Interface) -> tuple[str, str | None]:
     """Store port data in its own column so purging it is one UPDATE."""
     # The same text as ``iface.without_portdata()`` dumped, without its two copies.
-    port = iface.virtualport  # (``iface.portdata``, without the property's call)
-    return (
-        iface.model_dump_json(exclude_none=True, exclude=_PORTDATA),
-        None if port is None else port.portdata,
-    )
+    return iface.model_dump_json(exclude_none=True, exclude=_PORTDATA), iface.portdata
 
 
 def join_interface(interface_json: str, portdata: str | None) -> Interface:

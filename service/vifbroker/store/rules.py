@@ -61,23 +61,19 @@ class Tally:
     failed: int = 0
 
     def add(self, outcome: Outcome) -> None:
-        self.total += 1
-        if outcome is Outcome.DONE:
-            self.done += 1
-        elif outcome is Outcome.FAILED:
-            self.failed += 1
+        self._count(outcome, 1)
 
     def replace(self, old: Outcome, new: Outcome) -> None:
-        # (written out rather than as a remove and an add: every upload and
-        # result calls this on the handoff's path)
-        if old is Outcome.DONE:
-            self.done -= 1
-        elif old is Outcome.FAILED:
-            self.failed -= 1
-        if new is Outcome.DONE:
-            self.done += 1
-        elif new is Outcome.FAILED:
-            self.failed += 1
+        if old is not new:  # (a re-upload's pending for pending changes nothing: no calls)
+            self._count(old, -1)
+            self._count(new, 1)
+
+    def _count(self, outcome: Outcome, delta: int) -> None:
+        self.total += delta
+        if outcome is Outcome.DONE:
+            self.done += delta
+        elif outcome is Outcome.FAILED:
+            self.failed += delta
 
 
 def state_of(current: MigrationState, tally: Tally) -> MigrationState:

@@ -234,10 +234,8 @@ class WatchCache:
         """The row and vifs (by MAC) of the domain's active migration as committed,
         when held whole (None: only SQL can tell). Read by a batch as ``holds`` is;
         the caller copies what it changes."""
-        held = self._held.get(self._active.get(domain_uuid, ""))  # (rows_of's, inline)
-        if held is None or not held.complete:
-            return None
-        return held.row, held.vifs
+        mid = self._active.get(domain_uuid)
+        return None if mid is None else self.rows_of(mid)
 
     def rows_of(self, migration_id: str) -> tuple[Mapping[str, Any], Mapping[str, RowDict]] | None:
         """The row and vifs (by MAC, in upload order) of a migration as committed,
