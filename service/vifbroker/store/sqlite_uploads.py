@@ -89,9 +89,12 @@ def upload_group(
     written: dict[tuple[str, str], RowDict] = {}  # the last row of each vif
     touched: dict[str, RowDict] = {}  # by id: each migration uploaded to, as settled
     for call in calls:
+        before = ctx.revision
         try:
-            migration, vifs, uploaded = _plan_upload(ctx, held, call)
+            migration, stored = rows.upload_target(held, call)
+            vifs, uploaded = rows.take_upload(migration, stored, call, ctx.next_revision())
         except StoreError as exc:
+            ctx.revision = before  # a refused upload takes no revision
             results.append(exc)
             continue
         results.append(uploaded)
@@ -188,18 +191,3 @@ def _select_held(
         ):
             by_id[row["migration_id"]][row["mac"]] = dict(row)
     return held
-
-
-def _plan_upload(
-    ctx: WriteContext, held: rows.HeldUploads, call: Mapping[str, Any]
-) -> tuple[RowDict, list[RowDict], Uploaded]:
-    """One upload of a group, planned on ``held`` (updated in place); refusals raise."""
-    migration, stored = rows.upload_target(held, call)
-    before = ctx.revision
-    rev = ctx.next_revision()
-    try:
-        vifs, uploaded = rows.take_upload(migration, stored, call, rev)
-    except StoreError:
-        ctx.revision = before
-        raise
-    return migration, vifs, uploaded
