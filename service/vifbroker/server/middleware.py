@@ -27,7 +27,7 @@ from vifbroker.store import StoreError
 
 from .auth import Principal
 from .connections import REQUEST_ID_KEY, SERVER_NAME
-from .context import CTX
+from .context import CTX, Context
 from .errors import (
     Internal,
     Malformed,
@@ -95,6 +95,7 @@ def front_middleware() -> Middleware:
 
     @web.middleware
     async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+        ctx = request.app[CTX]  # (once: the guard and the metrics below both use it)
         given = request.headers.get("X-Request-Id", "")
         request_id = given if given and _REQUEST_ID_RE.fullmatch(given) else new_id()
         request[REQUEST_ID_KEY] = request_id  # for a response prepared by its handler
@@ -103,7 +104,7 @@ def front_middleware() -> Middleware:
         status = 500
         try:
             try:
-                guard(request)
+                guard(request, ctx)
                 response = await handler(request)
             except Exception as exc:
                 response = problem_response(problem_of(request, exc, request_id))
@@ -113,7 +114,7 @@ def front_middleware() -> Middleware:
             return response
         finally:
             elapsed = time.perf_counter() - start
-            request.app[CTX].metrics.observe(
+            ctx.metrics.observe(
                 route_template(request),
                 request.method,
                 status,
@@ -121,9 +122,10 @@ def front_middleware() -> Middleware:
                 # (the raw string first: ``request.query`` parses it)
                 waited="wait_for" in request.query_string and "wait_for" in request.query,
             )
-            access_log.debug(
-                "%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000
-            )
+            if access_log.isEnabledFor(logging.DEBUG):  # (Logger.debug would ask it too)
+                access_log.debug(
+                    "%s %s %d %.1fms", request.method, request.path, status, elapsed * 1000
+                )
             REQUEST_ID.reset(token)
 
     return front
@@ -172,10 +174,10 @@ def problem_of(request: web.Request, exc: Exception, request_id: str | None = No
     return Internal("internal error")
 
 
-def guard(request: web.Request) -> None:
+def guard(request: web.Request, ctx: Context) -> None:
     """Bearer authentication for ``/v1``; Accept negotiation where a route offers several types."""
     if request.path.startswith("/v1/") or request.path == "/v1":
-        request[PRINCIPAL] = request.app[CTX].tokens.authenticate_header(
+        request[PRINCIPAL] = ctx.tokens.authenticate_header(
             request.headers.get("Authorization")
         )
     # Only routes with several representations negotiate; the others always
