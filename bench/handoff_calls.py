@@ -5,9 +5,10 @@ broker, or two checkouts' brokers) with every server counting its calls
 through the hooks in ``call_hooks/`` (put on its PYTHONPATH: no server's code
 is changed). A handoff is counted on the event loop's thread from the upload's
 first bytes until the long-poll's answer is made: the Python functions
-entered and the C functions called. Prints each server's calls per handoff,
-then the broker's most called functions (or, for two checkouts, every
-function whose count differs between them).
+entered and the C functions called (a coroutine or generator counts again
+each time it is resumed: a handler that awaits the commit shows twice). Prints
+each server's calls per handoff, then the broker's most called functions (or,
+for two checkouts, every function whose count differs between them).
 
 On this machine a handoff's time varies by several percent from run to run,
 and a Python call on the handoff path costs roughly a microsecond cold: a
