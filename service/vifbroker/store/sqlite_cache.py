@@ -60,10 +60,6 @@ class Change:
     vifs: tuple[RowDict, ...]
     full: bool  # ``vifs`` is every vif of the migration
 
-    @property
-    def revision(self) -> int:
-        return int(self.row["revision"])
-
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
@@ -140,8 +136,7 @@ class Held:
         row = self.row
         text = self._memo("", row)
         if text is None:
-            text = rowtext.migration_text(row, self.vifs)
-            self.texts[""] = (row, row["revision"], text)
+            text = self._keep("", row, rowtext.migration_text(row, self.vifs))
         return text
 
     def record_texts(self) -> list[str]:
@@ -150,8 +145,7 @@ class Held:
         for v in self.vifs:
             text = self._memo(v["mac"], v)
             if text is None:
-                text = rowtext.record_text(v, domain)
-                self.texts[v["mac"]] = (v, v["revision"], text)
+                text = self._keep(v["mac"], v, rowtext.record_text(v, domain))
             found.append(text)
         return found
 
@@ -161,6 +155,11 @@ class Held:
         if memo is not None and memo[0] is row and memo[1] == row["revision"]:
             return memo[2]
         return None
+
+    def _keep(self, key: str, row: Mapping[str, Any], text: str) -> str:
+        """Keep ``text``, rendered from ``row``, for ``_memo``; hand it back."""
+        self.texts[key] = (row, row["revision"], text)
+        return text
 
 
 def answer(host: str, after: int, limit: int, found: list[Held], revision: int) -> Inbox:

@@ -148,10 +148,11 @@ def _held_uploads(
     found, lacking = group.from_cache(named, ctx.active)
     held: dict[str, tuple[RowDict, dict[str, RowDict]]] = {}
     for domain, (row, vifs) in found.items():  # (loops: no comprehension's call per domain)
-        stored = held[domain] = (row, {})
+        stored: dict[str, RowDict] = {}
         for mac in named[domain]:
             if mac in vifs:
-                stored[1][mac] = vifs[mac]
+                stored[mac] = vifs[mac]
+        held[domain] = (row, stored)
     if lacking:
         held |= _select_held(c, {domain: named[domain] for domain in lacking})
     return held
