@@ -30,9 +30,8 @@ SHUTDOWN_KEY = "vifbroker:server-shutdown"
 class LongPolls:
     def __init__(self, hub: ChangeHub, gauge: Any) -> None:
         self._hub = hub
-        #: Requests parked now; ``gauge`` (a prometheus Gauge) reads it when scraped,
-        #: so parking costs an int, not a metric update with its lock, each way.
-        self.parked = 0
+        # ``gauge`` (a prometheus Gauge) reads ``parked`` when scraped: parking
+        # costs no metric update, with its lock, either way.
         gauge.set_function(lambda: self.parked)
         self.stopping = False
 
@@ -40,19 +39,18 @@ class LongPolls:
     def revision(self) -> int:
         return self._hub.revision
 
-    async def park(
+    @property
+    def parked(self) -> int:
+        """Requests parked now: each waits on the shutdown key too (``park``)."""
+        return self._hub.waiting_on(SHUTDOWN_KEY)
+
+    def park(
         self, key: str, seconds: float, gone: asyncio.Future[Any] | None = None
-    ) -> bool:
+    ) -> Awaitable[bool]:
         """Wait until a commit touches ``key`` (True), or timeout / shutdown / ``gone``
-        done (False)."""
-        if self.stopping or seconds <= 0 or (gone is not None and gone.done()):
-            return False
-        self.parked += 1
-        try:
-            woke = await self._hub.wait((key, SHUTDOWN_KEY), seconds, gone)
-        finally:
-            self.parked -= 1
-        return woke and not self.stopping
+        done (False). (A plain function handing back the hub's wait: no coroutine
+        frame of its own for a woken poll to resume on its way to its answer.)"""
+        return self._hub.wait((key, SHUTDOWN_KEY), 0.0 if self.stopping else seconds, gone)
 
     async def poll(
         self,
@@ -80,4 +78,4 @@ class LongPolls:
 
     def stop(self) -> None:
         self.stopping = True
-        self._hub.publish(self._hub.revision, (SHUTDOWN_KEY,))
+        self._hub.release(SHUTDOWN_KEY)

@@ -42,9 +42,20 @@ class ChangeHub:
                 if not fut.done():
                     fut.set_result(revision)
 
+    def release(self, key: str) -> None:
+        """Wake every waiter on ``key`` as a timeout would (its wait returns False):
+        nothing was committed for it (e.g. the server is stopping)."""
+        for fut in self._waiters.pop(key, ()):
+            _expire(fut)
+
     @property
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())
+
+    def waiting_on(self, key: str) -> int:
+        """How many waiters are parked on ``key`` now."""
+        waiters = self._waiters.get(key)
+        return 0 if waiters is None else len(waiters)
 
     async def wait(
         self,
