@@ -51,7 +51,7 @@ from vifbroker.server.auth import Principal, Role, TokenRegistry
 from vifbroker.server.connections import BrokerRunner, ConnectionLimits
 from vifbroker.server.context import CTX
 from vifbroker.server.metrics import Metrics
-from vifbroker.server.middleware import front_middleware, principal
+from vifbroker.server.middleware import Handler, front_layer, principal
 from vifbroker.store.sqlite import SQLiteStore
 
 MAX_BODY = 65536
@@ -102,6 +102,10 @@ class Active:
 
 
 LAYERS = frozenset({"middleware", "store", "connections"})
+
+
+def _bare(handler: Handler) -> Handler:
+    return handler
 
 
 def serve(port: int, db: str, tokens_json: str, layers: frozenset[str] = frozenset()) -> None:
@@ -254,14 +258,15 @@ def serve(port: int, db: str, tokens_json: str, layers: frozenset[str] = frozens
         return web.json_response({"status": "ok"})
 
     threading.Thread(target=committer, daemon=True).start()
-    middlewares = [front_middleware()] if "middleware" in layers else []
-    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
+    # The broker's request layer around each handler, as the broker adds its routes.
+    wrap = front_layer() if "middleware" in layers else _bare
+    app = web.Application(client_max_size=MAX_BODY)
     if broker is not None:
-        app[CTX] = broker.context  # what the broker's middleware reads
-    app.router.add_post("/v1/migrations", create)
-    app.router.add_put("/v1/domains/{uuid}/interfaces/{mac}", put)
-    app.router.add_get("/v1/hosts/{host}/inbox", inbox)
-    app.router.add_get("/healthz", health)
+        app[CTX] = broker.context  # what the broker's request layer reads
+    app.router.add_post("/v1/migrations", wrap(create))
+    app.router.add_put("/v1/domains/{uuid}/interfaces/{mac}", wrap(put))
+    app.router.add_get("/v1/hosts/{host}/inbox", wrap(inbox))
+    app.router.add_get("/healthz", wrap(health))
 
     async def run() -> None:
         if "store" in layers:

@@ -56,7 +56,7 @@ LAYERS: list[tuple[str, str]] = [
     ("handler: answer", "generation_response (server/render.py"),
     ("handler: the rest", "put_interface (server/domains.py"),
     ("middleware: authentication", "guard (server/middleware.py"),
-    ("middleware: ids, metrics, headers", "front_middleware.<locals>.front (server/middleware.py"),
+    ("middleware: ids, metrics, headers", "_front.<locals>.front (server/middleware.py"),
     ("aiohttp: answer written and sent", "RequestHandler.finish_response (aiohttp/web_protocol.py"),
     ("aiohttp: request routed", "RequestHandler._handle_request (aiohttp/web_protocol.py"),
     ("aiohttp: bytes read and parsed", "data_received ("),

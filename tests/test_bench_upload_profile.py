@@ -51,12 +51,12 @@ def test_a_stack_goes_to_its_deepest_layer(profile: ModuleType) -> None:
     raw = "\n".join([
         "thread (1): MainThread;run (asyncio/runners.py:118);"
         "RequestHandler._handle_request (aiohttp/web_protocol.py:477);"
-        "front_middleware.<locals>.front (server/middleware.py:108);"
+        "_front.<locals>.front (server/middleware.py:108);"
         "put_interface (server/domains.py:77);decode_interfaces (server/bodies.py:90);"
         "json_model (server/bodies.py:63) 3",
         "thread (1): MainThread;run (asyncio/runners.py:118);"
         "RequestHandler._handle_request (aiohttp/web_protocol.py:477);"
-        "front_middleware.<locals>.front (server/middleware.py:108) 2",
+        "_front.<locals>.front (server/middleware.py:108) 2",
         "thread (1): MainThread;run (asyncio/runners.py:118) 4",
         "thread (2): vifbroker-sqlite-write;Hop._serve (store/hop.py:59) 5",
     ])  # fmt: skip

@@ -59,6 +59,31 @@ async def test_unknown_route_404_and_wrong_method_405(broker: Broker) -> None:
     assert "POST" in resp.headers["Allow"]
 
 
+async def test_what_no_route_takes_is_a_problem_in_the_request_layer(broker: Broker) -> None:
+    """The broker has no aiohttp middleware: its last route answers every path and
+    method no other route takes, inside the same request layer (ids, auth, metrics)."""
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        headers = {"X-Request-Id": "u-1"}
+        resp = await broker.client.request(method, "/nowhere/at/all", headers=headers)
+        await problem(resp, 404, "not-found")
+        assert resp.headers["X-Request-Id"] == "u-1"
+    for path in ("/", "/v1x", "/a%0Ab", "/%00", "/healthz/more"):
+        await problem(await broker.client.get(path), 404, "not-found")
+    # /v1 is guarded whether a route takes the path or not.
+    await problem(await broker.client.get("/v1/nowhere"), 401, "unauthorized")
+    resp = await broker.client.put("/v1/migrations/x/cancel", headers=broker.auth())
+    await problem(resp, 405, "method-not-allowed")
+    assert resp.headers["Allow"] == "POST"
+    resp = await broker.client.post("/healthz")
+    await problem(resp, 405, "method-not-allowed")
+    assert set(resp.headers["Allow"].split(", ")) == {"GET", "HEAD"}
+    assert (await broker.client.head("/healthz")).status == 200
+    text = await (await broker.client.get("/metrics")).text()
+    assert 'route="<unmatched>",status="404"' in text
+    assert 'route="<unmatched>",status="405"' in text
+    assert "nowhere" not in text and "{unmatched}" not in text
+
+
 async def test_metrics(broker: Broker) -> None:
     m = await broker.create()
     await broker.upload(m["domain_uuid"], iface(mac(1)))

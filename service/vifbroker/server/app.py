@@ -29,7 +29,7 @@ from .config import Settings
 from .context import CTX, Context, utcnow
 from .longpoll import LongPolls
 from .metrics import Metrics
-from .middleware import front_middleware
+from .middleware import Routes, front_layer
 from .tokenfile import TOKEN_WATCHER, TokenWatcher, watch_tokens
 
 log = logging.getLogger(__name__)
@@ -56,14 +56,16 @@ def create_app(
         bodies=BodyDecoder(settings.limits, settings.inline_body_bytes, settings.body_workers),
         clock=clock,
     )
-    app = web.Application(
-        client_max_size=settings.max_body_bytes, middlewares=[front_middleware()]
-    )
+    # No aiohttp middleware: every handler is put in the request layer as its
+    # route is added (``middleware.Routes``), the unmatched ones last.
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[CTX] = ctx
     app[TOKEN_WATCHER] = TokenWatcher(settings.tokens_path, tokens)
+    routes = Routes(app.router, front_layer())
     modules = (ops, migrations, results, uploads, domains, hosts, events, preflight, registration)
     for module in modules:
-        module.add_routes(app)
+        module.add_routes(routes)
+    routes.close()
     app.cleanup_ctx.append(_store_lifecycle)
     app.cleanup_ctx.append(_housekeeping)
     app.cleanup_ctx.append(watch_tokens)

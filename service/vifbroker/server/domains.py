@@ -14,7 +14,7 @@ from .auth import Principal
 from .context import CTX, Context
 from .errors import Invalid, Malformed, NotFound
 from .media import INTERFACE_TYPES, JSON, XML, read_body
-from .middleware import MEDIA, principal, produces
+from .middleware import MEDIA, Routes, principal, produces
 from .params import if_match, path_mac, path_uuid
 from .render import (
     generation_response,
@@ -149,8 +149,8 @@ async def get_interface(request: web.Request) -> web.Response:
     return json_response(record_doc(record), headers=headers)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_put("/v1/domains/{uuid}/interfaces/{mac}", put_interface)
-    app.router.add_put("/v1/domains/{uuid}/interfaces", put_interfaces)
-    app.router.add_get("/v1/domains/{uuid}/interfaces/{mac}", get_interface)
-    app.router.add_get("/v1/domains/{uuid}/interfaces", get_interfaces)
+def add_routes(routes: Routes) -> None:
+    routes.put("/v1/domains/{uuid}/interfaces/{mac}", put_interface)
+    routes.put("/v1/domains/{uuid}/interfaces", put_interfaces)
+    routes.get("/v1/domains/{uuid}/interfaces/{mac}", get_interface)
+    routes.get("/v1/domains/{uuid}/interfaces", get_interfaces)

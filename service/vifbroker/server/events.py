@@ -9,7 +9,7 @@ from aiohttp import web
 
 from .connections import disconnected
 from .context import CTX
-from .middleware import prepare, principal
+from .middleware import Routes, prepare, principal
 from .params import query_int, revision_header
 
 log = logging.getLogger(__name__)
@@ -66,5 +66,5 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/events", events)
+def add_routes(routes: Routes) -> None:
+    routes.get("/v1/events", events)

@@ -16,7 +16,7 @@ from .connections import disconnected
 from .context import CTX
 from .errors import PayloadTooLarge
 from .media import JSON_TYPES, read_body
-from .middleware import principal
+from .middleware import Routes, principal
 from .params import path_host, query_float, query_int
 from .render import host_doc, json_bytes_response, json_response
 
@@ -76,8 +76,8 @@ async def inbox(request: web.Request) -> web.Response:
     return json_bytes_response(page.json())
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_put("/v1/hosts/{host}", heartbeat)
-    app.router.add_get("/v1/hosts", list_hosts)
-    app.router.add_get("/v1/hosts/{host}", get_host)
-    app.router.add_get("/v1/hosts/{host}/inbox", inbox)
+def add_routes(routes: Routes) -> None:
+    routes.put("/v1/hosts/{host}", heartbeat)
+    routes.get("/v1/hosts", list_hosts)
+    routes.get("/v1/hosts/{host}", get_host)
+    routes.get("/v1/hosts/{host}/inbox", inbox)

@@ -1,4 +1,4 @@
-"""The request middleware: one layer doing, outermost first, observe → problems → guard.
+"""The request layer every route's handler runs in: outermost first, observe → problems → guard.
 
 * observe: request id (``X-Request-Id`` or a new one), latency histogram, a
   DEBUG access line;
@@ -7,20 +7,26 @@
 * guard (:func:`guard`): bearer authentication for ``/v1`` and Accept
   negotiation against what the matched handler ``produces``.
 
-One middleware, not three: each layer cost every request a wrapper and a
-coroutine (aiohttp's ``_fix_request_current_app`` around each).
+One layer, not three: each cost every request a wrapper and a coroutine. And
+no aiohttp middleware: :class:`Routes` wraps each route's handler in it when
+the route is added. An app with a middleware pays, on every request, aiohttp's
+own middleware around each (``_fix_request_current_app``: a coroutine and five
+property calls) and a cached build of the chain. A path or method no route
+takes is answered by the last route, :func:`unmatched`, in the same layer.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from vifbroker.store import StoreError
@@ -46,12 +52,22 @@ access_log = logging.getLogger("vifbroker.server.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = Callable[..., Awaitable[web.StreamResponse]]
+#: Puts a route's handler in the request layer (:func:`front_layer`).
+Wrap = Callable[[Handler], Handler]
+
+
+class Layer(Protocol):
+    def __call__(self, request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]: ...
+
 
 PRINCIPAL = web.RequestKey("vifbroker.principal", Principal)
 MEDIA = web.RequestKey("vifbroker.media", str)
 
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _UNMATCHED = "<unmatched>"
+#: The last route: every path (newlines too) and method no other route takes.
+UNMATCHED_PATH = r"/{unmatched:[\s\S]*}"
+_UNMATCHED_CANONICAL = "/{unmatched}"
 
 
 def produces(*media: str) -> Callable[[H], H]:
@@ -72,7 +88,8 @@ def route_template(request: web.Request) -> str:
     resource = request.match_info.route.resource
     if resource is None or request.match_info.http_exception is not None:
         return _UNMATCHED
-    return resource.canonical
+    canonical = resource.canonical
+    return _UNMATCHED if canonical == _UNMATCHED_CANONICAL else canonical
 
 
 def request_ids() -> Callable[[], str]:
@@ -82,18 +99,31 @@ def request_ids() -> Callable[[], str]:
     return lambda: f"{prefix}-{next(counter):x}"
 
 
+def front_layer() -> Wrap:
+    """What puts a route's handler in the request layer (ids are per layer:
+    :func:`request_ids`)."""
+    front = _front(request_ids())
+
+    def wrap(handler: Handler) -> Handler:
+        # A partial, as aiohttp builds a middleware chain: no frame of its own.
+        wrapped = functools.partial(front, handler=handler)
+        return functools.update_wrapper(wrapped, handler)  # (``produces`` goes along)
+
+    return wrap
+
+
 def front_middleware() -> Middleware:
-    """The app's one middleware (ids are per app: :func:`request_ids`).
+    """The request layer as an aiohttp middleware, for an app whose routes are not
+    added through :class:`Routes` (the lean reference's "middleware" layer)."""
+    return web.middleware(_front(request_ids()))
 
-    One coroutine frame between aiohttp and the handler (it was three: a
-    wrapper, the front and the guard), and the response headers set here rather
-    than from an ``on_response_prepare`` signal (a coroutine more per response):
-    every request's await chain passes through these frames again each time
-    it resumes.
-    """
-    new_id = request_ids()
 
-    @web.middleware
+def _front(new_id: Callable[[], str]) -> Layer:
+    """The layer itself: one coroutine frame between aiohttp and the handler, and
+    the response headers set here rather than from an ``on_response_prepare``
+    signal (a coroutine more per response): every request's await chain passes
+    through these frames again each time it resumes."""
+
     async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
         ctx = request.app[CTX]  # (once: the guard and the metrics below both use it)
         given = request.headers.get("X-Request-Id", "")
@@ -129,6 +159,38 @@ def front_middleware() -> Middleware:
             REQUEST_ID.reset(token)
 
     return front
+
+
+class Routes:
+    """Adds routes with each handler in the request layer; :meth:`close` adds the
+    last one, which answers what no other route takes (404, or 405 and Allow)."""
+
+    def __init__(self, router: web.UrlDispatcher, wrap: Wrap) -> None:
+        self._router = router
+        self._wrap = wrap
+
+    def get(self, path: str, handler: Handler) -> None:
+        self._router.add_get(path, self._wrap(handler))
+
+    def put(self, path: str, handler: Handler) -> None:
+        self._router.add_put(path, self._wrap(handler))
+
+    def post(self, path: str, handler: Handler) -> None:
+        self._router.add_post(path, self._wrap(handler))
+
+    def close(self) -> None:
+        self._router.add_route(hdrs.METH_ANY, UNMATCHED_PATH, self._wrap(unmatched))
+
+
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """No route takes this path with this method: which methods would (405), if any (404)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise MethodNotAllowed(f"{request.method} not allowed here", sorted(allowed))
+    raise NotFound("no such resource")
 
 
 def mark_response(response: web.StreamResponse, request_id: str | None) -> None:

@@ -16,7 +16,7 @@ from .connections import disconnected
 from .context import CTX
 from .errors import Conflict, Malformed
 from .media import JSON_TYPES, read_body
-from .middleware import principal
+from .middleware import Routes, principal
 from .params import query_float, query_int
 from .registration import admit_create
 from .render import json_response, migration_doc
@@ -140,9 +140,9 @@ async def cancel_migration(request: web.Request) -> web.Response:
     return await _finish(request, MigrationState.CANCELLED)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/migrations", create_migration)
-    app.router.add_get("/v1/migrations", list_migrations)
-    app.router.add_get("/v1/migrations/{id}", get_migration)
-    app.router.add_post("/v1/migrations/{id}/complete", complete_migration)
-    app.router.add_post("/v1/migrations/{id}/cancel", cancel_migration)
+def add_routes(routes: Routes) -> None:
+    routes.post("/v1/migrations", create_migration)
+    routes.get("/v1/migrations", list_migrations)
+    routes.get("/v1/migrations/{id}", get_migration)
+    routes.post("/v1/migrations/{id}/complete", complete_migration)
+    routes.post("/v1/migrations/{id}/cancel", cancel_migration)

@@ -12,6 +12,7 @@ from vifbroker.store import StoreError
 from .context import CTX
 from .errors import NotFound, Unavailable
 from .metrics import CONTENT_TYPE_LATEST
+from .middleware import Routes
 from .render import json_response
 
 
@@ -54,8 +55,8 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=path.read_bytes(), content_type="application/yaml", charset="utf-8")
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/openapi.yaml", openapi)
+def add_routes(routes: Routes) -> None:
+    routes.get("/healthz", healthz)
+    routes.get("/readyz", readyz)
+    routes.get("/metrics", metrics)
+    routes.get("/openapi.yaml", openapi)

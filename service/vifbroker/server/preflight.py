@@ -18,7 +18,7 @@ from .config import Settings
 from .context import CTX
 from .errors import Forbidden, Invalid, Malformed
 from .media import INTERFACE_TYPES, read_body
-from .middleware import principal
+from .middleware import Routes, principal
 from .params import path_host
 from .render import json_response
 
@@ -63,5 +63,5 @@ async def post_preflight(request: web.Request) -> web.Response:
     return json_response(answer.model_dump(mode="json"))
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/hosts/{host}/preflight", post_preflight)
+def add_routes(routes: Routes) -> None:
+    routes.post("/v1/hosts/{host}/preflight", post_preflight)

@@ -27,7 +27,7 @@ from .auth import Principal
 from .context import CTX, Context
 from .errors import Forbidden, Invalid
 from .media import JSON_TYPES, read_body
-from .middleware import principal
+from .middleware import Routes, principal
 from .render import json_response, migration_doc
 
 log = logging.getLogger(__name__)
@@ -147,5 +147,5 @@ async def post_resumed(request: web.Request) -> web.Response:
     return json_response(migration_doc(after))
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/migrations/{id}/resumed", post_resumed)
+def add_routes(routes: Routes) -> None:
+    routes.post("/v1/migrations/{id}/resumed", post_resumed)

@@ -28,7 +28,7 @@ from .context import CTX, Context
 from .errors import Problem
 from .hostbatch import host_body, refused
 from .media import JSON_TYPES, read_body
-from .middleware import principal
+from .middleware import Routes, principal
 from .registration import observe_results_margin
 from .render import json_response, migration_doc
 
@@ -92,6 +92,6 @@ async def _one(
     return {"id": after.id, "state": after.state.value, "revision": after.revision}
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/migrations/{id}/results", post_results)
-    app.router.add_post("/v1/hosts/{host}/results", post_host_results)
+def add_routes(routes: Routes) -> None:
+    routes.post("/v1/migrations/{id}/results", post_results)
+    routes.post("/v1/hosts/{host}/results", post_host_results)

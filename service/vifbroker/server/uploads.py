@@ -28,6 +28,7 @@ from .context import Context
 from .domains import put_records
 from .errors import PayloadTooLarge, Problem
 from .hostbatch import host_body, refused
+from .middleware import Routes
 from .render import json_response
 
 
@@ -61,5 +62,5 @@ async def _one(
 
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/hosts/{host}/uploads", post_host_uploads)
+def add_routes(routes: Routes) -> None:
+    routes.post("/v1/hosts/{host}/uploads", post_host_uploads)
