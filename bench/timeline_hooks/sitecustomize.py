@@ -5,7 +5,9 @@ Each hook wraps one function of the broker (by module and name, so a renamed
 one fails loudly here rather than measuring nothing) and notes, for the
 handoff under way, when the function was entered or left, in microseconds
 after the upload's first bytes reached the broker. A handoff's notes are
-appended to the file as one JSON line once its long-poll's answer is built.
+appended to the file as one JSON line once its long-poll's answer is sent
+(aiohttp's ``finish_response``: the long-poll's is the first after the upload,
+which is answered after it).
 Only the first note of each name counts per handoff. Diagnostic code: never
 imported by the broker itself.
 """
@@ -105,6 +107,7 @@ def _upload_bytes(handler: Any, data: bytes) -> None:
 
 def _install() -> None:
     c, e = "vifbroker.server.connections", "vifbroker.store.sqlite_engine"
+    u, g = "vifbroker.store.sqlite_uploads", "vifbroker.store.sqlite_group"
     _hook(c, "_Handler.data_received", before=_upload_bytes, leave="1 upload parsed")
     _hook("aiohttp.web_protocol", "RequestHandler._handle_request", enter="2 request handled")
     _hook("vifbroker.server.middleware", "guard", enter="3 middleware", leave="4 authenticated")
@@ -115,15 +118,33 @@ def _install() -> None:
     _hook("vifbroker.store.frontend", "RoutedWrites.put_interfaces", enter="9 store called")
     _hook(e, "Engine._start", enter="10 batch begins")
     _hook(e, "Engine._begin_now", leave="11 transaction begun")
-    _hook("vifbroker.store.sqlite_uploads", "upload_group", enter="12 group runs",
-          leave="13 group planned and written")  # fmt: skip
-    _hook(e, "Engine._try_batch", leave="14 batch statements done")
-    _hook(e, "Engine._commit", enter="15 COMMIT on the thread", leave="16 COMMIT done")
-    _hook(e, "Engine._committed", enter="17 back on the loop")
-    _hook("vifbroker.store.sqlite", "SQLiteStore._committed", leave="18 cache applied")
-    _hook("vifbroker.server.longpoll", "LongPolls.park", leave="19 long-poll woken")
-    _hook("vifbroker.store.sqlite", "SQLiteStore.inbox_page", leave="20 page built")
-    _hook("vifbroker.server.hosts", "inbox", leave="21 answer built", then=_flush)
+    _hook(u, "upload_group", enter="12 group runs", leave="19 group planned and written")
+    _hook(u, "_held_uploads", leave="13 rows held")
+    _hook("vifbroker.store.rows", "split_interface", enter="14 interface split begins",
+          leave="15 interface split")  # fmt: skip
+    _hook("vifbroker.store.rows", "take_upload", leave="16 upload planned")
+    _hook(u, "_write_vifs", leave="17 vif written")
+    _hook(g, "settle", leave="18 migration written")
+    _hook(e, "Engine._try_batch", leave="20 batch statements done")
+    _hook(e, "Engine._commit", enter="21 COMMIT on the thread", leave="22 COMMIT done")
+    _hook(e, "Engine._committed", enter="23 back on the loop")
+    _hook("vifbroker.store.sqlite", "SQLiteStore._committed", leave="24 cache applied")
+    _hook("vifbroker.store.batching", "WriteQueue.answer", leave="25 published, writers answered")
+    _hook("vifbroker.store.hub", "ChangeHub.wait", leave="26 long-poll resumed")
+    _hook("vifbroker.store.sqlite_cache", "WatchCache.select", leave="27 cache selected")
+    _hook("vifbroker.store.sqlite", "SQLiteStore.inbox_page", leave="28 page built")
+    _hook("vifbroker.server.hosts", "inbox", leave="29 answer built")
+    _hook("aiohttp.web_protocol", "RequestHandler.finish_response", leave="30 answer sent",
+          then=_flush_answered)  # fmt: skip
+
+
+def _flush_answered() -> None:
+    """Flush once a long-poll's answer was built: an upload answered without one
+    (the WAL-settling uploads before the rounds) leaves no line."""
+    if "29 answer built" in _notes:
+        _flush()
+    else:
+        _notes.pop("30 answer sent", None)
 
 
 if _OUT:
