@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Middleware
 
 from vifbroker.store import StoreError
 
@@ -110,12 +109,6 @@ def front_layer() -> Wrap:
         return functools.update_wrapper(wrapped, handler)  # (``produces`` goes along)
 
     return wrap
-
-
-def front_middleware() -> Middleware:
-    """The request layer as an aiohttp middleware, for an app whose routes are not
-    added through :class:`Routes` (the lean reference's "middleware" layer)."""
-    return web.middleware(_front(request_ids()))
 
 
 def _front(new_id: Callable[[], str]) -> Layer:
