@@ -84,8 +84,10 @@ def principal(request: web.Request) -> Principal:
 
 
 def route_template(request: web.Request) -> str:
+    # The layer runs inside a matched route only (what no other route takes is
+    # the last one's, ``unmatched``): aiohttp's own no-match never reaches here.
     resource = request.match_info.route.resource
-    if resource is None or request.match_info.http_exception is not None:
+    if resource is None:
         return _UNMATCHED
     canonical = resource.canonical
     return _UNMATCHED if canonical == _UNMATCHED_CANONICAL else canonical
@@ -178,8 +180,9 @@ class Routes:
 async def unmatched(request: web.Request) -> web.StreamResponse:
     """No route takes this path with this method: which methods would (405), if any (404)."""
     allowed: set[str] = set()
+    this = request.match_info.route.resource
     for resource in request.app.router.resources():
-        if resource is not request.match_info.route.resource:
+        if resource is not this:
             allowed |= (await resource.resolve(request))[1]
     if allowed:
         raise MethodNotAllowed(f"{request.method} not allowed here", sorted(allowed))
@@ -200,8 +203,8 @@ def prepare(request: web.Request, response: web.StreamResponse) -> Awaitable[obj
 
 
 def _from_http_exception(exc: web.HTTPException) -> Problem:
-    if isinstance(exc, web.HTTPMethodNotAllowed):
-        return MethodNotAllowed(f"{exc.method} not allowed here", sorted(exc.allowed_methods))
+    # (405 comes from ``unmatched`` as a MethodNotAllowed: aiohttp's router never
+    # raises it inside the layer.)
     if exc.status == 404:
         return NotFound("no such resource")
     if exc.status == 413:
@@ -238,5 +241,5 @@ def guard(request: web.Request, ctx: Context) -> None:
     # Only routes with several representations negotiate; the others always
     # answer in their one media type, whatever Accept says (RFC 9110 12.5.1).
     offers = getattr(request.match_info.handler, "produces", None)
-    if offers and request.match_info.http_exception is None:
+    if offers:
         request[MEDIA] = choose(request.headers.get("Accept"), offers)
